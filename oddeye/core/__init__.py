@@ -1,0 +1,1 @@
+"""Shared vocabulary of oddeye: types, errors, config, metrics. Imports no head."""

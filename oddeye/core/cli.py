@@ -1,0 +1,62 @@
+"""Commands that belong to no head: `oddeye demo` and `oddeye version`."""
+
+from __future__ import annotations
+
+import importlib
+import time
+from pathlib import Path
+
+import typer
+
+# Each module defines `run_demo(out: Path, db: str) -> list[str]`, returning lines for the summary.
+DEMOS = (
+    ("images", "oddeye.image.demo"),
+    ("video (frame prediction)", "oddeye.video.prediction.demo"),
+    ("video (rules)", "oddeye.video.rules.demo"),
+    ("3D point clouds", "oddeye.pointcloud.demo"),
+    ("robot patrol", "oddeye.retrieval.patrol_demo"),
+)
+
+
+def register(cli) -> None:  # noqa: ANN001 - CliGroups, imported lazily to avoid a cycle
+    """Add `demo` and `version` to the root command."""
+
+    @cli.app.command("demo")
+    def demo(
+        out: Path = typer.Option(Path("oddeye-demo"), "--out", help="Folder for results, plots and the review store."),
+        only: str = typer.Option("", "--only", help="Comma-separated subset of: images,video,rules,pointcloud,patrol."),
+    ) -> None:
+        """Run every head end to end on data oddeye generates itself, then print where the results are.
+
+        Example: oddeye demo --out oddeye-demo
+        """
+        out.mkdir(parents=True, exist_ok=True)
+        db = str((out / "store.db").resolve())
+        wanted = {w.strip() for w in only.split(",") if w.strip()}
+        summary: list[str] = []
+        t_all = time.perf_counter()
+        for title, mod_name in DEMOS:
+            key = mod_name.split(".")[-1].replace("_demo", "").replace("demo", "") or mod_name.split(".")[-2]
+            if wanted and not any(w in mod_name or w in title for w in wanted):
+                continue
+            try:
+                mod = importlib.import_module(mod_name)
+            except ModuleNotFoundError as e:
+                if e.name and mod_name.startswith(e.name):
+                    continue
+                raise
+            typer.echo(f"== {title} ==")
+            t0 = time.perf_counter()
+            lines = mod.run_demo(out / key, db)
+            summary.append(f"{title} ({time.perf_counter() - t0:.0f} s):")
+            summary += [f"  {line}" for line in lines]
+        typer.echo("\n".join(["", "oddeye demo finished in %.0f s. Results:" % (time.perf_counter() - t_all)] + summary))
+        typer.echo(f"\nAll results are under {out.resolve()}")
+        typer.echo(f"Open the review dashboard with:\n  .venv/bin/oddeye ui --db {db}")
+
+    @cli.app.command("version")
+    def version() -> None:
+        """Print the oddeye version."""
+        from oddeye import __version__
+
+        typer.echo(__version__)

@@ -1,0 +1,69 @@
+"""Process-wide settings: threads, device, seeds, where weights and results live."""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import numpy as np
+
+ENV_HOME = "ODDEYE_HOME"
+
+
+def oddeye_home() -> Path:
+    """Folder for user-provided weights and caches: $ODDEYE_HOME or ~/.cache/oddeye."""
+    return Path(os.environ.get(ENV_HOME, Path.home() / ".cache" / "oddeye")).expanduser()
+
+
+def weights_dir() -> Path:
+    """Folder where oddeye looks for weights the user put there by hand."""
+    return oddeye_home() / "weights"
+
+
+def default_results_dir() -> Path:
+    """Where results go when the user names no --out: ./oddeye-results."""
+    return Path("oddeye-results")
+
+
+def set_threads(n: int | None = None) -> int:
+    """Set torch/OpenCV/BLAS threads to `n` (default: all cores, $ODDEYE_THREADS wins); return n."""
+    if n is None:
+        n = int(os.environ.get("ODDEYE_THREADS", os.cpu_count() or 1))
+    n = max(1, n)
+    try:
+        import torch
+
+        torch.set_num_threads(n)
+    except ImportError:  # pragma: no cover - torch is a hard dependency
+        pass
+    try:
+        import cv2
+
+        cv2.setNumThreads(n)
+    except ImportError:  # pragma: no cover
+        pass
+    return n
+
+
+def get_device(prefer: str | None = None) -> str:
+    """'cuda' when asked or available (unless $ODDEYE_DEVICE says otherwise), else 'cpu'."""
+    import torch
+
+    want = prefer or os.environ.get("ODDEYE_DEVICE")
+    if want:
+        if want.startswith("cuda") and not torch.cuda.is_available():
+            from oddeye.core.errors import InputError
+
+            raise InputError(f"device {want!r} requested but no CUDA device is available", "use --device cpu")
+        return want
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch for a repeatable run."""
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    import torch
+
+    torch.manual_seed(seed)
