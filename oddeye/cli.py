@@ -14,17 +14,21 @@ from oddeye.core.errors import OddeyeError
 PLUGINS = (
     "oddeye.core.cli",
     "oddeye.retrieval.cli",
+    "oddeye.retrieval.patrol.cli",
     "oddeye.image.cli",
     "oddeye.video.cli",
+    "oddeye.video.rules.cli",
     "oddeye.pointcloud.cli",
     "oddeye.ui.cli",
 )
 
-HELP = """oddeye finds what is out of the ordinary in surveillance video, 3D scans of parts,
+HELP = """\b
+oddeye finds what is out of the ordinary in surveillance video, 3D scans of parts,
 robot-patrol footage and industrial images, and lets a person review it.
 
 Typical use: fit a head on normal data, score new data, review it in the dashboard.
 
+\b
   oddeye fit image --train DIR --out model/       learn what normal looks like
   oddeye score image model/ INPUT                 score new data, write heatmaps + result
   oddeye eval image --dataset magnetic-tile --root DATA   measure on a public data set

@@ -8,13 +8,15 @@ from pathlib import Path
 
 import typer
 
+from oddeye.core.errors import InputError
+
 # Each module defines `run_demo(out: Path, db: str) -> list[str]`, returning lines for the summary.
 DEMOS = (
-    ("images", "oddeye.image.demo"),
-    ("video (frame prediction)", "oddeye.video.prediction.demo"),
-    ("video (rules)", "oddeye.video.rules.demo"),
-    ("3D point clouds", "oddeye.pointcloud.demo"),
-    ("robot patrol", "oddeye.retrieval.patrol_demo"),
+    ("images", "industrial images", "oddeye.image.demo"),
+    ("video", "video (frame prediction)", "oddeye.video.prediction.demo"),
+    ("rules", "video (rules)", "oddeye.video.rules.demo"),
+    ("pointcloud", "3D point clouds", "oddeye.pointcloud.demo"),
+    ("patrol", "robot patrol", "oddeye.retrieval.patrol.demo"),
 )
 
 
@@ -35,9 +37,11 @@ def register(cli) -> None:  # noqa: ANN001 - CliGroups, imported lazily to avoid
         wanted = {w.strip() for w in only.split(",") if w.strip()}
         summary: list[str] = []
         t_all = time.perf_counter()
-        for title, mod_name in DEMOS:
-            key = mod_name.split(".")[-1].replace("_demo", "").replace("demo", "") or mod_name.split(".")[-2]
-            if wanted and not any(w in mod_name or w in title for w in wanted):
+        unknown = wanted - {k for k, _, _ in DEMOS}
+        if unknown:
+            raise InputError(f"--only: unknown part(s) {sorted(unknown)}", "choose from " + ",".join(k for k, _, _ in DEMOS))
+        for key, title, mod_name in DEMOS:
+            if wanted and key not in wanted:
                 continue
             try:
                 mod = importlib.import_module(mod_name)
