@@ -1,0 +1,1 @@
+"""Alembic revision scripts of the review store (one file per schema version)."""
