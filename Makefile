@@ -17,7 +17,7 @@ $(BIN)/python:
 
 $(STAMP): pyproject.toml scripts/system-deps.sh | $(BIN)/python
 	bash scripts/system-deps.sh
-	$(BIN)/pip install -q -e '.[dev]' --config-settings editable_mode=compat
+	$(BIN)/pip install -q -e '.[dev]'
 	touch $(STAMP)
 
 install: $(STAMP)
