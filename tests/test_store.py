@@ -2,12 +2,90 @@
 
 from __future__ import annotations
 
+import glob
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from oddeye.core.errors import InputError, StoreError
 from oddeye.core.types import AnomalyMap, Result, Score, events_from_scores
 from oddeye.ui.store import open_store, save_result
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _pg_bindir() -> Path | None:
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    if found:
+        return Path(found[-1]).parent
+    initdb = shutil.which("initdb")
+    return Path(initdb).parent if initdb else None
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """A real PostgreSQL server: initdb into a temp dir, start on a free 127.0.0.1 port, stop at the end."""
+    import psycopg
+
+    bindir = _pg_bindir()
+    if bindir is None:
+        pytest.skip("PostgreSQL server binaries not found; install them with `bash scripts/system-deps.sh --test`")
+    root = Path(tempfile.mkdtemp(prefix="oddeye-pg-"))
+    data, prefix = root / "data", []
+    if os.geteuid() == 0:  # postgres refuses to run as root: run it as the postgres (or nobody) user
+        user = "postgres" if subprocess.run(["id", "postgres"], capture_output=True).returncode == 0 else "nobody"
+        shutil.chown(root, user)
+        prefix = ["runuser", "-u", user, "--"]
+    subprocess.run(prefix + [str(bindir / "initdb"), "-D", str(data), "-U", "oddeye", "-A", "trust", "-E", "UTF8",
+                             "--no-sync"], check=True, capture_output=True)
+    port = _free_port()
+    proc = subprocess.Popen(prefix + [str(bindir / "postgres"), "-D", str(data), "-p", str(port), "-h", "127.0.0.1",
+                                      "-k", str(root), "-F", "-c", "max_connections=60"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    dsn = f"host=127.0.0.1 port={port} user=oddeye dbname=postgres"
+    for _ in range(150):
+        try:
+            psycopg.connect(dsn, connect_timeout=1).close()
+            break
+        except psycopg.OperationalError:
+            if proc.poll() is not None:
+                pytest.fail(f"postgres exited with {proc.returncode}")
+            time.sleep(0.1)
+    yield {"port": port, "dsn": dsn, "n": [0]}
+    proc.send_signal(signal.SIGINT)  # fast shutdown
+    proc.wait(timeout=30)
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def new_pg_db(pg_server) -> str:
+    """A fresh empty database on the test server, as a postgresql:// URL."""
+    import psycopg
+
+    pg_server["n"][0] += 1
+    name = f"t{pg_server['n'][0]}_{os.getpid()}"
+    with psycopg.connect(pg_server["dsn"], autocommit=True) as c:
+        c.execute(f"CREATE DATABASE {name}")
+    return f"postgresql://oddeye@127.0.0.1:{pg_server['port']}/{name}"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db(request, tmp_path) -> str:
+    """A new store location: a SQLite file or a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return str(tmp_path / "store.db")
+    return new_pg_db(request.getfixturevalue("pg_server"))
 
 
 def _result(n_frames: int = 500, seed: int = 0) -> Result:
@@ -21,9 +99,8 @@ def _result(n_frames: int = 500, seed: int = 0) -> Result:
                   events=events_from_scores(fs, 0.9, "clip", times=times), threshold=0.9, metrics={"auroc": 0.7})
 
 
-def test_save_result_round_trip(tmp_path):
+def test_save_result_round_trip(db):
     r = _result()
-    db = tmp_path / "store.db"
     run_id = save_result(db, r, kind="score", model="m/", data="clips/", params={"k": 3})
     with open_store(db) as st:
         run = st.run(run_id)
@@ -39,8 +116,7 @@ def test_save_result_round_trip(tmp_path):
         assert st.threshold(run_id) == pytest.approx(0.9)
 
 
-def test_labels_and_threshold(tmp_path):
-    db = tmp_path / "s.db"
+def test_labels_and_threshold(db):
     run_id = save_result(db, _result(), kind="score")
     with open_store(db) as st:
         ev = st.events(run_id)[0]

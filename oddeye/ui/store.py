@@ -61,6 +61,7 @@ class Store:
     """An open review store (SQLite or PostgreSQL) with write and query methods."""
 
     def __init__(self, db: str | Path) -> None:
+        self.db = str(db)
         self.url = eng.store_url(db)
         self.name = eng.describe(self.url)
         self.engine, self._write = eng.make_engines(self.url)

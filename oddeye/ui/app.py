@@ -1,0 +1,54 @@
+"""The oddeye review dashboard (Streamlit). Started by `oddeye ui --db PATH|URL`; reads the store from
+`-- --db X` or ODDEYE_UI_DB, asks for ODDEYE_UI_PASSWORD when that is set."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from oddeye.core.errors import OddeyeError
+from oddeye.ui import page_images, page_labels, page_patrol, page_points, page_runs, page_video
+from oddeye.ui.common import db_from_args, get_store, password_gate
+
+PAGES = {"Runs": page_runs.render, "Video": page_video.render, "Images": page_images.render,
+         "3D": page_points.render, "Patrol": page_patrol.render, "Labels": page_labels.render}
+PAGE_FOR_HEAD = (("video", "Video"), ("image", "Images"), ("point", "3D"), ("patrol", "Patrol"))
+
+
+def main() -> None:
+    """Render the page chosen in the sidebar for the run chosen in the sidebar."""
+    st.set_page_config(page_title="oddeye review", layout="wide")
+    password_gate()
+    db = db_from_args()
+    if not db:
+        st.error("No store given. Start the dashboard with `oddeye ui --db PATH`.")
+        st.stop()
+    try:
+        store = get_store(db)
+        runs = store.runs()
+    except OddeyeError as e:
+        st.error(e.message + (f"\n\n{e.hint}" if e.hint else ""))
+        st.stop()
+    st.sidebar.title("oddeye review")
+    st.sidebar.caption(store.name)
+    page = st.sidebar.radio("Page", list(PAGES), key="page")
+    run = None
+    if runs:
+        labels = {r["id"]: f"run {r['id']} · {r['head']} · {r['kind']} · {r['created']:%Y-%m-%d %H:%M}" for r in runs}
+        wanted = st.query_params.get("run")
+        if wanted and wanted.isdigit() and int(wanted) in labels and "run" not in st.session_state:
+            st.session_state["run"] = int(wanted)
+        rid = st.sidebar.selectbox("Run", list(labels), format_func=labels.get, key="run")
+        run = next(r for r in runs if r["id"] == rid)
+        hint = next((p for prefix, p in PAGE_FOR_HEAD if run["head"].lower().startswith(prefix)), None)
+        if hint and hint != page and page not in ("Runs", "Labels"):
+            st.sidebar.info(f"This run is from the {run['head']} head: the {hint} page shows it best.")
+    st.sidebar.text_input("Reviewer", key="reviewer", placeholder="your name (stored with labels)")
+    if st.session_state.get("last_label"):
+        st.sidebar.success(f"Labelled {st.session_state['last_label']}")
+    try:
+        PAGES[page](store, run, runs)
+    except OddeyeError as e:
+        st.error(e.message + (f"\n\n{e.hint}" if e.hint else ""))
+
+
+main()

@@ -1,0 +1,139 @@
+"""Pieces every dashboard page shares: the open store, the password gate, safe file reading, label buttons."""
+
+from __future__ import annotations
+
+import hmac
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import streamlit as st
+
+from oddeye.core.errors import OddeyeError
+from oddeye.ui.models import LABELS
+from oddeye.ui.store import PathRefusedError, Store, open_store
+
+LABEL_TEXT = {"true_anomaly": "True anomaly", "false_alarm": "False alarm", "unsure": "Unsure"}
+
+
+def db_from_args() -> str | None:
+    """The store given as `-- --db X` to streamlit run, or in ODDEYE_UI_DB."""
+    argv = sys.argv[1:]
+    if "--db" in argv and argv.index("--db") + 1 < len(argv):
+        return argv[argv.index("--db") + 1]
+    return os.environ.get("ODDEYE_UI_DB")
+
+
+@st.cache_resource(show_spinner=False)
+def get_store(db: str) -> Store:
+    """One open Store per db for the whole server."""
+    return open_store(db)
+
+
+def password_gate() -> None:
+    """Stop the page until the password in ODDEYE_UI_PASSWORD is entered (no gate when it is unset)."""
+    want = os.environ.get("ODDEYE_UI_PASSWORD")
+    if not want or st.session_state.get("authenticated"):
+        return
+    st.title("oddeye review")
+    got = st.text_input("Password", type="password", key="password")
+    if got:
+        if hmac.compare_digest(got.encode(), want.encode()):
+            st.session_state["authenticated"] = True
+            st.rerun()
+        st.error("Wrong password.")
+    st.stop()
+
+
+def safe_file(store: Store, path: str | None, run_id: int, what: str = "file") -> Path | None:
+    """The path if it may be read and exists; otherwise show why (refused / missing) and return None."""
+    if not path:
+        return None
+    try:
+        p = store.safe_path(path, run_id)
+    except PathRefusedError as e:
+        st.error(e.message)
+        return None
+    if not p.exists():
+        st.warning(f"The {what} has disappeared: {p} (moved or deleted since the run).")
+        return None
+    return p
+
+
+def read_picture(store: Store, path: str | None, run_id: int, what: str = "image") -> np.ndarray | None:
+    """An (H, W, 3) uint8 picture read through safe_file, or None with a message."""
+    from oddeye.core.imageio import read_image
+
+    p = safe_file(store, path, run_id, what)
+    if p is None:
+        return None
+    try:
+        if p.suffix.lower() == ".npy":
+            from oddeye.core.viz import colorize
+
+            a = np.load(p)
+            return colorize(a) if a.ndim == 2 else a.astype(np.uint8)
+        return read_image(p, "rgb")
+    except (OddeyeError, OSError, ValueError) as e:
+        st.warning(f"Cannot read the {what} {p}: {e}")
+        return None
+
+
+def artefact_map(store: Store, run_id: int, sample_pk: int) -> dict[str, str]:
+    """Artefacts of one sample: name -> path."""
+    return {a["name"]: a["path"] for a in store.artefacts(run_id, sample_pk)}
+
+
+def first_artefact(arts: dict[str, str], names: tuple[str, ...]) -> str | None:
+    """The path of the first artefact whose name is in `names` (or starts with one of them)."""
+    for n in names:
+        if n in arts:
+            return arts[n]
+    for n in names:
+        for k, v in arts.items():
+            if k.startswith(n):
+                return v
+    return None
+
+
+def label_buttons(store: Store, run_id: int, *, event_id: int | None = None, sample_pk: int | None = None,
+                  key: str = "") -> None:
+    """Three buttons (true anomaly / false alarm / unsure) that store a label on an event or a sample."""
+    target = f"event {event_id}" if event_id is not None else f"sample {sample_pk}"
+    cols = st.columns(len(LABELS) + 1)
+    for col, lab in zip(cols, LABELS):
+        if col.button(LABEL_TEXT[lab], key=f"lab_{key}_{event_id}_{sample_pk}_{lab}"):
+            store.add_label(run_id, lab, event_id=event_id, sample_pk=sample_pk,
+                            by=st.session_state.get("reviewer", ""))
+            st.session_state["last_label"] = f"{target}: {LABEL_TEXT[lab]}"
+            st.success(f"Labelled {target} as {LABEL_TEXT[lab]}.")
+    mine = [d for d in store.labels(run_id) if (event_id is not None and d["event_id"] == event_id)
+            or (sample_pk is not None and d["sample_pk"] == sample_pk)]
+    cols[-1].caption(f"{target}: " + (LABEL_TEXT[mine[0]["label"]] if mine else "not labelled yet"))
+
+
+def pixel_map(maps: dict[str, tuple[str, np.ndarray]]) -> np.ndarray | None:
+    """The first pixel (H, W) map of a sample, preferring one named anomaly/change."""
+    pix = {n: a for n, (k, a) in maps.items() if k == "pixel"}
+    for n in ("anomaly", "change", "heatmap"):
+        if n in pix:
+            return pix[n]
+    return next(iter(pix.values()), None)
+
+
+def overlay_picture(image: np.ndarray | None, amap: np.ndarray | None) -> np.ndarray | None:
+    """The map over the image (resized to it), the colourised map alone, or None."""
+    from oddeye.core.viz import colorize, overlay
+
+    if amap is None:
+        return None
+    if image is None:
+        return colorize(amap)
+    return overlay(image, amap)
+
+
+def fmt_metrics(metrics: dict[str, Any]) -> str:
+    """Metrics as `k=v` text for tables."""
+    return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in (metrics or {}).items())

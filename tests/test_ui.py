@@ -1,0 +1,170 @@
+"""Dashboard pages driven by Streamlit's AppTest on a store filled by a small generated run of each kind."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from oddeye.ui.sample_store import fill_sample_store
+from oddeye.ui.store import open_store
+
+APP = str(Path(__file__).resolve().parents[1] / "oddeye" / "ui" / "app.py")
+
+
+@pytest.fixture(scope="module")
+def filled(tmp_path_factory):
+    """A SQLite store with one run of each kind (video, images, 3d, patrol) and its files."""
+    out = tmp_path_factory.mktemp("ui_store")
+    ids = fill_sample_store(out)
+    return out / "store.db", ids
+
+
+@pytest.fixture
+def app(filled, monkeypatch):
+    """An AppTest of the dashboard on the filled store (fresh session)."""
+    db, ids = filled
+    monkeypatch.setenv("ODDEYE_UI_DB", str(db))
+    monkeypatch.delenv("ODDEYE_UI_PASSWORD", raising=False)
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    assert not at.exception, at.exception
+    return at, ids
+
+
+def _goto(at: AppTest, page: str, run_id: int | None = None) -> AppTest:
+    at.sidebar.radio(key="page").set_value(page)
+    if run_id is not None:
+        at.sidebar.selectbox(key="run").set_value(run_id)
+    at.run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    return at
+
+
+def _click(at: AppTest, label: str) -> None:
+    next(b for b in at.button if b.label == label).click()
+    at.run()
+    assert not at.exception, at.exception
+
+
+def test_runs_page_lists_every_run(app):
+    at, ids = app
+    _goto(at, "Runs", ids["video"])
+    table = at.dataframe[0].value
+    assert sorted(table["id"].tolist()) == sorted(ids.values())
+    assert set(table["head"]) == {"video-rules", "image-patchcore", "pointcloud", "patrol"}
+
+
+def test_video_page_timeline_jump_and_label(app, filled):
+    at, ids = app
+    _goto(at, "Video", ids["video"])
+    chart = at.get("plotly_chart")[0]
+    assert '"threshold' in chart.proto.spec and "events" in chart.proto.spec
+    assert len(at.get("image")) == 2  # the frame and its map overlay
+    jump = next(b for b in at.button if b.label.startswith("Jump to event"))
+    target = int(jump.label.split("frame ")[1].rstrip(")"))
+    jump.click()
+    at.run()
+    sample_pk = open_store(filled[0]).samples(ids["video"])[0]["id"]
+    assert at.slider(key=f"frame_{sample_pk}").value == target
+    _click(at, "False alarm")
+    labs = open_store(filled[0]).labels(ids["video"])
+    assert labs and labs[0]["label"] == "false_alarm" and labs[0]["event_id"] is not None
+    assert any("Labelled event" in s.value for s in at.success)
+
+
+def test_images_page_grid_and_label(app, filled):
+    at, ids = app
+    _goto(at, "Images", ids["images"])
+    assert len(at.get("image")) >= 12  # 10 in the grid + original and overlay
+    _click(at, "True anomaly")
+    labs = open_store(filled[0]).labels(ids["images"])
+    assert labs[0]["label"] == "true_anomaly" and labs[0]["sample_pk"] is not None
+
+
+def test_3d_page_cloud_and_regions(app):
+    at, ids = app
+    _goto(at, "3D", ids["3d"])
+    spec = at.get("plotly_chart")[0].proto.spec
+    assert "scatter3d" in spec
+    assert "off the surface" in at.dataframe[0].value["reason"].iloc[0]
+
+
+def test_patrol_page_slider_moves_pictures(app):
+    at, ids = app
+    _goto(at, "Patrol", ids["patrol"])
+    assert [i.proto.imgs[0].caption for i in at.get("image")][:2] == ["reference", "query"]
+    at.slider(key=f"route_{ids['patrol']}").set_value(5)
+    at.run()
+    assert not at.exception
+    assert "pos005" in " ".join(c.value for c in at.caption)
+
+
+def test_labels_page_filter_and_csv(app, filled):
+    at, ids = app
+    st_ = open_store(filled[0])
+    ev = st_.events(ids["patrol"])[0]
+    st_.add_label(ids["patrol"], "unsure", event_id=ev["id"], by="zoe", note="dusk")
+    _goto(at, "Labels")
+    assert "zoe" in at.dataframe[0].value["by"].tolist()
+    at.text_input(key="lab_by").set_value("zoe")
+    at.run()
+    assert at.dataframe[0].value["by"].tolist() == ["zoe"]
+    csv_text = at.get("download_button")[0]
+    assert csv_text is not None
+
+
+def test_threshold_apply_from_runs_page(app, filled):
+    at, ids = app
+    st_ = open_store(filled[0])
+    rid = ids["images"]
+    samples = st_.samples(rid)
+    st_.add_label(rid, "true_anomaly", sample_pk=samples[0]["id"])
+    st_.add_label(rid, "false_alarm", sample_pk=samples[-1]["id"])
+    _goto(at, "Runs", rid)
+    _click(at, "Apply suggested threshold")
+    thr = st_.thresholds(rid)
+    assert thr and thr[0]["source"] == "suggest"
+    assert samples[-1]["score"] < thr[0]["value"] <= samples[0]["score"]
+
+
+def test_missing_artefact_shows_message(app, filled):
+    at, ids = app
+    db, _ = filled
+    st_ = open_store(db)
+    sample = st_.samples(ids["images"])[0]
+    Path(sample["path"]).rename(Path(sample["path"]).with_suffix(".moved"))
+    try:
+        _goto(at, "Images", ids["images"])
+        assert any("has disappeared" in w.value for w in at.warning)
+    finally:
+        Path(sample["path"]).with_suffix(".moved").rename(sample["path"])
+
+
+def test_password_gate(filled, monkeypatch):
+    db, _ = filled
+    monkeypatch.setenv("ODDEYE_UI_DB", str(db))
+    monkeypatch.setenv("ODDEYE_UI_PASSWORD", "s3cret")
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    assert not at.sidebar.radio  # nothing but the gate
+    at.text_input(key="password").set_value("wrong")
+    at.run()
+    assert at.error and "Wrong password" in at.error[0].value
+    at.text_input(key="password").set_value("s3cret")
+    at.run()
+    assert at.sidebar.radio(key="page").value == "Runs"
+
+
+def test_bad_store_is_a_message_not_a_crash(tmp_path, monkeypatch):
+    bad = tmp_path / "junk.db"
+    bad.write_bytes(np.arange(100, dtype=np.uint8).tobytes())
+    monkeypatch.setenv("ODDEYE_UI_DB", str(bad))
+    monkeypatch.delenv("ODDEYE_UI_PASSWORD", raising=False)
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    assert not at.exception
+    assert "not an oddeye store" in at.error[0].value
