@@ -64,7 +64,8 @@ def pg_server():
                 pytest.fail(f"postgres exited with {proc.returncode}")
             time.sleep(0.1)
     yield {"port": port, "dsn": dsn, "n": [0]}
-    proc.send_signal(signal.SIGINT)  # fast shutdown
+    pid_file = data / "postmaster.pid"  # signal postgres itself: runuser does not pass SIGINT on
+    os.kill(int(pid_file.read_text().split()[0]) if pid_file.exists() else proc.pid, signal.SIGINT)  # fast shutdown
     proc.wait(timeout=30)
     shutil.rmtree(root, ignore_errors=True)
 
