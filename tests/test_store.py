@@ -65,7 +65,7 @@ def pg_server():
             time.sleep(0.1)
     yield {"port": port, "dsn": dsn, "n": [0]}
     pid_file = data / "postmaster.pid"  # signal postgres itself: runuser does not pass SIGINT on
-    os.kill(int(pid_file.read_text().split()[0]) if pid_file.exists() else proc.pid, signal.SIGINT)  # fast shutdown
+    os.kill(int(pid_file.read_text().split()[0]) if pid_file.exists() else proc.pid, signal.SIGQUIT)  # immediate shutdown: a throwaway server
     proc.wait(timeout=30)
     shutil.rmtree(root, ignore_errors=True)
 
@@ -137,3 +137,153 @@ def test_not_a_store(tmp_path):
     bad.write_text("hello, I am a text file\n" * 10)
     with pytest.raises(StoreError, match="notes.db is not an oddeye store"):
         open_store(bad)
+
+
+def _write_runs(db: str, n: int, seed: int) -> None:
+    """Worker of the concurrent-writers test: n runs into one store."""
+    for i in range(n):
+        save_result(db, _result(n_frames=300, seed=seed * 100 + i), kind="score", params={"worker": seed, "i": i})
+
+
+def test_concurrent_writers_lose_no_rows(db):
+    import multiprocessing as mp
+
+    open_store(db).close()  # create it first, as `oddeye score` would
+    ctx = mp.get_context("fork")  # two scoring runs writing into one store at the same time
+    procs = [ctx.Process(target=_write_runs, args=(db, 8, w)) for w in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+        assert p.exitcode == 0
+    with open_store(db) as st:
+        runs = st.runs()
+        assert len(runs) == 16
+        assert sorted((r["parameters"]["worker"], r["parameters"]["i"]) for r in runs) == \
+            [(w, i) for w in range(2) for i in range(8)]
+        expect_events = sum(len(_result(n_frames=300, seed=w * 100 + i).events) for w in range(2) for i in range(8))
+        assert st.counts()["events"] == expect_events and st.counts()["samples"] == 32
+
+
+def _stamp(db: str, revision: str) -> None:
+    """Create a store at an older schema revision, or mark it as one from a newer oddeye."""
+    from sqlalchemy import text
+
+    from oddeye.ui import engine as eng
+
+    url = eng.store_url(db)
+    _, write = eng.make_engines(url)
+    if revision == "future":
+        eng.migrate(write, url)
+        with write.begin() as c:
+            c.execute(text("UPDATE alembic_version SET version_num = '9999_from_the_future'"))
+    else:
+        eng.migrate(write, url, target=revision)
+    write.dispose()
+
+
+def test_older_store_is_upgraded(db):
+    from sqlalchemy import inspect
+
+    from oddeye.ui import engine as eng
+
+    _stamp(db, "0001")
+    probe = eng.make_engines(eng.store_url(db))[0]
+    assert "labels" not in inspect(probe).get_table_names()
+    probe.dispose()
+    run_id = save_result(db, _result(), kind="score")  # opening upgrades it
+    with open_store(db) as st:
+        assert st.revision == eng.head_revision() != "0001"
+        st.add_label(run_id, "unsure", sample_pk=st.samples(run_id)[0]["id"])
+        assert len(st.labels()) == 1
+
+
+def test_newer_store_is_refused(db):
+    _stamp(db, "future")
+    with pytest.raises(StoreError, match="written by a newer oddeye.*9999_from_the_future"):
+        open_store(db)
+
+
+def test_foreign_sqlite_database_is_refused(tmp_path):
+    import sqlite3
+
+    other = tmp_path / "app.sqlite"
+    with sqlite3.connect(other) as c:
+        c.execute("CREATE TABLE customers (id INTEGER)")
+    with pytest.raises(StoreError, match="app.sqlite is a database but not an oddeye store"):
+        open_store(other)
+
+
+def test_unreachable_postgres_names_the_host():
+    port = _free_port()  # nothing listens there
+    with pytest.raises(StoreError, match=f"cannot connect to PostgreSQL at 127.0.0.1:{port}"):
+        open_store(f"postgresql://oddeye@127.0.0.1:{port}/nope")
+    with pytest.raises(StoreError, match="not supported"):
+        open_store("mysql://u@h/db")
+
+
+def test_paths_outside_artefact_folders_are_refused(tmp_path):
+    from oddeye.ui.store import PathRefusedError
+
+    arts = tmp_path / "run1"
+    arts.mkdir()
+    (arts / "overlay.png").write_bytes(b"x")
+    outside = tmp_path.parent / f"{tmp_path.name}_secret.txt"
+    outside.write_text("secret")
+    r = _result()
+    r.scores[1].artefacts["overlay"] = str(arts / "overlay.png")
+    db = tmp_path / "stores" / "s.db"
+    run_id = save_result(db, r, kind="score")
+    with open_store(db) as st:
+        assert st.safe_path(arts / "overlay.png", run_id) == (arts / "overlay.png").resolve()
+        for bad in (outside, arts / ".." / ".." / outside.name, "/etc/passwd"):
+            with pytest.raises(PathRefusedError, match="outside the store's artefact folders"):
+                st.safe_path(bad, run_id)
+        link = arts / "link.txt"
+        link.symlink_to(outside)
+        with pytest.raises(PathRefusedError):
+            st.safe_path(link, run_id)
+    outside.unlink()
+
+
+def test_threshold_suggest_from_labels(db):
+    from oddeye.ui.threshold import apply_threshold, suggest_threshold
+
+    run_id = save_result(db, _result(n_frames=2000), kind="score")
+    with open_store(db) as st:
+        with pytest.raises(InputError, match="no events or samples labelled"):
+            suggest_threshold(st, run_id)
+        evs = sorted(st.events(run_id), key=lambda e: e["score"])
+        for e in evs[: len(evs) // 2]:
+            st.add_label(run_id, "false_alarm", event_id=e["id"])
+        for e in evs[len(evs) // 2:]:
+            st.add_label(run_id, "true_anomaly", event_id=e["id"])
+        s = suggest_threshold(st, run_id, 0.0)
+        assert s["false_alarms_kept"] == 0 and s["true_anomalies_kept"] >= 1
+        assert s["threshold"] > max(e["score"] for e in evs[: len(evs) // 2])
+        apply_threshold(st, run_id, s)
+        assert st.threshold(run_id) == pytest.approx(s["threshold"])
+        with pytest.raises(InputError, match="max-false-alarm-rate"):
+            suggest_threshold(st, run_id, 1.5)
+
+
+def test_cli_store_info_and_threshold(tmp_path, capsys):
+    import json
+
+    from oddeye.cli import main
+
+    db = str(tmp_path / "s.db")
+    run_id = save_result(db, _result(), kind="eval", model="m/")
+    with open_store(db) as st:
+        e = st.events(run_id)
+        st.add_label(run_id, "true_anomaly", event_id=e[0]["id"])
+        st.add_label(run_id, "false_alarm", event_id=e[1]["id"])
+    assert main(["store", "info", "--db", db]) == 0
+    assert f"run {run_id:>4}" in capsys.readouterr().out
+    assert main(["threshold", "suggest", "--db", db, "--run", str(run_id), "--apply"]) == 0
+    doc = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert doc["n_true_anomaly"] == 1 and doc["n_false_alarm"] == 1
+    with open_store(db) as st:
+        assert st.threshold(run_id) == pytest.approx(doc["threshold"])
+    assert main(["store", "info", "--db", str(tmp_path)]) == 2
+    assert "is a directory" in capsys.readouterr().err
