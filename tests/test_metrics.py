@@ -169,3 +169,178 @@ def test_boxes_to_mask_box_iou_box_recall() -> None:
     assert M.box_recall(a, [[9, 9, 11.5, 11.5]], iou_thr=0.9, centre_hit=True) == 0.5
     assert M.box_recall(a, np.zeros((0, 4))) == 0.0
     assert np.isnan(M.box_recall(np.zeros((0, 4)), b))
+
+
+# ---------------------------------------------------------------------------------------------- AUPRO / AUPIMO
+
+def _segment_area(x: np.ndarray, y: np.ndarray, lo: float, hi: float) -> float:
+    """Brute force: integrate the polyline through (x, y) over [lo, hi], clipping each segment."""
+    area = 0.0
+    for k in range(1, len(x)):
+        xa, xb, ya, yb = x[k - 1], x[k], y[k - 1], y[k]
+        a, b = max(xa, lo), min(xb, hi)
+        if b <= a or xb <= xa:
+            continue
+        fa = ya + (yb - ya) * (a - xa) / (xb - xa)
+        fb = ya + (yb - ya) * (b - xa) / (xb - xa)
+        area += (b - a) * (fa + fb) / 2
+    return area
+
+
+def _aupro_brute(masks: list[np.ndarray], maps: list[np.ndarray], limit: float) -> float:
+    """Threshold loop over every distinct score: FPR on normal pixels, mean overlap per 8-connected region."""
+    from scipy import ndimage
+
+    regions = []
+    for i, m in enumerate(masks):
+        lab, n = ndimage.label(m, structure=np.ones((3, 3)))
+        regions += [(i, lab == k) for k in range(1, n + 1)]
+    ok = np.concatenate([~m.ravel() for m in masks])
+    allsc = np.concatenate([a.ravel() for a in maps])
+    fprs, pros = [0.0], [0.0]
+    for t in np.unique(allsc)[::-1]:
+        fprs.append(np.sum((allsc >= t) & ok) / ok.sum())
+        pros.append(np.mean([np.mean(maps[i][r] >= t) for i, r in regions]))
+    return _segment_area(np.array(fprs), np.array(pros), 0.0, limit) / limit
+
+
+def _aupimo_brute(masks: list[np.ndarray], maps: list[np.ndarray], lo: float, hi: float) -> np.ndarray:
+    """Threshold loop: shared FPR = mean per-image FPR of normal images; TPR per anomalous image; log x."""
+    normal = [a for m, a in zip(masks, maps) if not m.any()]
+    out = np.full(len(masks), np.nan)
+    thr = np.unique(np.concatenate([a.ravel() for a in maps]))[::-1]
+    fpr = np.array([np.mean([np.mean(a >= t) for a in normal]) for t in thr])
+    for i, (m, a) in enumerate(zip(masks, maps)):
+        if m.any():
+            tpr = np.array([np.mean(a[m] >= t) for t in thr])
+            keep = fpr > 0
+            out[i] = _segment_area(np.log(fpr[keep]), tpr[keep], np.log(lo), np.log(hi)) / np.log(hi / lo)
+    return out
+
+
+def _region_case(seed: int, n: int = 6, shape: tuple[int, int] = (20, 24), levels: int = 0):
+    """Small masks with a few rectangles (some images normal) and noisy maps, optionally quantised (ties)."""
+    rng = np.random.default_rng(seed)
+    masks, maps = [], []
+    for i in range(n):
+        m = np.zeros(shape, bool)
+        if i % 3 != 0:
+            for _ in range(rng.integers(1, 3)):
+                y, x = rng.integers(0, shape[0] - 4), rng.integers(0, shape[1] - 4)
+                m[y:y + rng.integers(2, 6), x:x + rng.integers(2, 7)] = True
+        a = rng.normal(size=shape) + m * rng.uniform(0.5, 2.5)
+        masks.append(m)
+        maps.append(np.round(a * levels) / levels if levels else a)
+    return masks, maps
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("levels", [0, 3])
+@pytest.mark.parametrize("limit", [0.3, 0.05, 1.0])
+def test_aupro_matches_brute_force(seed: int, levels: int, limit: float) -> None:
+    masks, maps = _region_case(seed, levels=levels)
+    assert M.aupro(masks, maps, fpr_limit=limit) == pytest.approx(_aupro_brute(masks, maps, limit), abs=1e-9)
+    assert M.aupro(np.stack(masks), np.stack(maps), fpr_limit=limit) == pytest.approx(
+        M.aupro(masks, maps, fpr_limit=limit), abs=1e-12)
+
+
+def test_aupro_hand_worked() -> None:
+    masks, maps = _region_case(0)
+    m = np.stack(masks)
+    assert M.aupro(m, m.astype(float)) == pytest.approx(1.0)  # perfect map
+    assert M.aupro(m, -m.astype(float)) == pytest.approx(0.0)  # inverted map
+    # constant map: one threshold, the curve goes straight from (0, 0) to (1, 1): area .3^2/2 / .3
+    assert M.aupro(m, np.ones(m.shape)) == pytest.approx(0.15)
+    # two regions, one found perfectly, one never (scored lowest): PRO is 0.5 until FPR reaches 1
+    mk = np.zeros((1, 10, 10), bool)
+    mk[0, 0:2, 0:2] = True
+    mk[0, 7:9, 7:9] = True
+    amap = np.full((1, 10, 10), 0.5)
+    amap[0, 0:2, 0:2] = 1.0
+    amap[0, 7:9, 7:9] = 0.0
+    assert M.aupro(mk, amap) == pytest.approx(0.5)
+    # 8-connectivity: diagonal pixels form ONE region, so finding one of them gives PRO 0.5, not 1
+    d = np.zeros((1, 6, 6), bool)
+    d[0, 1, 1] = d[0, 2, 2] = True
+    dm = np.full((1, 6, 6), 0.5)
+    dm[0, 1, 1], dm[0, 2, 2] = 1.0, 0.0
+    assert M.aupro(d, dm) == pytest.approx(0.5)
+
+
+def test_aupro_bad_input() -> None:
+    with pytest.raises(ValueError, match="no anomalous pixel"):
+        M.aupro(np.zeros((2, 4, 4), bool), np.ones((2, 4, 4)))
+    with pytest.raises(ValueError, match="no normal pixel"):
+        M.aupro(np.ones((1, 4, 4), bool), np.ones((1, 4, 4)))
+    with pytest.raises(ValueError, match="fpr_limit"):
+        M.aupro(np.ones((1, 4, 4), bool), np.ones((1, 4, 4)), fpr_limit=0)
+    with pytest.raises(ValueError, match="masks\\[0\\] and maps\\[0\\] differ in shape"):
+        M.aupro([np.ones((4, 4))], [np.ones((4, 5))])
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("levels", [0, 2])
+def test_aupimo_matches_brute_force(seed: int, levels: int) -> None:
+    masks, maps = _region_case(seed, n=9, levels=levels)
+    lo, hi = 0.01, 0.2
+    mean, per = M.aupimo(masks, maps, fpr_range=(lo, hi))
+    ref = _aupimo_brute(masks, maps, lo, hi)
+    np.testing.assert_allclose(per, ref, atol=1e-9)
+    assert np.isnan(per[::3]).all() and mean == pytest.approx(np.nanmean(ref))
+
+
+def test_aupimo_varying_sizes_use_mean_per_image_fpr() -> None:
+    rng = np.random.default_rng(7)
+    shapes = [(10, 10), (30, 20), (16, 16), (12, 18)]
+    masks = [np.zeros(s, bool) for s in shapes]
+    masks[2][4:9, 4:9] = True
+    masks[3][2:6, 3:12] = True
+    maps = [rng.normal(size=s) + m for s, m in zip(shapes, masks)]
+    _, per = M.aupimo(masks, maps, fpr_range=(0.02, 0.3))
+    np.testing.assert_allclose(per, _aupimo_brute(masks, maps, 0.02, 0.3), atol=1e-9)
+
+
+def test_aupimo_hand_worked() -> None:
+    rng = np.random.default_rng(1)
+    normal = rng.random((400, 400))
+    good = np.zeros((400, 400), bool)
+    # perfect and inverted maps
+    m = np.zeros((400, 400), bool)
+    m[100:150, 100:150] = True
+    assert M.aupimo([good, m], [normal, m + normal])[0] == pytest.approx(1.0)
+    assert M.aupimo([good, m], [normal, -1.0 - m])[0] == pytest.approx(0.0)
+    # anomalous pixels scored exactly like the normal image: TPR == FPR, so the area is
+    # integral of e^x over [ln lo, ln hi] / ln(hi / lo) = (hi - lo) / ln(hi / lo)
+    lo, hi = 1e-3, 1e-1
+    mean, per = M.aupimo([good, np.ones_like(good)], [normal, normal.copy()], fpr_range=(lo, hi))
+    assert mean == pytest.approx((hi - lo) / np.log(hi / lo), rel=1e-3)
+    assert np.isnan(per[0]) and per[1] == mean
+
+
+def test_aupimo_bad_input() -> None:
+    m = np.zeros((2, 8, 8), bool)
+    m[1, 2:4, 2:4] = True
+    a = np.random.default_rng(0).random((2, 8, 8))
+    with pytest.raises(ValueError, match="cannot resolve FPR"):
+        M.aupimo(m, a)  # 64 normal pixels cannot reach FPR 1e-5
+    with pytest.raises(ValueError, match="no normal image"):
+        M.aupimo(m[1:], a[1:], fpr_range=(0.1, 0.5))
+    with pytest.raises(ValueError, match="no anomalous image"):
+        M.aupimo(m[:1], a[:1], fpr_range=(0.1, 0.5))
+    with pytest.raises(ValueError, match="fpr_range"):
+        M.aupimo(m, a, fpr_range=(0.5, 0.1))
+
+
+def test_region_metrics_fast_enough() -> None:
+    import time
+
+    rng = np.random.default_rng(0)
+    masks = np.zeros((40, 128, 128), bool)
+    for i in range(20):
+        y, x = rng.integers(0, 100, 2)
+        masks[i, y:y + 20, x:x + 15] = True
+    maps = (rng.random(masks.shape) + masks).astype(np.float32)
+    t = time.perf_counter()
+    M.aupro(masks, maps)
+    M.aupimo(masks, maps)
+    assert time.perf_counter() - t < 10.0  # generous (shared machine); the benchmark records the real figure

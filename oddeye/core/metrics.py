@@ -63,16 +63,35 @@ def _pair(labels: ArrayLike, scores: ArrayLike, lname: str = "labels", sname: st
     return y, s
 
 
-def _clf_curve(y: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Cumulative (false positives, true positives, thresholds) at each distinct score, high to low."""
+def _cumulative_at_thresholds(s: np.ndarray, *weights: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Sort scores high to low; return (distinct thresholds, count of scores >= each, cumsum of each weight)."""
     order = np.argsort(s, kind="stable")[::-1]
     s_sorted = s[order]
-    y_sorted = y[order]
-    last = np.flatnonzero(np.diff(s_sorted))
-    idx = np.r_[last, y_sorted.size - 1]
-    tps = np.cumsum(y_sorted, dtype=np.int64)[idx]
-    fps = idx + 1 - tps
-    return fps, tps, s_sorted[idx]
+    idx = np.r_[np.flatnonzero(np.diff(s_sorted)), s_sorted.size - 1]
+    return (s_sorted[idx], idx + 1, *(np.cumsum(w[order])[idx] for w in weights))
+
+
+def _clf_curve(y: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Cumulative (false positives, true positives, thresholds) at each distinct score, high to low."""
+    thr, n_ge, tps = _cumulative_at_thresholds(s, y.astype(np.int64))
+    return n_ge - tps, tps, thr
+
+
+def _per_sample(masks: Sequence[ArrayLike] | np.ndarray, maps: Sequence[ArrayLike] | np.ndarray
+                ) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Validated per-sample (bool mask, float map) pairs of equal shape; a stack is split on axis 0."""
+    if len(masks) != len(maps):
+        raise MetricInputError(f"masks and maps differ in count: {len(masks)} vs {len(maps)}")
+    if len(masks) == 0:
+        raise MetricInputError("masks is empty", "pass at least one mask and map")
+    out = []
+    for i, (m, a) in enumerate(zip(masks, maps)):
+        m, a = np.asarray(m), np.asarray(a)
+        if m.shape != a.shape:
+            raise MetricInputError(f"masks[{i}] and maps[{i}] differ in shape: {m.shape} vs {a.shape}",
+                                   "resize the anomaly map to the mask's size first")
+        out.append((_binary(m, f"masks[{i}]").reshape(m.shape), _scores(a, f"maps[{i}]").reshape(a.shape)))
+    return out
 
 
 def _stack_pairs(masks: Sequence[ArrayLike] | np.ndarray, maps: Sequence[ArrayLike] | np.ndarray
@@ -82,19 +101,8 @@ def _stack_pairs(masks: Sequence[ArrayLike] | np.ndarray, maps: Sequence[ArrayLi
         if masks.shape != maps.shape:
             raise MetricInputError(f"masks and maps differ in shape: {masks.shape} vs {maps.shape}")
         return _binary(masks, "masks"), _scores(maps, "maps")
-    if len(masks) != len(maps):
-        raise MetricInputError(f"masks and maps differ in count: {len(masks)} vs {len(maps)}")
-    ys, ss = [], []
-    for i, (m, a) in enumerate(zip(masks, maps)):
-        m, a = np.asarray(m), np.asarray(a)
-        if m.shape != a.shape:
-            raise MetricInputError(f"masks[{i}] and maps[{i}] differ in shape: {m.shape} vs {a.shape}",
-                                   "resize the anomaly map to the mask's size first")
-        ys.append(_binary(m, f"masks[{i}]"))
-        ss.append(_scores(a, f"maps[{i}]"))
-    if not ys:
-        raise MetricInputError("masks is empty", "pass at least one mask and map")
-    return np.concatenate(ys), np.concatenate(ss)
+    pairs = _per_sample(masks, maps)
+    return np.concatenate([m.ravel() for m, _ in pairs]), np.concatenate([a.ravel() for _, a in pairs])
 
 
 def _trapz(y: np.ndarray, x: np.ndarray) -> float:
@@ -114,9 +122,19 @@ def roc_curve(labels: ArrayLike, scores: ArrayLike) -> tuple[np.ndarray, np.ndar
 
 
 def auroc(labels: ArrayLike, scores: ArrayLike) -> float:
-    """Area under the ROC curve (trapezoidal over distinct thresholds; ties count one half)."""
-    fpr, tpr, _ = roc_curve(labels, scores)
-    return _trapz(tpr, fpr)
+    """Area under the ROC curve = P(anomalous > normal) + P(tie) / 2 (equal to sklearn's trapezoidal AUC)."""
+    y, s = _pair(labels, scores)
+    pos, neg = s[y], s[~y]
+    small, big = (pos, neg) if pos.size <= neg.size else (neg, pos)
+    small = np.sort(small)
+    left = np.searchsorted(small, big, side="left")
+    right = np.searchsorted(small, big, side="right")
+    ties = int(np.sum(right - left))
+    if pos.size <= neg.size:  # count positives above each negative
+        wins = int(np.sum(small.size - right, dtype=np.int64))
+    else:  # count negatives below each positive
+        wins = int(np.sum(left, dtype=np.int64))
+    return (wins + 0.5 * ties) / (pos.size * neg.size)
 
 
 def _precision_recall(labels: ArrayLike, scores: ArrayLike) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -175,6 +193,133 @@ def pixel_auroc(masks: Sequence[ArrayLike] | np.ndarray, maps: Sequence[ArrayLik
     """AUROC over all pixels (or points) of all samples; masks/maps are lists of equal-shaped pairs or stacks."""
     y, s = _stack_pairs(masks, maps)
     return auroc(y, s)
+
+
+def _trapz_between(x: np.ndarray, y: np.ndarray, lo: float, hi: float) -> float:
+    """Integral of the piecewise-linear curve (x non-decreasing) over [lo, hi], interpolating at the bounds."""
+    i = int(np.searchsorted(x, lo, side="right"))  # x[i-1] <= lo < x[i]
+    j = int(np.searchsorted(x, hi, side="left"))  # x[j-1] < hi <= x[j]
+    if i == 0 or j >= x.size:
+        raise MetricInputError(f"the curve does not cover [{lo}, {hi}] (it spans [{x[0]}, {x[-1]}])")
+
+    def at(k: int, v: float) -> float:
+        """y on the segment (k-1, k) at x = v."""
+        dx = x[k] - x[k - 1]
+        return float(y[k - 1] + (y[k] - y[k - 1]) * (v - x[k - 1]) / dx) if dx > 0 else float(y[k])
+
+    xs = np.r_[lo, x[i:j], hi]
+    ys = np.r_[at(i, lo), y[i:j], at(j, hi)]
+    return _trapz(ys, xs)
+
+
+def aupro(masks: Sequence[ArrayLike] | np.ndarray, maps: Sequence[ArrayLike] | np.ndarray,
+          fpr_limit: float = 0.3) -> float:
+    """Area under the per-region-overlap curve up to FPR `fpr_limit`, divided by it (MVTec AD's evaluation).
+
+    Regions are the 8-connected components of every ground-truth mask; PRO at a threshold is the mean
+    overlap over all regions, FPR is over all normal pixels; the curve is linear between distinct
+    thresholds. Computed exactly without a threshold loop: each normal pixel in the top `fpr_limit`
+    adds a strip of width 1/n_normal at the PRO of the anomalous pixels above it.
+    """
+    from scipy import ndimage
+
+    if not (0 < fpr_limit <= 1):
+        raise MetricInputError(f"fpr_limit must be in (0, 1], got {fpr_limit}")
+    pos, pos_w, neg = [], [], []
+    n_regions = 0
+    for m, a in _per_sample(masks, maps):
+        lab, n = ndimage.label(m, structure=np.ones((3,) * m.ndim, dtype=bool))
+        if n:
+            sizes = np.bincount(lab.ravel(), minlength=n + 1)
+            pos.append(a[m])
+            pos_w.append(1.0 / sizes[lab[m]])
+        neg.append(a[~m])
+        n_regions += n
+    neg_s = np.concatenate(neg)
+    n_ok = neg_s.size
+    if n_regions == 0:
+        raise MetricInputError("masks hold no anomalous pixel", "AUPRO needs at least one defect region")
+    if n_ok == 0:
+        raise MetricInputError("masks hold no normal pixel", "AUPRO needs normal pixels to measure FPR")
+    ps, pw = np.concatenate(pos), np.concatenate(pos_w) / n_regions
+    order = np.argsort(ps)
+    ps = ps[order]
+    cum = np.r_[0.0, np.cumsum(pw[order])]  # cum[k] = PRO weight of the k lowest anomalous pixels
+    total = cum[-1]
+
+    def pro_gt_eq(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """PRO of anomalous pixels scoring > v, and of those tied with v."""
+        lo, hi = np.searchsorted(ps, v, side="left"), np.searchsorted(ps, v, side="right")
+        return total - cum[hi], cum[hi] - cum[lo]
+
+    kk = min(max(int(np.ceil(fpr_limit * n_ok - 1e-9)), 1), n_ok)  # first count reaching the limit
+    v_star = np.partition(neg_s, n_ok - kk)[n_ok - kk]
+    above = neg_s[neg_s > v_star]
+    gt, eq = pro_gt_eq(above)
+    area = float(np.sum(gt) + 0.5 * np.sum(eq)) / n_ok
+    # the segment at v_star crosses fpr_limit: integrate its linear part up to the limit
+    f_prev = above.size / n_ok
+    f_next = (above.size + int(np.count_nonzero(neg_s == v_star))) / n_ok
+    gt_s, eq_s = pro_gt_eq(np.array([v_star]))
+    p_prev, p_next = min(float(gt_s[0]), 1.0), min(float(gt_s[0] + eq_s[0]), 1.0)
+    d = fpr_limit - f_prev
+    y = p_prev + (p_next - p_prev) * d / (f_next - f_prev)
+    area += d * (p_prev + y) / 2
+    return float(np.clip(area / fpr_limit, 0.0, 1.0))
+
+
+def aupimo(masks: Sequence[ArrayLike] | np.ndarray, maps: Sequence[ArrayLike] | np.ndarray,
+           fpr_range: tuple[float, float] = (1e-5, 1e-4)) -> tuple[float, np.ndarray]:
+    """AUPIMO (Bertoldi et al. 2024): per anomalous image, TPR vs log shared FPR integrated over fpr_range.
+
+    The shared FPR at a threshold is the mean per-image FPR of the NORMAL images (all-zero masks);
+    each anomalous image's area is divided by log(hi / lo), so it lies in [0, 1].
+    Returns (mean over anomalous images, per-image array with NaN for normal images).
+    """
+    lo, hi = float(fpr_range[0]), float(fpr_range[1])
+    if not (0 < lo < hi <= 1):
+        raise MetricInputError(f"fpr_range must satisfy 0 < lo < hi <= 1, got {fpr_range}")
+    pairs = _per_sample(masks, maps)
+    normal = [(m, a) for m, a in pairs if not m.any()]
+    if not normal:
+        raise MetricInputError("masks has no normal image (all-zero mask)",
+                               "AUPIMO takes its FPR from normal images; include some")
+    if len(normal) == len(pairs):
+        raise MetricInputError("masks has no anomalous image", "AUPIMO is averaged over anomalous images")
+    # shared FPR(t) = sum of weights of normal pixels with score >= t, weight 1 / (n_images * image size)
+    ns = np.concatenate([a.ravel() for _, a in normal])
+    if len({a.size for _, a in normal}) == 1:  # equal sizes: the mean per-image FPR is the pooled FPR
+        asc = np.sort(ns)
+        w_ge = (ns.size - np.arange(ns.size + 1)) / ns.size
+    else:
+        nw = np.concatenate([np.full(a.size, 1.0 / (len(normal) * a.size)) for _, a in normal])
+        order = np.argsort(ns)
+        asc = ns[order]
+        w_ge = np.r_[np.cumsum(nw[order][::-1])[::-1], 0.0]  # w_ge[k] = FPR at threshold asc[k]
+
+    def shared_fpr(t: np.ndarray) -> np.ndarray:
+        """Shared FPR at thresholds t (flag score >= t)."""
+        return w_ge[np.searchsorted(asc, t, side="left")]
+
+    first = np.flatnonzero(np.r_[True, np.diff(asc) != 0])
+    thr_n, f_n = asc[first][::-1], w_ge[first][::-1]  # distinct normal scores high to low, FPR rising
+    k0 = int(np.searchsorted(f_n, lo, side="right")) - 1  # last normal threshold with FPR <= lo
+    if k0 < 0:
+        raise MetricInputError(f"the normal images' pixels cannot resolve FPR {lo:g} (smallest FPR {f_n[0]:.3g})",
+                               "use more or larger normal images, or a larger fpr_range lower bound")
+    k1 = min(int(np.searchsorted(f_n, hi, side="left")), thr_n.size - 1)
+    t_top, t_bot = thr_n[k0], thr_n[k1]
+    per_image = np.full(len(pairs), np.nan)
+    for i, (m, a) in enumerate(pairs):
+        if not m.any():
+            continue
+        pos = np.sort(a[m])
+        inside = pos[(pos >= t_bot) & (pos <= t_top)]
+        t = np.unique(np.r_[thr_n[k0:k1 + 1], inside])[::-1]
+        fpr = shared_fpr(t)
+        tpr = (pos.size - np.searchsorted(pos, t, side="left")) / pos.size
+        per_image[i] = _trapz_between(np.log(fpr), tpr, np.log(lo), np.log(hi)) / np.log(hi / lo)
+    return float(np.nanmean(per_image)), per_image
 
 
 # ---------------------------------------------------------------------------------------------- video
