@@ -98,6 +98,7 @@ def test_pixel_auroc_lists_of_varying_sizes_stacks_and_points() -> None:
     assert M.pixel_auroc(stack_m, stack_a) == pytest.approx(roc_auc_score(stack_m.ravel(), stack_a.ravel()))
     pts_l, pts_s = np.array([0, 0, 1, 1, 0]), np.array([0.1, 0.2, 0.9, 0.8, 0.3])
     assert M.pixel_auroc([pts_l], [pts_s]) == 1.0
+    assert M.pixel_auroc(pts_l, pts_s) == 1.0  # flat per-point arrays
     # masks stored as 0/255 images count as binary
     assert M.pixel_auroc([np.array([[0, 255]], np.uint8)], [np.array([[0.2, 0.7]])]) == 1.0
 
@@ -276,6 +277,11 @@ def test_aupro_bad_input() -> None:
         M.aupro(np.ones((1, 4, 4), bool), np.ones((1, 4, 4)), fpr_limit=0)
     with pytest.raises(ValueError, match="masks\\[0\\] and maps\\[0\\] differ in shape"):
         M.aupro([np.ones((4, 4))], [np.ones((4, 5))])
+    with pytest.raises(ValueError, match="wrap a single mask in a list"):
+        M.aupro(np.ones((4, 4), bool), np.ones((4, 4)))
+    one = np.zeros((6, 6), bool)
+    one[1:3, 1:3] = True
+    assert M.aupro([one], [one.astype(float)]) == pytest.approx(1.0)
 
 
 @pytest.mark.parametrize("seed", range(4))

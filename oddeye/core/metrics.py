@@ -79,7 +79,10 @@ def _clf_curve(y: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray, np
 
 def _per_sample(masks: Sequence[ArrayLike] | np.ndarray, maps: Sequence[ArrayLike] | np.ndarray
                 ) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Validated per-sample (bool mask, float map) pairs of equal shape; a stack is split on axis 0."""
+    """Validated per-sample (bool mask, float map) pairs of equal shape; a stack (N, H, W) is split on axis 0."""
+    if isinstance(masks, np.ndarray) and masks.ndim < 3:
+        raise MetricInputError(f"masks must be a list of masks or a stack (N, H, W), got one array {masks.shape}",
+                               "wrap a single mask in a list: [mask]")
     if len(masks) != len(maps):
         raise MetricInputError(f"masks and maps differ in count: {len(masks)} vs {len(maps)}")
     if len(masks) == 0:
@@ -97,7 +100,7 @@ def _per_sample(masks: Sequence[ArrayLike] | np.ndarray, maps: Sequence[ArrayLik
 def _stack_pairs(masks: Sequence[ArrayLike] | np.ndarray, maps: Sequence[ArrayLike] | np.ndarray
                  ) -> tuple[np.ndarray, np.ndarray]:
     """Concatenate lists (or stacks) of masks and maps of matching shapes into flat arrays."""
-    if isinstance(masks, np.ndarray) and isinstance(maps, np.ndarray):
+    if isinstance(masks, np.ndarray) and isinstance(maps, np.ndarray):  # stacks or flat point arrays
         if masks.shape != maps.shape:
             raise MetricInputError(f"masks and maps differ in shape: {masks.shape} vs {maps.shape}")
         return _binary(masks, "masks"), _scores(maps, "maps")
