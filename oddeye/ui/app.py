@@ -30,6 +30,9 @@ def main() -> None:
         st.stop()
     st.sidebar.title("oddeye review")
     st.sidebar.caption(store.name)
+    wanted_page = st.query_params.get("page")
+    if wanted_page in PAGES and "page" not in st.session_state:
+        st.session_state["page"] = wanted_page
     page = st.sidebar.radio("Page", list(PAGES), key="page")
     run = None
     if runs:

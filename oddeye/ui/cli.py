@@ -26,7 +26,7 @@ def streamlit_command(db: str, port: int, host: str) -> list[str]:
     """The `streamlit run` command line that serves the dashboard for `db` on host:port."""
     return [sys.executable, "-m", "streamlit", "run", str(APP), "--server.port", str(port), "--server.address", host,
             "--server.headless", "true", "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
-            "--global.developmentMode", "false", "--", "--db", db]
+            "--global.developmentMode", "false", "--client.toolbarMode", "viewer", "--", "--db", db]
 
 
 def register(cli) -> None:  # noqa: ANN001 - oddeye.cli.CliGroups

@@ -99,9 +99,9 @@ def first_artefact(arts: dict[str, str], names: tuple[str, ...]) -> str | None:
 
 
 def label_buttons(store: Store, run_id: int, *, event_id: int | None = None, sample_pk: int | None = None,
-                  key: str = "") -> None:
+                  key: str = "", name: str = "") -> None:
     """Three buttons (true anomaly / false alarm / unsure) that store a label on an event or a sample."""
-    target = f"event {event_id}" if event_id is not None else f"sample {sample_pk}"
+    target = f"event {event_id}" if event_id is not None else f"sample {name or sample_pk}"
     cols = st.columns(len(LABELS) + 1)
     for col, lab in zip(cols, LABELS):
         if col.button(LABEL_TEXT[lab], key=f"lab_{key}_{event_id}_{sample_pk}_{lab}"):

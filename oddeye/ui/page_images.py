@@ -60,7 +60,7 @@ def render(store: Store, run: dict[str, Any] | None, runs: list[dict[str, Any]])
         c2.image(ov, caption="anomaly map overlay", width="stretch")
     if sample["reason"]:
         st.write(f"**Reason:** {sample['reason']}")
-    label_buttons(store, run["id"], sample_pk=pk, key="image")
+    label_buttons(store, run["id"], sample_pk=pk, key="image", name=sample["sample_id"])
     events = store.events(run["id"], pk)
     if events:
         st.dataframe([{k: e[k] for k in ("id", "score", "x1", "y1", "x2", "y2", "reason")} for e in events],

@@ -60,7 +60,7 @@ def render(store: Store, run: dict[str, Any] | None, runs: list[dict[str, Any]])
         else:
             st.caption("no change map recorded")
     st.caption(f"{sample['sample_id']}" + (f": {sample['reason']}" if sample["reason"] else ""))
-    label_buttons(store, run["id"], sample_pk=sample["id"], key="patrol")
+    label_buttons(store, run["id"], sample_pk=sample["id"], key="patrol", name=sample["sample_id"])
     st.subheader("Events along the route")
     events = store.events(run["id"])
     if not events:

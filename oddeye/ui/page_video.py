@@ -138,4 +138,4 @@ def render(store: Store, run: dict[str, Any] | None, runs: list[dict[str, Any]])
             st.write(f"**Reason:** {ev['reason']}")
         label_buttons(store, run["id"], event_id=eid, key="video")
     with st.expander("Label the whole video"):
-        label_buttons(store, run["id"], sample_pk=pk, key="video_sample")
+        label_buttons(store, run["id"], sample_pk=pk, key="video_sample", name=sample["sample_id"])
