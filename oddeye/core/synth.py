@@ -387,7 +387,7 @@ def make_route(seed: int = 0, n_frames: int = 60, size: tuple[int, int] = (120, 
     if n_frames < 1 or n_objects < 0:
         raise InputError(f"n_frames must be >= 1 and n_objects >= 0, got {n_frames}, {n_objects}")
     rng = np.random.default_rng([seed, 30])
-    step, my = max(2, W // 8), 6
+    step, my = max(2, W // 8, -(-3 * W // n_frames)), 6  # the route spans >= ~3 frame widths
     pano_w = W + step * (n_frames - 1) + 2 * my
     pano = _scene_canvas(rng, (H + 2 * my, pano_w), max(pano_w // 40, 4))
     qpano, qmask = pano.copy(), np.zeros(pano.shape[:2], dtype=bool)
