@@ -72,7 +72,14 @@ def record_benchmark(title: str, dataset: str, command: str | None, figures: Map
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("# Benchmark results\n\nEvery figure here was measured by the command shown; newest last.\n")
-    cmd = command or " ".join(shlex.quote(a) for a in sys.argv)
+    if command is None:
+        argv = list(sys.argv)
+        if argv and argv[0].endswith(".py"):
+            argv[0] = ".venv/bin/python " + os.path.relpath(argv[0], path.parent.parent)
+        elif argv and argv[0].endswith("oddeye"):
+            argv[0] = ".venv/bin/oddeye"
+        command = " ".join(shlex.quote(a) if i else a for i, a in enumerate(argv))
+    cmd = command
     lines = [f"\n## {title}", "",
              f"- date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
              f"- data: {dataset}", f"- command: `{cmd}`", f"- machine: {machine_line()}", "",
