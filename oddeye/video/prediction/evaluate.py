@@ -1,0 +1,80 @@
+"""Evaluation of the video-prediction head on a labelled data set (UCSD Ped2, Avenue, ShanghaiTech)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from tqdm.auto import tqdm
+
+from oddeye.core.metrics import frame_auroc, pixel_auroc
+from oddeye.video.datasets import VideoDataset
+from oddeye.video.prediction.head import PredictionHead, VideoSeries
+
+PIXEL_EVAL_SIZE = (180, 120)  # (w, h) at which error maps are compared with the masks
+
+
+def score_dataset(head: PredictionHead, ds: VideoDataset, keep_maps: bool = True,
+                  progress: bool = True) -> tuple[list[VideoSeries], float]:
+    """Predict every test video; return the series and scoring frames/s (decode included)."""
+    t0 = time.perf_counter()
+    series = [head.video_series(v, keep_maps) for v in tqdm(ds.test, desc="score test videos", disable=not progress,
+                                                                leave=False)]
+    wall = time.perf_counter() - t0
+    n = sum(len(s.psnr) for s in series)
+    return series, n / max(wall, 1e-9)
+
+
+def _pixel_auroc(ds: VideoDataset, series: list[VideoSeries], size: tuple[int, int]) -> float | None:
+    """AUROC of the (blurred) error maps against the pixel masks, at `size` (w, h), over frames with masks."""
+    masks, maps = [], []
+    for item, s in zip(ds.test, series):
+        if item.mask_loader is None or s.maps is None:
+            continue
+        for k, i in enumerate(s.indices):
+            m = item.mask_loader(int(i))
+            masks.append(cv2.resize(m.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST).astype(bool))
+            e = cv2.GaussianBlur(s.maps[k], (0, 0), 1.0)
+            maps.append(cv2.resize(e, size, interpolation=cv2.INTER_LINEAR))
+    if not masks:
+        return None
+    m = np.stack(masks)
+    if m.all() or not m.any():
+        return None
+    return pixel_auroc(m, np.stack(maps))
+
+
+def series_metrics(ds: VideoDataset, series: list[VideoSeries], pixel: bool = True) -> dict[str, Any]:
+    """frame_auroc_micro/macro (1 - PSNR normalised per video) and pixel_auroc for scored test videos."""
+    labels, scores = [], []
+    for item, s in zip(ds.test, series):
+        lab = np.asarray(item.labels)
+        n = min(len(lab), len(s.psnr))  # a truncated video has fewer frames than labels
+        labels.append(lab[:n])
+        scores.append(-s.psnr[:n])
+    out: dict[str, Any] = dict(frame_auroc(labels, scores, normalize=True))
+    if pixel:
+        out["pixel_auroc"] = _pixel_auroc(ds, series, PIXEL_EVAL_SIZE)
+    return out
+
+
+def evaluate_prediction(ds: VideoDataset, out: Path, minutes: float, model_dir: Path | None = None,
+                        head: PredictionHead | None = None,
+                        progress: bool = True) -> tuple[dict[str, Any], PredictionHead, list[VideoSeries]]:
+    """Train on ds.train for `minutes` (or load `model_dir`), score ds.test -> (metrics, head, series)."""
+    if head is None:
+        if model_dir is not None:
+            head = PredictionHead.load(model_dir)
+        else:
+            head = PredictionHead()
+            head.train_cfg.minutes = minutes
+            head.fit([v.source for v in ds.train], out=out / "model", progress=progress)
+    series, fps = score_dataset(head, ds, keep_maps=True, progress=progress)
+    metrics = series_metrics(ds, series)
+    metrics.update({"train_minutes": round(float(head.train_info.get("train_minutes", 0.0)), 2),
+                    "frames_per_s": round(fps, 1), "resolution": f"{head.cfg.size}x{head.cfg.size} gray",
+                    "threshold": head.calibration.threshold})
+    return metrics, head, series

@@ -1,0 +1,297 @@
+"""The video-prediction head: predict each frame from the past ones, score = PSNR drop (Head protocol)."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Self
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from scipy.ndimage import gaussian_filter1d
+from tqdm.auto import tqdm
+
+from oddeye.core.config import get_device, seed_everything
+from oddeye.core.errors import EmptyDataError, InputError, ModelError
+from oddeye.core.head import read_manifest, write_manifest
+from oddeye.core.metrics import minmax_normalize
+from oddeye.core.types import AnomalyMap, Result, Score, events_from_scores
+from oddeye.video.io import TruncatedVideoWarning, VideoReader, open_video
+from oddeye.video.prediction.model import Generator, PredictorConfig, frame_psnr, psnr_map
+from oddeye.video.prediction.train import Trainer, TrainConfig, to_model_range
+
+NAME = "video-prediction"
+WEIGHTS = "generator.safetensors"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class ScoreConfig:
+    """How PSNR becomes a score: worst-patch size (0 = whole frame), temporal smoothing, threshold quantile."""
+
+    patch: int = 16
+    smooth_sigma: float = 0.0
+    quantile: float = 0.99
+    batch_size: int = 128
+
+
+@dataclass
+class Calibration:
+    """Normal-data statistics from the validation clips: mean/std of PSNR and the threshold on z-scores."""
+
+    psnr_mean: float = 0.0
+    psnr_std: float = 1.0
+    threshold: float = 3.0
+    n_frames: int = 0
+    quantiles: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class VideoSeries:
+    """Per-frame outputs for one video: psnr (T,), indices (T,), times (T,), error maps (T, S, S) or None."""
+
+    name: str
+    psnr: np.ndarray
+    indices: np.ndarray
+    times: np.ndarray
+    maps: np.ndarray | None
+    truncated_at: int | None = None
+
+
+def _as_reader(x: Any, size: int) -> tuple[str, VideoReader]:
+    """(sample id, gray reader at size x size) for a path, a VideoItem-like object or an open reader."""
+    if isinstance(x, VideoReader):
+        if (x.width, x.height) != (size, size) or not x.gray:
+            raise InputError(f"reader {x.source} is {x.width}x{x.height} gray={x.gray}; this model needs "
+                             f"open_video(..., size=({size}, {size}), gray=True)")
+        return Path(x.source).name, x
+    src = getattr(x, "source", x)
+    name = getattr(x, "name", None) or Path(str(src)).name
+    return str(name), open_video(src, size=(size, size), gray=True)
+
+
+class PredictionHead:
+    """CT-D2GAN-style frame prediction; fit(normal videos) -> self, score(videos) -> Result."""
+
+    name = NAME
+
+    def __init__(self, cfg: PredictorConfig | None = None, train: TrainConfig | None = None,
+                 score_cfg: ScoreConfig | None = None, device: str | None = None) -> None:
+        self.cfg = cfg or PredictorConfig()
+        self.train_cfg = train or TrainConfig()
+        self.score_cfg = score_cfg or ScoreConfig()
+        self.device = get_device(device)
+        self.g = Generator(self.cfg).to(self.device).eval()
+        self.calibration = Calibration()
+        self.train_info: dict[str, Any] = {}
+
+    # ---- fitting -------------------------------------------------------------------------------
+    def read_frames(self, samples: Iterable[Any], progress: bool = False) -> list[tuple[str, np.ndarray]]:
+        """Decode videos to gray (T, S, S) uint8 arrays at the working size."""
+        out = []
+        for s in tqdm(list(samples), desc="read videos", disable=not progress, leave=False):
+            name, r = _as_reader(s, self.cfg.size)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", TruncatedVideoWarning)
+                out.append((name, r.read_all().data))
+            r.close()
+        return out
+
+    def fit(self, samples: Iterable[Any], out: str | Path | None = None, resume: bool = False,
+            progress: bool = True, callback: Callable[[Trainer], None] | None = None,
+            callback_every_s: float = 0.0) -> Self:
+        """Train on normal videos (paths, frame folders or readers); hold out validation clips for the threshold."""
+        seed_everything(self.train_cfg.seed)
+        vids = self.read_frames(samples, progress)
+        if not vids:
+            raise EmptyDataError("no training videos given", "pass --frames DIR or --video FILE with normal footage")
+        train, val = split_validation(vids, self.train_cfg.val_fraction, self.cfg.past, self.train_cfg.seed)
+        trainer = Trainer(self.cfg, self.train_cfg, [v for _, v in train], self.device)
+        out_p = Path(out) if out is not None else None
+        if resume:
+            if out_p is None:
+                raise InputError("--resume needs the --out folder of the run to continue")
+            trainer.load_checkpoint(out_p)
+        self.g = trainer.g
+
+        def cb(tr: Trainer) -> None:
+            self.g = tr.g
+            if callback is not None:
+                callback(tr)
+
+        trainer.run(out_p, callback=cb if callback else None, callback_every_s=callback_every_s, progress=progress)
+        self.g = trainer.g.eval()
+        self.calibrate([v for _, v in val])
+        self.train_info = {"steps": trainer.step, "train_minutes": trainer.train_seconds / 60,
+                           "train_videos": [n for n, _ in train], "val_videos": [n for n, _ in val],
+                           "train_frames": int(sum(len(v) for _, v in train)), "last_losses": trainer.history[-1:]}
+        if out_p is not None:
+            self.save(out_p)
+        return self
+
+    def calibrate(self, val_videos: list[np.ndarray]) -> Calibration:
+        """Set the threshold from held-out normal frames: z-scores of the PSNR drop, `quantile` of them."""
+        psnr = np.concatenate([self._series_from_array(v).psnr for v in val_videos if len(v) > self.cfg.past])
+        mu, sd = float(psnr.mean()), float(psnr.std() + 1e-6)
+        z = (mu - psnr) / sd
+        q = self.score_cfg.quantile
+        self.calibration = Calibration(mu, sd, float(np.quantile(z, q)), int(len(psnr)),
+                                       {f"q{int(p * 1000)}": float(np.quantile(z, p)) for p in (0.9, 0.95, 0.99, 0.999)})
+        return self.calibration
+
+    # ---- scoring -------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def _series(self, frames_iter: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]], name: str,
+                keep_maps: bool) -> VideoSeries:
+        """Predict every frame from its `past` predecessors; per-frame PSNR (first `past` copy the first score)."""
+        g, past = self.g, self.cfg.past
+        prev_x: torch.Tensor | None = None
+        prev_f: list[torch.Tensor] | None = None
+        psnr, idx_all, t_all, maps = [], [], [], []
+        for data, idx, times in frames_iter:
+            x = to_model_range(data[:, None]).to(self.device)
+            feats = g.encode(x)
+            n_prev = 0
+            if prev_x is not None:
+                n_prev = prev_x.shape[0]
+                x = torch.cat([prev_x, x])
+                feats = [torch.cat([a, b]) for a, b in zip(prev_f, feats)]
+            targets = torch.arange(max(past, n_prev), x.shape[0], device=x.device)
+            if len(targets):
+                win = targets[:, None] - past + torch.arange(past, device=x.device)[None]
+                pred = g.predict(feats, win, x[targets - 1])
+                err = psnr_map(pred, x[targets])
+                psnr.append(frame_psnr(err, self.score_cfg.patch).cpu().numpy())
+                if keep_maps:
+                    maps.append(err[:, 0].cpu().numpy())
+            idx_all.append(idx)
+            t_all.append(times)
+            prev_x, prev_f = x[-past:], [f[-past:] for f in feats]
+        indices = np.concatenate(idx_all) if idx_all else np.zeros(0, np.int64)
+        n = len(indices)
+        if n <= past:
+            raise EmptyDataError(f"{name} has {n} frames; the model needs more than past={past}")
+        p = np.concatenate(psnr).astype(np.float64)
+        p = np.concatenate([np.full(past, p[0]), p])
+        if self.score_cfg.smooth_sigma > 0:
+            p = gaussian_filter1d(p, self.score_cfg.smooth_sigma, mode="nearest")
+        m = None
+        if keep_maps:
+            m = np.concatenate(maps)
+            m = np.concatenate([np.repeat(m[:1], past, 0), m]).astype(np.float32)
+        return VideoSeries(name, p, indices, np.concatenate(t_all), m)
+
+    def _series_from_array(self, frames: np.ndarray, keep_maps: bool = False) -> VideoSeries:
+        """Series of an in-memory video (T, S, S) uint8."""
+        bs = self.score_cfg.batch_size
+        it = ((frames[a: a + bs], np.arange(a, min(a + bs, len(frames))), np.arange(a, min(a + bs, len(frames))) / 25.0)
+              for a in range(0, len(frames), bs))
+        return self._series(it, "array", keep_maps)
+
+    def video_series(self, sample: Any, keep_maps: bool = False) -> VideoSeries:
+        """Decode and predict one video (path, frame folder, VideoItem or reader) -> VideoSeries."""
+        name, r = _as_reader(sample, self.cfg.size)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", TruncatedVideoWarning)
+            s = self._series(((f.data, f.indices, f.times) for f in r.iter_batches(self.score_cfg.batch_size)),
+                             name, keep_maps)
+        for w in caught:  # re-emit for the caller, once
+            warnings.warn(w.message, w.category, stacklevel=2)
+        s.truncated_at = r.truncated_at
+        r.close()
+        return s
+
+    def to_score(self, s: VideoSeries, label: int | None = None) -> tuple[Score, list]:
+        """Turn a VideoSeries into a Score (calibrated z per frame) and its events."""
+        c = self.calibration
+        z = (c.psnr_mean - s.psnr) / c.psnr_std
+        reasons = [f"frame hard to predict: PSNR {p:.1f} dB vs {c.psnr_mean:.1f} dB on normal frames" for p in s.psnr]
+        events = events_from_scores(z, c.threshold, s.name, times=s.times, frame_indices=s.indices,
+                                    min_length=2, merge_gap=3, reasons=reasons)
+        maps = {"normalized": AnomalyMap("frame", 1.0 - minmax_normalize(s.psnr)), "psnr": AnomalyMap("frame", s.psnr)}
+        if s.maps is not None:
+            peak = int(np.argmax(z))
+            maps["peak_error"] = AnomalyMap("pixel", s.maps[peak])
+        reason = f"{len(events)} event(s) above threshold {c.threshold:.2f}"
+        meta: dict[str, Any] = {"peak_frame": int(s.indices[int(np.argmax(z))])}
+        if s.truncated_at is not None:
+            reason += f"; the video is truncated: scored the {s.truncated_at} frames before the cut"
+            meta["truncated_at"] = s.truncated_at
+        score = Score(sample_id=s.name, score=float(z.max()), label=label, maps=maps, frame_scores=z.astype(np.float32),
+                      frame_times=s.times, frame_indices=s.indices, reason=reason, meta=meta)
+        return score, events
+
+    def score(self, samples: Iterable[Any], keep_maps: bool = True, progress: bool = True) -> Result:
+        """Score videos (paths, frame folders or readers) -> Result: per-frame z-scores, events, threshold."""
+        result = Result(head=NAME, threshold=self.calibration.threshold,
+                        meta={"score": "z-score of the PSNR drop vs normal validation frames",
+                              "threshold_quantile": self.score_cfg.quantile, "size": self.cfg.size})
+        for sample in tqdm(list(samples), desc="score videos", disable=not progress, leave=False):
+            sc, ev = self.to_score(self.video_series(sample, keep_maps))
+            result.scores.append(sc)
+            result.events.extend(ev)
+        if not result.scores:
+            raise EmptyDataError("no videos to score")
+        return result
+
+    # ---- persistence ---------------------------------------------------------------------------
+    def save(self, directory: str | Path) -> Path:
+        """Write generator weights (safetensors) + manifest with sizes, calibration and training info."""
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        save_file({k: v.detach().cpu().contiguous() for k, v in self.g.state_dict().items()}, str(d / WEIGHTS))
+        write_manifest(d, NAME, FORMAT_VERSION, model=self.cfg.to_dict(), score=asdict(self.score_cfg),
+                       calibration=asdict(self.calibration), train=asdict(self.train_cfg), train_info=self.train_info)
+        return d
+
+    @classmethod
+    def load(cls, directory: str | Path, device: str | None = None) -> Self:
+        """Read a model folder written by save(); another head's folder is a ModelError."""
+        d = Path(directory)
+        doc = read_manifest(d, head=NAME, max_version=FORMAT_VERSION)
+        if not (d / WEIGHTS).is_file():
+            raise ModelError(f"{d} has no {WEIGHTS}", "refit the model")
+        try:
+            head = cls(PredictorConfig.from_dict(doc["model"]), TrainConfig(**doc.get("train", {})),
+                       ScoreConfig(**doc.get("score", {})), device)
+            head.g.load_state_dict(load_file(str(d / WEIGHTS), device=head.device))
+        except (KeyError, TypeError, RuntimeError) as e:
+            raise ModelError(f"{d} holds a broken video-prediction model ({str(e)[:200]})", "refit the model") from None
+        head.g.eval()
+        head.calibration = Calibration(**doc.get("calibration", {}))
+        head.train_info = doc.get("train_info", {})
+        return head
+
+    def describe(self) -> str:
+        """One line for people: resolution, threshold and how it was chosen."""
+        c = self.calibration
+        return (f"video-prediction {self.cfg.size}x{self.cfg.size} gray, past={self.cfg.past}; threshold "
+                f"{c.threshold:.2f} = {self.score_cfg.quantile:.3g} quantile of {c.n_frames} held-out normal frames")
+
+
+def split_validation(vids: list[tuple[str, np.ndarray]], fraction: float, past: int,
+                     seed: int) -> tuple[list[tuple[str, np.ndarray]], list[tuple[str, np.ndarray]]]:
+    """Hold out whole videos (>= 1) for calibration; with one video, its last `fraction` of frames."""
+    if len(vids) >= 3:
+        k = max(1, int(round(len(vids) * fraction)))
+        order = np.random.default_rng(seed).permutation(len(vids))
+        val_ids = set(order[:k].tolist())
+        return [v for i, v in enumerate(vids) if i not in val_ids], [v for i, v in enumerate(vids) if i in val_ids]
+    train, val = [], []
+    for name, a in vids:
+        cut = len(a) - max(int(len(a) * max(fraction, 0.1)), past + 8)
+        if cut <= past + 1:
+            raise EmptyDataError(f"video {name} has {len(a)} frames: too short to hold out validation frames",
+                                 "give longer or more training videos")
+        train.append((name, a[:cut]))
+        val.append((name + ":val", a[cut:]))
+    return train, val
+
+
+def save_json(path: Path, doc: dict) -> Path:
+    """Write `doc` as indented JSON."""
+    path.write_text(json.dumps(doc, indent=1))
+    return path

@@ -1,0 +1,147 @@
+"""Frame-prediction head: training, checkpoints, save/load, scoring a synthetic anomaly, bad model dirs."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from oddeye.core.errors import InputError, ModelError
+from oddeye.core.head import write_manifest
+from oddeye.core.metrics import auroc
+from oddeye.core.synth import make_video, write_frames, write_video_file
+from oddeye.video.prediction.head import PredictionHead, ScoreConfig, split_validation
+from oddeye.video.prediction.model import Generator, PredictorConfig
+from oddeye.video.prediction.train import CHECKPOINT, Trainer, TrainConfig
+
+SIZE = 32
+TINY = PredictorConfig(size=SIZE, past=3, channels=(8, 16, 16), heads=2, d_channels=4)
+
+
+def _small(frames: np.ndarray) -> np.ndarray:
+    return np.stack([cv2.resize(f, (SIZE, SIZE), interpolation=cv2.INTER_AREA) for f in frames])
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[PredictionHead, Path, dict]:
+    """A tiny head trained briefly on normal synthetic videos (frame folders), saved to a model dir."""
+    torch.set_num_threads(1)
+    d = tmp_path_factory.mktemp("pred")
+    srcs = [write_frames(make_video(seed=s, anomaly=None, n_frames=80).frames, d / f"train{s}") for s in (1, 2, 3)]
+    test = make_video(seed=9, anomaly="fast")
+    test_dir = write_frames(test.frames, d / "test")
+    head = PredictionHead(TINY, TrainConfig(minutes=2, max_steps=120, batch_size=8, checkpoint_every_s=1e9),
+                          ScoreConfig(patch=0))
+    head.fit(srcs, out=d / "model", progress=False)
+    return head, d / "model", {"test": test, "test_dir": test_dir, "dir": d}
+
+
+def test_generator_shapes() -> None:
+    g = Generator(TINY)
+    clip = torch.zeros(2, TINY.past, 1, SIZE, SIZE)
+    assert tuple(g(clip).shape) == (2, 1, SIZE, SIZE)
+    with pytest.raises(ValueError):
+        Generator(PredictorConfig(channels=(8, 16, 18), heads=4))
+
+
+def test_loss_decreases_on_a_fixed_batch() -> None:
+    torch.set_num_threads(1)
+    vids = [_small(make_video(seed=1, anomaly=None, n_frames=40).frames)]
+    tr = Trainer(TINY, TrainConfig(batch_size=4, lr_g=1e-3), vids)
+    batch = tr._batch(np.random.default_rng(0))
+    first = tr.train_step(batch)["int"]
+    for _ in range(25):
+        last = tr.train_step(batch)["int"]
+    assert last < 0.7 * first
+
+
+def test_checkpoint_resume_continues_at_saved_step(tmp_path: Path) -> None:
+    torch.set_num_threads(1)
+    vids = [_small(make_video(seed=2, anomaly=None, n_frames=30).frames)]
+    cfg = TrainConfig(minutes=1, max_steps=3, batch_size=2)
+    tr = Trainer(TINY, cfg, vids)
+    tr.run(tmp_path, progress=False)
+    assert (tmp_path / CHECKPOINT).is_file() and tr.step == 3
+    tr2 = Trainer(TINY, cfg, vids)
+    tr2.load_checkpoint(tmp_path)
+    assert tr2.step == 3 and tr2.train_seconds == pytest.approx(tr.train_seconds)
+    for (k, a), b in zip(tr.g.state_dict().items(), tr2.g.state_dict().values()):
+        assert torch.equal(a, b), k
+    assert tr2.opt_g.state  # Adam moments came back too
+    tr2.run(tmp_path, progress=False)
+    assert tr2.step == 6
+    other = Trainer(PredictorConfig(size=SIZE, past=2, channels=(8, 16, 16), heads=2), cfg, vids)
+    with pytest.raises(ModelError, match="other model sizes"):
+        other.load_checkpoint(tmp_path)
+    with pytest.raises(ModelError, match="no checkpoint"):
+        Trainer(TINY, cfg, vids).load_checkpoint(tmp_path / "nothing")
+
+
+def test_fast_anomaly_scores_higher(trained: tuple[PredictionHead, Path, dict]) -> None:
+    head, _, data = trained
+    res = head.score([data["test_dir"]], progress=False)
+    sc = res.scores[0]
+    assert len(sc.frame_scores) == 120 and sc.frame_indices.tolist() == list(range(120))
+    assert auroc(data["test"].labels, sc.frame_scores) > 0.75
+    assert res.threshold == head.calibration.threshold and np.isfinite(res.threshold)
+    assert sc.maps["peak_error"].values.shape == (SIZE, SIZE)
+    assert any(e.start_frame >= 55 for e in res.events)
+
+
+def test_save_load_identical_scores(trained: tuple[PredictionHead, Path, dict]) -> None:
+    head, model_dir, data = trained
+    a = head.score([data["test_dir"]], progress=False).scores[0].frame_scores
+    loaded = PredictionHead.load(model_dir)
+    b = loaded.score([data["test_dir"]], progress=False).scores[0].frame_scores
+    np.testing.assert_array_equal(a, b)
+    assert loaded.calibration == head.calibration and loaded.cfg == TINY
+    assert "threshold" in loaded.describe()
+
+
+def test_model_dir_from_another_head(tmp_path: Path) -> None:
+    write_manifest(tmp_path, "image-patchcore")
+    with pytest.raises(ModelError, match="image-patchcore"):
+        PredictionHead.load(tmp_path)
+    with pytest.raises(ModelError, match="not an oddeye model"):
+        PredictionHead.load(tmp_path / "..")
+
+
+def test_truncated_video_scores_frames_it_has(trained: tuple[PredictionHead, Path, dict], tmp_path: Path) -> None:
+    head, _, data = trained
+    full = write_video_file(data["test"].frames, tmp_path / "full.mp4", fps=25)
+    import av
+
+    with av.open(str(full)) as c_in, av.open(str(tmp_path / "cut.avi"), "w") as c_out:
+        s = c_out.add_stream("mpeg4", rate=25)
+        s.width, s.height, s.pix_fmt = 160, 120, "yuv420p"
+        for f in c_in.decode(video=0):
+            for p in s.encode(f):
+                c_out.mux(p)
+        for p in s.encode():
+            c_out.mux(p)
+    data_b = (tmp_path / "cut.avi").read_bytes()
+    (tmp_path / "cut.avi").write_bytes(data_b[: len(data_b) // 2])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        sc = head.score([tmp_path / "cut.avi"], progress=False).scores[0]
+    n = sc.meta["truncated_at"]
+    assert 0 < n < 120 and len(sc.frame_scores) == n and f"the {n} frames before the cut" in sc.reason
+    assert any("stopped at frame" in str(w.message) for w in caught)
+
+
+def test_split_validation_and_bad_inputs(tmp_path: Path) -> None:
+    vids = [(f"v{i}", np.zeros((20, 8, 8), np.uint8)) for i in range(10)]
+    tr, va = split_validation(vids, 0.1, 3, 0)
+    assert len(va) == 1 and len(tr) == 9 and not {n for n, _ in va} & {n for n, _ in tr}
+    tr, va = split_validation([("one", np.zeros((100, 8, 8), np.uint8))], 0.1, 3, 0)
+    assert len(tr[0][1]) == 89 and len(va[0][1]) == 11  # at least past + 8 frames held out
+    with pytest.raises(InputError, match="too short"):
+        split_validation([("short", np.zeros((14, 8, 8), np.uint8))], 0.1, 3, 0)
+    head = PredictionHead(TINY)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="no frames"):
+        head.score([tmp_path / "empty"], progress=False)
