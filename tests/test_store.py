@@ -287,3 +287,18 @@ def test_cli_store_info_and_threshold(tmp_path, capsys):
         assert st.threshold(run_id) == pytest.approx(doc["threshold"])
     assert main(["store", "info", "--db", str(tmp_path)]) == 2
     assert "is a directory" in capsys.readouterr().err
+
+
+def test_migrations_build_exactly_the_models(db):
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    from oddeye.ui import engine as eng
+    from oddeye.ui.models import Base
+
+    open_store(db).close()
+    read, _ = eng.make_engines(eng.store_url(db))
+    with read.connect() as c:
+        diff = compare_metadata(MigrationContext.configure(c, opts={"compare_type": True}), Base.metadata)
+    read.dispose()
+    assert diff == []

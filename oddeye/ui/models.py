@@ -71,7 +71,7 @@ class SeriesRow(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     sample_pk: Mapped[int] = mapped_column(ForeignKey("samples.id", ondelete="CASCADE"))
     name: Mapped[str] = mapped_column(String(64))
-    dtype: Mapped[str] = mapped_column(String(16))
+    dtype: Mapped[str] = mapped_column(String(96))
     length: Mapped[int] = mapped_column(Integer)
     data: Mapped[bytes] = mapped_column(LargeBinary)
 
@@ -86,7 +86,7 @@ class MapRow(Base):
     name: Mapped[str] = mapped_column(String(64))
     kind: Mapped[str] = mapped_column(String(16))
     shape: Mapped[list[int]] = mapped_column(JSON)
-    dtype: Mapped[str] = mapped_column(String(16))
+    dtype: Mapped[str] = mapped_column(String(96))
     data: Mapped[bytes] = mapped_column(LargeBinary)
 
 

@@ -26,7 +26,7 @@ def load_series(db: str, sample_pk: int) -> dict[str, np.ndarray]:
 def load_events(db: str, run_id: int, sample_pk: int) -> tuple[dict[str, np.ndarray], list[dict[str, Any]]]:
     """Events of a sample as columns (for the plot) and rows (for the table)."""
     st_ = get_store(db)
-    return st_.event_arrays(run_id, sample_pk), st_.events(run_id, sample_pk)
+    return st_.event_arrays(run_id, sample_pk), st_.events(run_id, sample_pk, with_meta=False)
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -128,7 +128,8 @@ def render(store: Store, run: dict[str, Any] | None, runs: list[dict[str, Any]])
             f"#{i}: frames {by_id[i]['start_frame']}-{by_id[i]['end_frame']}, score {by_id[i]['score'] or 0:.4g}"
             + (f" - {by_id[i]['reason'][:80]}" if by_id[i]["reason"] else "")))
         ev = by_id[eid]
-        target = int((ev["meta"] or {}).get("peak_frame", ev["start_frame"] if ev["start_frame"] is not None else lo))
+        meta = store.event(eid)["meta"]
+        target = int((meta or {}).get("peak_frame", ev["start_frame"] if ev["start_frame"] is not None else lo))
 
         def _jump() -> None:
             st.session_state[fkey] = int(np.clip(target, lo, hi))
