@@ -50,7 +50,11 @@ def served(tmp_path):
         time.sleep(0.3)
     yield url, db, ids
     os.killpg(proc.pid, signal.SIGTERM)  # the oddeye process and the streamlit server it started
-    proc.wait(timeout=30)
+    try:
+        proc.wait(timeout=3)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
     log.close()
 
 
