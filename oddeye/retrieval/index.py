@@ -21,7 +21,7 @@ INDEX_FILE = "index.faiss"
 MANIFEST_FILE = "manifest.json"
 # Below this many vectors "auto" is exact (flat); above it, approximate (hnsw; see docs/index.md for the figures).
 AUTO_FLAT_MAX = 200_000
-DEFAULTS: dict[str, Any] = {"M": 32, "ef_construction": 80, "ef_search": 128, "nprobe": None, "nlist": None,
+DEFAULTS: dict[str, Any] = {"M": 32, "ef_construction": 100, "ef_search": 256, "nprobe": None, "nlist": None,
                             "pq_m": None, "nbits": 8, "train_size": None, "seed": 0}
 
 
