@@ -302,3 +302,25 @@ def test_migrations_build_exactly_the_models(db):
         diff = compare_metadata(MigrationContext.configure(c, opts={"compare_type": True}), Base.metadata)
     read.dispose()
     assert diff == []
+
+
+def test_packing_and_review_maps(tmp_path):
+    from oddeye.ui.convert import pack, review_map, unpack
+
+    for a in (np.arange(1000), np.arange(1000) / 30.0, np.random.default_rng(0).random(999).astype(np.float32)):
+        blob, tag = pack(a)
+        back = unpack(blob, tag, len(a))
+        assert back.dtype == a.dtype and np.allclose(back, a, rtol=0, atol=1e-12)
+    assert pack(np.arange(1000))[0] == b""  # evenly spaced frame numbers cost nothing
+    big = review_map(np.random.default_rng(0).random((1024, 512)))
+    assert big.shape == (256, 128) and big.dtype == np.float16
+    # input path from --data when the head did not record one
+    clip = tmp_path / "clips" / "cam1.mp4"
+    clip.parent.mkdir()
+    clip.write_bytes(b"x")
+    r = Result(head="video-prediction", scores=[Score("cam1.mp4", 1.0, frame_scores=np.zeros(5, np.float32))])
+    db = tmp_path / "s.db"
+    rid = save_result(db, r, kind="score", data=str(clip.parent))
+    with open_store(db) as st:
+        assert st.samples(rid)[0]["path"] == str(clip.resolve())
+        assert st.safe_path(clip, rid) == clip.resolve()

@@ -9,9 +9,8 @@
 from __future__ import annotations
 
 import os
-import zlib
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 from sqlalchemy import delete, func, insert, select, update
@@ -22,49 +21,12 @@ from oddeye import __version__
 from oddeye.core.errors import InputError, StoreError
 from oddeye.core.types import Result, to_jsonable
 from oddeye.ui import engine as eng
+from oddeye.ui.convert import _finite, attached_rows, sample_rows, unpack
 from oddeye.ui.models import (LABELS, ArtefactRow, EventRow, FolderRow, LabelRow, MapRow, Run, SampleRow, SeriesRow,
                               ThresholdRow)
 
-SERIES = ("frame_scores", "frame_times", "frame_indices")
-_KIND_BY_EXT = {".png": "image", ".jpg": "image", ".jpeg": "image", ".bmp": "image", ".tif": "image", ".tiff": "image",
-                ".npy": "array", ".npz": "array", ".mp4": "video", ".avi": "video", ".mkv": "video",
-                ".ply": "pointcloud", ".pcd": "pointcloud", ".xyz": "pointcloud", ".json": "json", ".html": "html"}
-
-
 class PathRefusedError(InputError):
     """A file the dashboard was asked to read lies outside the store's artefact folders."""
-
-
-def pack(a: np.ndarray) -> tuple[bytes, str]:
-    """Compress an array into (bytes, dtype tag); an evenly spaced 1-D series (frame numbers, times) costs 0 bytes."""
-    a = np.ascontiguousarray(a)
-    if a.ndim == 1 and len(a) > 2 and a.dtype.kind in "iuf":
-        start, step = a[0].item(), (a[1] - a[0]).item()
-        even = start + step * np.arange(len(a), dtype=np.float64)
-        if np.array_equal(even.astype(a.dtype), a) or (
-                a.dtype.kind == "f" and np.max(np.abs(even - a)) <= 1e-9 * max(1.0, float(np.max(np.abs(a))))):
-            return b"", f"arange:{a.dtype.str}:{start!r}:{step!r}"
-    return zlib.compress(a.tobytes(), 1), a.dtype.str
-
-
-def unpack(data: bytes, dtype: str, shape: Iterable[int] | int) -> np.ndarray:
-    """Inverse of pack: the array of `shape` stored in `data`."""
-    if dtype.startswith("arange:"):
-        _, dt, start, step = dtype.split(":")
-        n = int(shape if isinstance(shape, int) else np.prod(list(shape)))
-        return (float(start) + float(step) * np.arange(n, dtype=np.float64)).astype(np.dtype(dt))
-    return np.frombuffer(zlib.decompress(data), dtype=np.dtype(dtype)).reshape(shape)
-
-
-def _artefact_kind(path: Path) -> str:
-    return "folder" if path.is_dir() else _KIND_BY_EXT.get(path.suffix.lower(), "file")
-
-
-def _finite(x: Any) -> float | None:
-    if x is None:
-        return None
-    x = float(x)
-    return x if np.isfinite(x) else None
 
 
 class Store:
@@ -111,45 +73,13 @@ class Store:
                   oddeye_version=__version__)
         s.add(run)
         s.flush()
-        rows = []
-        for sc in result.scores:
-            idx = sc.frame_indices if sc.frame_indices is not None else (
-                np.arange(len(sc.frame_scores)) if sc.frame_scores is not None else None)
-            rows.append(dict(run_id=run.id, sample_id=str(sc.sample_id), kind=str(sc.meta.get("kind") or _kind_of(result.head, sc)),
-                             path=_input_path(sc), label=sc.label, score=_finite(sc.score), reason=sc.reason or "",
-                             frame_start=int(idx[0]) if idx is not None and len(idx) else None,
-                             frame_end=int(idx[-1]) if idx is not None and len(idx) else None,
-                             n_frames=None if sc.frame_scores is None else len(sc.frame_scores),
-                             meta=to_jsonable({k: v for k, v in sc.meta.items() if k not in ("kind",)})))
-        pks = list(s.scalars(insert(SampleRow).returning(SampleRow.id, sort_by_parameter_order=True), rows)) if rows else []
-        by_id = {str(sc.sample_id): pk for sc, pk in zip(result.scores, pks)}
-        series, maps, arts, folders = [], [], [], set()
-        if self.is_sqlite:
-            folders.add(str(Path(str(self.url.database)).parent))
-        for sc, pk in zip(result.scores, pks):
-            for name in SERIES:
-                v = getattr(sc, name)
-                if v is not None:
-                    blob, dtype = pack(np.asarray(v))
-                    series.append(dict(sample_pk=pk, name=name, dtype=dtype, length=len(v), data=blob))
-            for name, m in sc.maps.items():
-                blob, dtype = pack(m.values)
-                maps.append(dict(sample_pk=pk, name=name, kind=m.kind, shape=list(m.values.shape), dtype=dtype, data=blob))
-            for name, p in list(sc.artefacts.items()) + ([("input", _input_path(sc))] if _input_path(sc) else []):
-                path = Path(str(p)).expanduser().resolve()
-                arts.append(dict(run_id=run.id, sample_pk=pk, name=str(name), kind=_artefact_kind(path), path=str(path)))
-                folders.add(str(path if path.is_dir() else path.parent))
-        for name, p in (result.meta.get("artefacts") or {}).items():
-            path = Path(str(p)).expanduser().resolve()
-            arts.append(dict(run_id=run.id, sample_pk=None, name=str(name), kind=_artefact_kind(path), path=str(path)))
-            folders.add(str(path if path.is_dir() else path.parent))
-        events = [dict(run_id=run.id, sample_pk=by_id.get(str(e.sample_id)), sample_id=str(e.sample_id),
-                       score=_finite(e.score), start=_finite(e.start), end=_finite(e.end), start_frame=e.start_frame,
-                       end_frame=e.end_frame, reason=e.reason or "", meta=to_jsonable(e.meta),
-                       **dict(zip(("x1", "y1", "x2", "y2"), [float(b) for b in e.box] if e.box else [None] * 4)))
-                  for e in result.events]
+        ins = insert(SampleRow).returning(SampleRow.id, sort_by_parameter_order=True)
+        rows = sample_rows(result, run.id, data)
+        pks = list(s.scalars(ins, rows)) if rows else []
+        store_dir = Path(str(self.url.database)).parent if self.is_sqlite else None
+        series, maps, events, arts, folders = attached_rows(result, run.id, pks, [r["path"] for r in rows], store_dir)
         for model_cls, batch in ((SeriesRow, series), (MapRow, maps), (EventRow, events), (ArtefactRow, arts),
-                                 (FolderRow, [dict(run_id=run.id, path=f) for f in sorted(folders)])):
+                                 (FolderRow, folders)):
             if batch:
                 s.execute(insert(model_cls), batch)
         return run.id
@@ -332,21 +262,6 @@ class Store:
         cur = self.run(run_id)["metrics"] or {}
         with self._session(write=True) as s, s.begin():
             s.execute(update(Run).where(Run.id == run_id).values(metrics={**cur, **to_jsonable(metrics)}))
-
-
-def _kind_of(head: str, sc: Any) -> str:
-    for prefix, kind in (("video", "video"), ("patrol", "patrol_pair"), ("point", "pointcloud"), ("image", "image")):
-        if head.lower().startswith(prefix):
-            return kind
-    if sc.frame_scores is not None:
-        return "video"
-    kinds = {m.kind for m in sc.maps.values()}
-    return "image" if "pixel" in kinds else "pointcloud" if "point" in kinds else "sample"
-
-
-def _input_path(sc: Any) -> str | None:
-    p = sc.meta.get("path") or sc.meta.get("source")
-    return str(Path(str(p)).expanduser().resolve()) if p else None
 
 
 def _row(obj: Any) -> dict[str, Any]:
