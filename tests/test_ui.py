@@ -70,6 +70,14 @@ def test_video_page_timeline_jump_and_label(app, filled):
     at.run()
     sample_pk = open_store(filled[0]).samples(ids["video"])[0]["id"]
     assert at.slider(key=f"frame_{sample_pk}").value == target
+    from oddeye.ui.page_video import boxes_at, draw_boxes
+
+    st_ = open_store(filled[0])
+    cols = st_.event_arrays(ids["video"], sample_pk)
+    boxed = [f for f in range(80) if boxes_at(st_, cols, f)]
+    assert boxed and all(40 <= f < 62 for f in boxed)  # the fast walker's frames
+    drawn = draw_boxes(np.zeros((96, 128), np.uint8), boxes_at(st_, cols, boxed[0]))
+    assert drawn.shape == (96, 128, 3) and drawn[..., 0].max() == 255
     _click(at, "False alarm")
     labs = open_store(filled[0]).labels(ids["video"])
     assert labs and labs[0]["label"] == "false_alarm" and labs[0]["event_id"] is not None

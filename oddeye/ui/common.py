@@ -81,6 +81,32 @@ def read_picture(store: Store, path: str | None, run_id: int, what: str = "image
         return None
 
 
+def read_frame(store: Store, path: str | None, run_id: int, index: int, what: str = "video") -> np.ndarray | None:
+    """Frame `index` of a video file or frame folder (through safe_file and oddeye.video.io), or None with a message."""
+    p = safe_file(store, path, run_id, what)
+    if p is None:
+        return None
+    try:
+        from oddeye.video.io import open_video
+
+        reader = open_video(p)
+        try:
+            return reader.get_batch([int(index)]).data[0]
+        finally:
+            getattr(reader, "close", lambda: None)()
+    except Exception as e:  # noqa: BLE001 - any decoder failure is shown, not raised
+        st.warning(f"Cannot read frame {index} of {p}: {e}")
+        return None
+
+
+VIDEO_EXT = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg")
+
+
+def is_video(path: str | None) -> bool:
+    """True for a video file name or an existing frame folder."""
+    return bool(path) and (Path(path).suffix.lower() in VIDEO_EXT or Path(path).is_dir())
+
+
 def artefact_map(store: Store, run_id: int, sample_pk: int) -> dict[str, str]:
     """Artefacts of one sample: name -> path."""
     return {a["name"]: a["path"] for a in store.artefacts(run_id, sample_pk)}

@@ -9,7 +9,8 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from oddeye.core.viz import colorize
-from oddeye.ui.common import artefact_map, first_artefact, label_buttons, pixel_map, read_picture
+from oddeye.ui.common import (artefact_map, first_artefact, is_video, label_buttons, pixel_map, read_frame,
+                              read_picture)
 from oddeye.ui.store import Store
 
 
@@ -41,12 +42,20 @@ def render(store: Store, run: dict[str, Any] | None, runs: list[dict[str, Any]])
     sample = pairs[i]
     arts = artefact_map(store, run["id"], sample["id"])
     ref_path = first_artefact(arts, ("reference", "ref"))
-    qry_path = first_artefact(arts, ("query",)) or sample["path"]
+    qry_path = first_artefact(arts, ("query",))
     amap = pixel_map(store.maps(sample["id"]))
+    meta = sample["meta"] or {}
+    ref_video, ref_index = (run["meta"] or {}).get("reference"), meta.get("ref_index")
     c1, c2, c3 = st.columns(3)
-    for col, path, what in ((c1, ref_path, "reference"), (c2, qry_path, "query")):
+    for col, path, what, video, index in ((c1, ref_path, "reference", ref_video, ref_index),
+                                          (c2, qry_path, "query", sample["path"], meta.get("index"))):
         with col:
-            pic = read_picture(store, path, run["id"], what) if path else None
+            if path and not is_video(path):
+                pic = read_picture(store, path, run["id"], what)
+            elif is_video(video) and index is not None:  # no picture recorded: the frame from the video itself
+                pic = read_frame(store, video, run["id"], int(index), what)
+            else:
+                pic = None
             if pic is not None:
                 st.image(pic, caption=what, width="stretch")
             else:

@@ -9,7 +9,8 @@ import numpy as np
 import streamlit as st
 
 from oddeye.core.paths import natural_key
-from oddeye.ui.common import artefact_map, get_store, label_buttons, overlay_picture, read_picture, safe_file
+from oddeye.ui.common import (artefact_map, get_store, label_buttons, overlay_picture, read_frame, read_picture,
+                              safe_file)
 from oddeye.ui.store import Store
 from oddeye.ui.timeline import timeline_figure
 
@@ -49,17 +50,36 @@ def timeline_data(store: Store, run_id: int, sample_pk: int) -> tuple[np.ndarray
     return scores, x, use_times, store.event_arrays(run_id, sample_pk), store.threshold(run_id)
 
 
-def _frame_view(store: Store, run_id: int, sample: dict[str, Any], frame: int) -> None:
-    arts = artefact_map(store, run_id, sample["id"])
-    image = None
-    src = safe_file(store, sample["path"], run_id, "video") if sample["path"] else None
-    if src is not None:
-        try:
-            from oddeye.video.io import open_video
+def boxes_at(store: Store, ev_cols: dict[str, np.ndarray], frame: int, limit: int = 3) -> list[list[float]]:
+    """Boxes (x1, y1, x2, y2) that the events covering `frame` recorded for it (event meta "boxes")."""
+    hit = np.flatnonzero((ev_cols["start_frame"] <= frame) & (ev_cols["end_frame"] >= frame))[:limit]
+    out = []
+    for i in hit:
+        boxes = (store.event(int(ev_cols["id"][i]))["meta"] or {}).get("boxes") or {}
+        box = boxes.get(str(frame)) if isinstance(boxes, dict) else None
+        if box is not None and len(box) == 4:
+            out.append([float(v) for v in box])
+    return out
 
-            image = open_video(src).get_batch([frame]).data[0]
-        except Exception as e:  # noqa: BLE001 - any decoder failure is shown, not raised
-            st.warning(f"Cannot read frame {frame} of {src}: {e}")
+
+def draw_boxes(image: np.ndarray, boxes: list[list[float]]) -> np.ndarray:
+    """The image (H, W[, 3]) as RGB with red rectangles drawn on it."""
+    import cv2
+
+    from oddeye.core.imageio import convert
+
+    img = convert(image, "rgb").copy()
+    for x1, y1, x2, y2 in boxes:
+        cv2.rectangle(img, (int(x1), int(y1)), (int(x2), int(y2)), (255, 0, 0), 2)
+    return img
+
+
+def _frame_view(store: Store, run_id: int, sample: dict[str, Any], frame: int, ev_cols: dict[str, np.ndarray]) -> None:
+    arts = artefact_map(store, run_id, sample["id"])
+    image = read_frame(store, sample["path"], run_id, frame) if sample["path"] else None
+    boxes = boxes_at(store, ev_cols, frame) if image is not None and len(ev_cols["id"]) else []
+    if boxes:
+        image = draw_boxes(image, boxes)
     amap = None
     if "maps_dir" in arts and safe_file(store, arts["maps_dir"], run_id, "maps folder") is not None:
         f = map_files(arts["maps_dir"]).get(frame)
@@ -113,7 +133,7 @@ def render(store: Store, run: dict[str, Any] | None, runs: list[dict[str, Any]])
                + (sample["reason"] or ""))
     if hi > lo:
         st.slider("Frame", lo, hi, key=fkey)
-    _frame_view(store, run["id"], sample, int(st.session_state[fkey]))
+    _frame_view(store, run["id"], sample, int(st.session_state[fkey]), ev_cols)
     st.subheader("Events")
     if not ev_rows:
         st.caption("No events for this video.")

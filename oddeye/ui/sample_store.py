@@ -18,6 +18,11 @@ from oddeye.core.viz import save_overlay
 from oddeye.ui.store import save_result
 
 
+def _bbox(mask: np.ndarray) -> list[float]:
+    ys, xs = np.nonzero(mask)
+    return [float(xs.min()), float(ys.min()), float(xs.max()), float(ys.max())]
+
+
 def video_result(out: Path, seed: int = 0) -> Result:
     """A frame-difference score of a generated video with a fast walker; frames and per-frame maps on disk."""
     v = synth.make_video(seed=seed, n_frames=80, size=(96, 128), anomaly="fast", anomaly_span=(40, 60))
@@ -33,6 +38,8 @@ def video_result(out: Path, seed: int = 0) -> Result:
     thr = float(np.quantile(scores, 0.8))
     events = events_from_scores(scores, thr, "clip0", times=times, merge_gap=2,
                                 reasons=["a walker moves faster than the others"] * len(scores))
+    for ev in events:  # where the fast walker is, per frame (as the rules head records it)
+        ev.meta["boxes"] = {str(t): _bbox(v.masks[t]) for t in range(ev.start_frame, ev.end_frame + 1) if v.masks[t].any()}
     sc = Score("clip0", float(scores.max()), label=int(v.labels.max()), frame_scores=scores.astype(np.float32),
                frame_times=times, frame_indices=np.arange(len(scores)), reason="frame difference",
                artefacts={"maps_dir": str(maps_dir)}, meta={"path": str(frames_dir)})
