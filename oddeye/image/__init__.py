@@ -1,0 +1,1 @@
+"""Industrial image anomaly detection: PatchCore, Gaussian (PaDiM-like) and zero-shot mutual-scoring heads."""

@@ -1,0 +1,96 @@
+"""PatchCore head (Roth et al. 2022): coreset memory bank of normal patch features, kNN patch scores."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from oddeye.core.errors import InputError, ModelError, require_range
+from oddeye.image.base import FeatureMapHead
+from oddeye.retrieval.coreset import greedy_coreset
+from oddeye.retrieval.index import PatchIndex
+
+
+class PatchCoreHead(FeatureMapHead):
+    """Memory bank = greedy coreset of normal patches in a PatchIndex; patch score = distance to the nearest.
+
+    Image score = the largest patch score, re-weighted as PatchCore does with the `num_neighbors` bank
+    neighbours of that patch's nearest bank entry; the map is upsampled and Gaussian-smoothed (sigma 4).
+    """
+
+    name = "patchcore"
+
+    def __init__(self, coreset: float = 0.1, max_bank: int | None = None, num_neighbors: int = 9,
+                 index_kind: str = "auto", extractor: dict[str, Any] | None = None, batch_size: int = 16,
+                 seed: int = 0, device: str = "cpu", sigma: float = 4.0) -> None:
+        super().__init__(extractor=extractor, batch_size=batch_size, seed=seed, device=device, sigma=sigma)
+        require_range(coreset, "coreset", 1e-6, 1.0)
+        if max_bank is not None and max_bank < 1:
+            raise InputError(f"max_bank must be >= 1, got {max_bank}")
+        self.coreset = float(coreset)
+        self.max_bank = max_bank
+        self.num_neighbors = int(num_neighbors)
+        self.index_kind = index_kind
+        self.bank: np.ndarray | None = None  # (M, D) float32
+        self.index: PatchIndex | None = None
+
+    def _fit_features(self, feats: torch.Tensor) -> None:
+        x = feats.permute(0, 2, 3, 1).reshape(-1, feats.shape[1]).contiguous().numpy()
+        n = x.shape[0]
+        count = max(1, int(round(self.coreset * n)))
+        if self.max_bank:
+            count = min(count, self.max_bank)
+        ids = np.arange(n) if count >= n else greedy_coreset(x, count=count, seed=self.seed)
+        self.bank = np.ascontiguousarray(x[np.sort(ids)])
+        self.index = PatchIndex.build(self.bank, kind=self.index_kind, metric="l2", device="cpu")
+
+    def _patch_scores(self, feats: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        if self.index is None or self.bank is None:
+            raise ModelError("the PatchCore head is not fitted", "call fit() or load a fitted model folder")
+        b, d, h, w = feats.shape
+        q = feats.permute(0, 2, 3, 1).reshape(-1, d).contiguous().numpy()
+        dist, ids = self.index.search(q, k=1)
+        pmap = dist[:, 0].reshape(b, h * w)
+        nn = ids[:, 0].reshape(b, h * w)
+        top = pmap.argmax(axis=1)
+        s_star = pmap[np.arange(b), top]
+        # PatchCore re-weighting: w = 1 - softmax(|m_test - m_j|)_0 over the support set of the nearest bank patch
+        k = min(self.num_neighbors, len(self.index))
+        m_star = self.bank[nn[np.arange(b), top]]
+        _, support = self.index.search(m_star, k=k)
+        q_star = q.reshape(b, h * w, d)[np.arange(b), top]
+        dd = np.linalg.norm(self.bank[support] - q_star[:, None, :], axis=2).astype(np.float64)  # (b, k)
+        dd -= dd.max(axis=1, keepdims=True)
+        soft = np.exp(dd) / np.exp(dd).sum(axis=1, keepdims=True)
+        weights = 1.0 - soft[:, 0]
+        return pmap.reshape(b, h, w), (weights * s_star).astype(np.float64)
+
+    def _state(self) -> dict[str, Any]:
+        return {"coreset": self.coreset, "max_bank": self.max_bank, "num_neighbors": self.num_neighbors,
+                "index_kind": self.index.kind if self.index else self.index_kind,
+                "bank_size": 0 if self.bank is None else int(self.bank.shape[0]),
+                "dim": 0 if self.bank is None else int(self.bank.shape[1])}
+
+    def _save_arrays(self, directory: Path) -> None:
+        if self.index is None or self.bank is None:
+            raise ModelError("cannot save an unfitted PatchCore head", "call fit() first")
+        np.save(directory / "bank.npy", self.bank)
+        self.index.save(directory / "index")
+
+    def _load_arrays(self, directory: Path, doc: dict[str, Any]) -> None:
+        self.coreset = float(doc.get("coreset", 0.1))
+        self.max_bank = doc.get("max_bank")
+        self.num_neighbors = int(doc.get("num_neighbors", 9))
+        self.index_kind = doc.get("index_kind", "auto")
+        try:
+            self.bank = np.load(directory / "bank.npy")
+        except (OSError, ValueError) as e:
+            raise ModelError(f"{directory / 'bank.npy'} is missing or corrupt ({e})", "refit the model") from None
+        self.index = PatchIndex.load(directory / "index")
+        if self.index.dim != self.bank.shape[1] or len(self.index) != self.bank.shape[0]:
+            raise ModelError(f"{directory}: index and bank.npy disagree", "refit the model")
+        if doc.get("dim") and int(doc["dim"]) != self.bank.shape[1]:
+            raise ModelError(f"{directory}: manifest dim {doc['dim']} but bank dim {self.bank.shape[1]}", "refit")

