@@ -124,8 +124,10 @@ def register(cli: Any) -> None:
         from oddeye.video.prediction.train import TrainConfig
 
         require_positive(minutes, "--minutes")
-        if size % 8:
-            raise InputError(f"--size must be a multiple of 8, got {size}")
+        if size % 8 or size < 16:
+            raise InputError(f"--size must be a multiple of 8 (>= 16), got {size}")
+        if past < 2:
+            raise InputError(f"--past must be >= 2, got {past}")
         sources = _training_inputs(frames, video)
         head = PredictionHead(PredictorConfig(size=size, past=past),
                               TrainConfig(minutes=minutes, max_steps=max_steps, batch_size=batch_size, seed=seed),

@@ -243,7 +243,7 @@ class DecordReader(VideoReader):
         self.source, self.gray, self.size, self.path = str(path), gray, size, path
         kw = {"width": size[0], "height": size[1]} if size is not None else {}
         try:
-            self._vr = decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=1, **kw)
+            self._vr = decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=0, **kw)
             n = len(self._vr)
             first = self._vr[0].shape if n else None
         except (decord.DECORDError, RuntimeError, IndexError) as e:
@@ -273,8 +273,9 @@ class DecordReader(VideoReader):
             return _empty(self.height, self.width, self.gray)
         if self._fallback is None:
             try:
-                data = self._vr.get_batch(idx.tolist()).asnumpy()
-                times = self._vr.get_frame_timestamp(idx.tolist())[:, 0].astype(np.float64)
+                uniq, inv = np.unique(idx, return_inverse=True)  # decord decodes sorted indices in one pass
+                data = self._vr.get_batch(uniq.tolist()).asnumpy()[inv]
+                times = self._vr.get_frame_timestamp(uniq.tolist())[:, 0].astype(np.float64)[inv]
                 if self.gray:
                     data = np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in data])
                 return Frames(data, idx, times)

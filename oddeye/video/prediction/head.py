@@ -32,8 +32,8 @@ FORMAT_VERSION = 1
 class ScoreConfig:
     """How PSNR becomes a score: worst-patch size (0 = whole frame), temporal smoothing, threshold quantile."""
 
-    patch: int = 16
-    smooth_sigma: float = 0.0
+    patch: int = 0
+    smooth_sigma: float = 3.0
     quantile: float = 0.99
     batch_size: int = 128
 

@@ -54,12 +54,14 @@ class Generator(nn.Module):
     Per frame: a space-to-depth stem and a conv encoder to (C3, S/8, S/8) and its conv Q/K/V (cached across overlapping windows
     when scoring). Per window: temporal multi-head self-attention at every location over the T maps
     (sinusoidal time encoding added to Q and K), fusion over time, a conv feed-forward, and a U-Net
-    decoder with skips from the last past frame that predicts the change of that frame.
+    decoder with skips from the last past frame (and its change since the one before) that predicts the change of that frame.
     """
 
     def __init__(self, cfg: PredictorConfig) -> None:
         super().__init__()
         c = cfg.channels
+        if cfg.past < 2:
+            raise ValueError(f"past must be >= 2 (the decoder uses the latest change), got {cfg.past}")
         if c[2] % cfg.heads:
             raise ValueError(f"channels[2]={c[2]} must be divisible by heads={cfg.heads}")
         self.cfg = cfg
@@ -71,8 +73,8 @@ class Generator(nn.Module):
         self.fuse = nn.Conv2d(cfg.past * c[2], c[2], 1)
         self.ff = nn.Sequential(nn.GroupNorm(1, c[2]), nn.Conv2d(c[2], 2 * c[2], 3, 1, 1),
                                 nn.LeakyReLU(0.2, inplace=True), nn.Conv2d(2 * c[2], c[2], 1))
-        self.up3, self.dec3 = nn.ConvTranspose2d(c[2], c[1], 2, 2), _conv(2 * c[1], c[1])
-        self.up2, self.dec2 = nn.ConvTranspose2d(c[1], c[0], 2, 2), _conv(2 * c[0], c[0])
+        self.up3, self.dec3 = nn.ConvTranspose2d(c[2], c[1], 2, 2), _conv(3 * c[1], c[1])
+        self.up2, self.dec2 = nn.ConvTranspose2d(c[1], c[0], 2, 2), _conv(3 * c[0], c[0])
         self.out = nn.Sequential(nn.Conv2d(c[0], 4, 3, 1, 1), nn.PixelShuffle(2))
 
     def encode(self, frames: torch.Tensor) -> list[torch.Tensor]:
@@ -98,9 +100,9 @@ class Generator(nn.Module):
         x = x + self.proj(o).reshape(b, t, c, h, w)
         z = self.fuse(x.reshape(b, t * c, h, w))
         z = z + self.ff(z)
-        j = idx[:, -1]
-        z = self.dec3(torch.cat([self.up3(z), f3[j]], 1))
-        z = self.dec2(torch.cat([self.up2(z), f2[j]], 1))
+        j, i = idx[:, -1], idx[:, -2]  # skips: last frame's features and their latest change (fine motion)
+        z = self.dec3(torch.cat([self.up3(z), f3[j], f3[j] - f3[i]], 1))
+        z = self.dec2(torch.cat([self.up2(z), f2[j], f2[j] - f2[i]], 1))
         delta = self.out(z)
         return torch.tanh(last + delta)  # predict the change of the last frame
 

@@ -32,8 +32,8 @@ class TrainConfig:
     batch_size: int = 16
     lr_g: float = 2e-4
     lr_d: float = 2e-5
-    w_int: float = 1.0
-    w_grad: float = 1.0
+    w_int: float = 20.0  # the intensity error of a good prediction is tiny: weigh it up
+    w_grad: float = 0.2
     w_adv: float = 0.05
     seed: int = 0
     checkpoint_every_s: float = 60.0
