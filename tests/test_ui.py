@@ -121,8 +121,11 @@ def test_labels_page_filter_and_csv(app, filled):
     at.text_input(key="lab_by").set_value("zoe")
     at.run()
     assert at.dataframe[0].value["by"].tolist() == ["zoe"]
-    csv_text = at.get("download_button")[0]
-    assert csv_text is not None
+    assert at.get("download_button")
+    from oddeye.ui.page_labels import labels_csv
+
+    lines = labels_csv(st_.labels(ids["patrol"])).splitlines()
+    assert lines[0].startswith("id,run_id,head,event_id") and "zoe" in lines[1] and "dusk" in lines[1]
 
 
 def test_threshold_apply_from_runs_page(app, filled):
@@ -176,3 +179,16 @@ def test_bad_store_is_a_message_not_a_crash(tmp_path, monkeypatch):
     at.run()
     assert not at.exception
     assert "not an oddeye store" in at.error[0].value
+
+
+def test_ui_command_refuses_a_bad_store_before_serving(tmp_path, capsys):
+    from oddeye.cli import main
+    from oddeye.ui.cli import streamlit_command
+
+    bad = tmp_path / "x.db"
+    bad.write_text("not a database at all, just text" * 4)
+    assert main(["ui", "--db", str(bad)]) == 2
+    assert "is not an oddeye store" in capsys.readouterr().err
+    assert main(["ui", "--db", str(tmp_path / "new.db"), "--port", "70000"]) == 2
+    cmd = streamlit_command("/x/store.db", 8600, "127.0.0.1")
+    assert cmd[cmd.index("--server.address") + 1] == "127.0.0.1" and cmd[-2:] == ["--db", "/x/store.db"]
