@@ -324,3 +324,17 @@ def test_packing_and_review_maps(tmp_path):
     with open_store(db) as st:
         assert st.samples(rid)[0]["path"] == str(clip.resolve())
         assert st.safe_path(clip, rid) == clip.resolve()
+
+
+def test_delete_run_removes_everything(db):
+    keep = save_result(db, _result(seed=1), kind="score")
+    gone = save_result(db, _result(seed=2), kind="score")
+    with open_store(db) as st:
+        st.add_label(gone, "unsure", event_id=st.events(gone)[0]["id"])
+        st.set_threshold(gone, 1.0)
+        before = st.counts()
+        st.delete_run(gone)
+        after = st.counts()
+        assert [r["id"] for r in st.runs()] == [keep]
+        assert after["labels"] == after["thresholds"] == 0 and after["samples"] == before["samples"] // 2
+        assert after["events"] == len(st.events(keep))

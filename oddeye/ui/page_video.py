@@ -128,8 +128,16 @@ def render(store: Store, run: dict[str, Any] | None, runs: list[dict[str, Any]])
     pos = int(np.clip(np.searchsorted(frames, frame), 0, len(frames) - 1))
     x = ser["frame_times"] if use_times else frames
     fig = timeline_figure(scores, x, events=ev_cols, threshold=threshold, use_times=use_times, marker=float(x[pos]))
-    st.plotly_chart(fig, width="stretch", key=f"timeline_{pk}")
-    st.caption(f"{len(scores):,} frame scores, {len(ev_rows):,} events, threshold {threshold}. "
+    ckey = f"timeline_{pk}"
+
+    def _picked() -> None:  # a click on the timeline moves the frame slider there
+        pts = ((st.session_state.get(ckey) or {}).get("selection") or {}).get("points") or []
+        if pts and pts[0].get("x") is not None:
+            i = int(np.clip(np.searchsorted(x, float(pts[0]["x"])), 0, len(x) - 1))
+            st.session_state[fkey] = int(frames[i])
+
+    st.plotly_chart(fig, width="stretch", key=ckey, on_select=_picked, selection_mode="points")
+    st.caption(f"{len(scores):,} frame scores, {len(ev_rows):,} events, threshold {threshold}. Click the plot to jump. "
                + (sample["reason"] or ""))
     if hi > lo:
         st.slider("Frame", lo, hi, key=fkey)
