@@ -60,6 +60,52 @@ def test_fit_bad_inputs(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert "none.mp4" in capsys.readouterr().err
 
 
+def _fake_ped2(root: Path) -> Path:
+    """A two-clip UCSD-Ped2-style layout (frames, ped2.mat, masks tar.gz) from synthetic video."""
+    import io
+    import tarfile
+
+    import cv2
+    import numpy as np
+    import scipy.io as sio
+
+    write_frames(make_video(seed=4, anomaly=None, n_frames=40, size=(64, 80)).frames,
+                 root / "training" / "frames" / "01", ext=".jpg")
+    gt = np.empty((1, 2), dtype=object)
+    with tarfile.open(root / "ucsd_ped2_pixel_gt_bmp.tar.gz", "w:gz") as tf:
+        for k in (1, 2):
+            v = make_video(seed=10 + k, anomaly="fast", n_frames=50, anomaly_span=(20, 40), size=(64, 80))
+            write_frames(v.frames, root / "testing" / "frames" / f"{k:02d}", ext=".jpg")
+            gt[0, k - 1] = np.array([[21], [40]])
+            for i, m in enumerate(v.masks):
+                buf = cv2.imencode(".bmp", m.astype(np.uint8) * 255)[1].tobytes()
+                info = tarfile.TarInfo(f"UCSDped2/Test/Test{k:03d}_gt/{i + 1:03d}.bmp")
+                info.size = len(buf)
+                tf.addfile(info, io.BytesIO(buf))
+    sio.savemat(root / "ped2.mat", {"gt": gt})
+    return root
+
+
+def test_eval_video_prediction_contract(data: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    root = _fake_ped2(tmp_path / "ped2")
+    if not (data / "model" / "oddeye_model.json").is_file():
+        assert main(["fit", "video-prediction", "--frames", str(data / "train"), "--out", str(data / "model"),
+                     "--minutes", "0.5", "--size", "32", "--max-steps", "2", "--batch-size", "2"]) == 0
+    capsys.readouterr()
+    rc = main(["eval", "video", "--dataset", "ucsd-ped2", "--root", str(root), "--head", "prediction",
+               "--model", str(data / "model"), "--out", str(tmp_path / "ev"), "--json", str(tmp_path / "m.json")])
+    assert rc == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    doc = json.loads(last)
+    for key in ("frame_auroc_micro", "frame_auroc_macro", "pixel_auroc", "train_minutes", "frames_per_s",
+                "dataset", "n_samples", "wall_s"):
+        assert key in doc, key
+    assert doc["dataset"] == "ucsd-ped2" and doc["n_samples"] == 100 and 0 <= doc["frame_auroc_micro"] <= 1
+    assert doc["frame_auroc_micro"] > 0.6  # a fast runner is harder to predict even for an untrained copy-like model
+    assert json.loads((tmp_path / "m.json").read_text()) == doc
+    assert (tmp_path / "ev" / "store.db").is_file()
+
+
 def test_eval_unknown_dataset(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert main(["eval", "video", "--dataset", "kitti", "--root", str(tmp_path)]) == 2
     assert "unknown video data set" in capsys.readouterr().err
