@@ -1,0 +1,157 @@
+"""Deduction: judge each object and frame against the rules; robust reasoning and temporal smoothing."""
+
+from __future__ import annotations
+
+from collections import defaultdict, deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from scipy.ndimage import gaussian_filter1d
+
+from oddeye.video.rules.perception import FrameObs, ObjectObs
+from oddeye.video.rules.rules import Rule, RuleSet
+from oddeye.video.rules.zones import ZoneMap
+
+FLOOR = -3.0  # score of a frame in which nothing can break a rule
+
+
+@dataclass
+class Breach:
+    """One rule broken by one object (or by the frame): the rule, the value, its score and the object's box."""
+
+    rule: str
+    attribute: str
+    value: float | str
+    score: float
+    text: str
+    box: tuple[float, float, float, float] | None = None
+    track: int | None = None
+    judgement: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict for Event.meta and the store."""
+        return {"rule": self.rule, "attribute": self.attribute, "value": self.value, "score": round(self.score, 3),
+                "text": self.text, "box": None if self.box is None else [round(v, 1) for v in self.box],
+                "track": self.track}
+
+
+@dataclass
+class Verdict:
+    """The judgement of one frame: its score (margin units; > 0 breaks a rule), breaches, worst box."""
+
+    index: int
+    score: float
+    breaches: list[Breach] = field(default_factory=list)
+    box: tuple[float, float, float, float] | None = None
+    judgement: float = 0.0  # in [0, 1]: 1 breaks a rule of weight 1; rises over `soft` margins below the limit
+
+    def flagged(self, flag_at: float = 0.5) -> bool:
+        """True when the frame breaks a rule whose judgement weight is at least `flag_at`."""
+        return any(b.score > 0 and b.judgement >= flag_at for b in self.breaches)
+
+    @property
+    def reason(self) -> str:
+        """The worst breach in words ('' when no rule is broken)."""
+        if not self.breaches:
+            return ""
+        b = self.breaches[0]
+        who = "the frame" if b.box is None else "an object at x=%d..%d, y=%d..%d" % (b.box[0], b.box[2], b.box[1], b.box[3])
+        return f"{who}: {b.text} [rule {b.rule}]"
+
+
+class Deducer:
+    """Checks FrameObs against a RuleSet; `persist` frames of a track must break a rule before it counts."""
+
+    def __init__(self, rules: RuleSet, zones: ZoneMap, persist: int = 3, floor: float = FLOOR,
+                 soft: float = 0.75) -> None:
+        """persist: robust reasoning -- an object's judgement is the lowest of its track's last `persist` ones."""
+        self.rules = rules
+        self.soft = soft
+        self.zones = zones
+        self.persist = max(1, int(persist))
+        self.floor = floor
+        self._key = rules.by_key()
+        self._by_id = {r.id: r for r in rules.rules}
+        self._object_attrs = sorted({r.attribute for r in rules.rules if r.scope == "object"})
+        self._frame_rules = [r for r in rules.rules if r.scope == "frame"]
+        self._history: dict[int, deque[float]] = defaultdict(lambda: deque(maxlen=self.persist))
+
+    def rule_by_id(self, rule_id: str) -> Rule | None:
+        """The rule with id `rule_id`, or None."""
+        return self._by_id.get(rule_id)
+
+    def reset(self) -> None:
+        """Forget track histories (call between videos)."""
+        self._history.clear()
+
+    def rule_for(self, attribute: str, zone: str) -> Rule | None:
+        """The most specific rule of `attribute` for `zone`: the zone's own, its band's, else 'anywhere'."""
+        for where in (zone, self.zones.band(zone), "anywhere"):
+            r = self._key.get((attribute, where))
+            if r is not None:
+                return r
+        return None
+
+    def object_breaches(self, obj: ObjectObs) -> list[Breach]:
+        """Every rule check of one object, worst first (scores may be negative: within the rule)."""
+        out = []
+        for attr in self._object_attrs:
+            r = self.rule_for(attr, obj.zone)
+            if r is None:
+                continue
+            value: float | str = obj.zone if attr == "zone" else obj.value(attr)
+            s = r.score(value)
+            b = Breach(r.id, attr, value if isinstance(value, str) else round(float(value), 3), s,
+                       r.broken_text(value) if s > 0 else "", obj.box, obj.track)
+            b.judgement = r.weight * float(judgement(np.array([s]), self.soft)[0])
+            out.append(b)
+        out.sort(key=lambda b: -b.score)
+        return out
+
+    def judge(self, frame: FrameObs) -> Verdict:
+        """Score one frame: the worst (persisted) object score or frame-rule score; breaches with boxes."""
+        best, judged = self.floor, 0.0
+        breaches: list[Breach] = []
+        for obj in frame.objects:
+            checks = self.object_breaches(obj)
+            if not checks:
+                continue
+            top = max(checks, key=lambda b: b.judgement)
+            hist = self._history[obj.track]
+            hist.append((checks[0].score, top.judgement))
+            if len(hist) >= min(self.persist, obj.age):
+                s, j = min(h[0] for h in hist), min(h[1] for h in hist)
+            else:
+                s, j = checks[0].score, top.judgement
+            best, judged = max(best, s), max(judged, j)
+            if s > 0:
+                breaches += [b for b in checks if b.score > 0]
+        for r in self._frame_rules:
+            s = r.score(frame.value(r.attribute))
+            best = max(best, s)
+            j = r.weight * float(judgement(np.array([s]), self.soft)[0])
+            judged = max(judged, j)
+            if s > 0:
+                breaches.append(Breach(r.id, r.attribute, frame.count, s, r.broken_text(frame.value(r.attribute)),
+                                       judgement=j))
+        breaches.sort(key=lambda b: (-b.judgement, -b.score))
+        box = next((b.box for b in breaches if b.box is not None), None)
+        return Verdict(index=frame.index, score=float(max(best, self.floor)), breaches=breaches, box=box,
+                       judgement=judged)
+
+
+def smooth_scores(scores: np.ndarray, sigma: float) -> np.ndarray:
+    """Perception smoothing: Gaussian filter of per-frame scores (T,) over time, sigma in frames (0: none)."""
+    s = np.asarray(scores, dtype=np.float64)
+    if sigma <= 0 or len(s) < 2:
+        return s
+    return gaussian_filter1d(s, sigma, mode="nearest")
+
+
+def judgement(scores: np.ndarray, soft: float = 0.75) -> np.ndarray:
+    """Per-frame judgement in [0, 1] from rule scores (T,): 1 breaks a rule, 0 is `soft` margins or more inside."""
+    s = np.asarray(scores, dtype=np.float64)
+    if soft <= 0:
+        return (s > 0).astype(np.float64)
+    return np.clip(s / soft, -1.0, 0.0) + 1.0

@@ -1,0 +1,245 @@
+"""Offline rule induction: allowed ranges per attribute and zone from normal frames, aggregated over subsets."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Sequence
+
+import numpy as np
+
+from oddeye.core.errors import EmptyDataError, InputError
+from oddeye.video.rules.perception import FrameObs
+from oddeye.video.rules.rules import ATTRIBUTES, Rule, RuleSet, default_text
+from oddeye.video.rules.zones import ZoneMap
+
+TWO_SIDED = ("aspect",)  # attributes whose low end is also constrained
+
+
+@dataclass
+class InductionParams:
+    """How rules are induced: which attributes, the quantile and margins, support and aggregation."""
+
+    attributes: tuple[str, ...] = ("speed", "area", "height", "width")
+    quantile: float = 0.995  # allowed high = this quantile of the normal values (low = 1 - quantile)
+    margin_k: float = 1.0  # margin = margin_k * (high - median), at least margin_floor * high
+    margin_floor: float = 0.15
+    flat_pad: float = 1.0  # where many normal values tie at the quantile, the limit sits this many margins above it
+    min_support: int = 30  # observations a zone (or band) needs for a rule of its own
+    presence_min: int = 2  # a zone is allowed when normal objects were seen there at least this often
+    count_rule: bool = True
+    zone_rule: bool = True  # objects may appear only in zones where normal footage has them
+    zone_weight: float = 0.1  # judgement (0..1] of an object in a zone where normal footage has nobody, or of a crowd
+    size_weight: float = 0.3  # judgement (0..1] of a breach of a size/shape/count rule (crowds merge into big blobs)
+    subsets: int = 5  # aggregation: induce on this many random subsets of frames ...
+    subset_frac: float = 0.6  # ... each this share of the frames ...
+    recur: float = 0.6  # ... and keep rules found in at least this share of them
+    redundant: float = 0.1  # drop a zone rule within this share of its band's rule (and a band's of the global)
+    folds: int = 4  # robust induction: drop attributes whose rules break on held-out normal footage ...
+    max_breach: float = 0.01  # ... in more than this share of its frames (median over folds; 0 folds: keep all)
+    seed: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict for the model folder."""
+        d = asdict(self)
+        d["attributes"] = list(self.attributes)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> InductionParams:
+        """Inverse of to_dict(); unknown keys are an InputError."""
+        known = {f.name for f in fields(cls)}
+        bad = sorted(set(d) - known)
+        if bad:
+            raise InputError(f"unknown induction parameter(s) {bad}", f"known: {sorted(known)}")
+        d = dict(d)
+        if "attributes" in d:
+            d["attributes"] = tuple(d["attributes"])
+        p = cls(**d)
+        p.validate()
+        return p
+
+    def validate(self) -> None:
+        """InputError naming the bad parameter."""
+        for a in self.attributes:
+            if a not in ATTRIBUTES or ATTRIBUTES[a][1] != "object" or a == "zone":
+                raise InputError(f"induction attribute {a!r} is not a numeric object attribute",
+                                 "use speed, track_speed, area, height, width or aspect")
+        if not 0.5 < self.quantile <= 1.0:
+            raise InputError(f"quantile must be in (0.5, 1], got {self.quantile}")
+        if self.subsets < 1 or not 0 < self.subset_frac <= 1 or not 0 < self.recur <= 1:
+            raise InputError("subsets >= 1, 0 < subset_frac <= 1 and 0 < recur <= 1 are required")
+
+
+def _range(values: np.ndarray, attr: str, p: InductionParams) -> tuple[float | None, float, float]:
+    """(low, high, margin) of normal `values` (N,) for attribute `attr`."""
+    med = float(np.median(values))
+    high = float(np.quantile(values, p.quantile))
+    margin = max(p.margin_k * (high - med), p.margin_floor * abs(high), 1.0 if attr == "count" else 1e-3)
+    flat = np.mean(values >= high - 0.05 * margin) > 2 * (1 - p.quantile) + 0.01  # many ties at the top
+    pad = p.flat_pad * margin if flat else 0.0
+    low = float(np.quantile(values, 1 - p.quantile)) - pad if attr in TWO_SIDED else None
+    return low, high + pad, margin
+
+
+def _induce_once(objs: list[tuple[str, str, dict[str, float]]], counts: np.ndarray,
+                 zones: ZoneMap, p: InductionParams) -> dict[tuple[str, str], tuple[Any, ...]]:
+    """One induction over (zone, band, values) of objects -> {(attribute, zone): (low, high, margin, n)}."""
+    out: dict[tuple[str, str], tuple[Any, ...]] = {}
+    groups: dict[str, list[int]] = defaultdict(list)
+    for i, (zone, band, _) in enumerate(objs):
+        groups[zone].append(i)
+        groups[band].append(i)
+        groups["anywhere"].append(i)
+    for where, idx in groups.items():
+        if len(idx) < p.min_support and where != "anywhere":
+            continue
+        for attr in p.attributes:
+            vals = np.array([objs[i][2][attr] for i in idx])
+            if len(vals):
+                out[(attr, where)] = (*_range(vals, attr, p), len(vals))
+    seen = sorted({z for z, _, _ in objs})
+    zc = {z: sum(1 for o in objs if o[0] == z) for z in seen}
+    if p.zone_rule:
+        out[("zone", "anywhere")] = (sorted(z for z in seen if zc[z] >= p.presence_min), len(objs))
+    if p.count_rule and len(counts):  # counts are whole: the limit sits just below the next count up
+        out[("count", "anywhere")] = (None, float(np.floor(np.quantile(counts, p.quantile))) + 0.999, 1.0, len(counts))
+    return out
+
+
+def _folds(videos: Sequence[Sequence[FrameObs]], k: int) -> list[tuple[list[list[FrameObs]], list[list[FrameObs]]]]:
+    """k (train, held-out) splits: by whole videos when there are >= k of them, else by blocks of time."""
+    vids = [list(v) for v in videos if len(v)]
+    if len(vids) >= k:
+        parts = [[vids[i] for i in range(len(vids)) if i % k == f] for f in range(k)]
+    else:
+        parts = [[v[len(v) * f // k: len(v) * (f + 1) // k] for v in vids] for f in range(k)]
+    return [([v for g, part in enumerate(parts) if g != f for v in part], parts[f]) for f in range(k)]
+
+
+def held_out_breach(videos: Sequence[Sequence[FrameObs]], zones: ZoneMap,
+                    p: InductionParams) -> tuple[dict[str, float], int]:
+    """Share of held-out normal frames in which each attribute's rules break (median over p.folds folds),
+    and the number of frames in the smallest held-out fold."""
+    from oddeye.video.rules.deduction import Deducer
+
+    single = InductionParams(**{**p.to_dict(), "attributes": tuple(p.attributes), "folds": 0, "subsets": 1})
+    rates: dict[str, list[float]] = defaultdict(list)
+    smallest = 0
+    names = list(p.attributes) + ["zone"] * p.zone_rule + ["count"] * p.count_rule
+    for train, held in _folds(videos, p.folds):
+        if not any(f.objects for v in train for f in v) or not any(len(v) for v in held):
+            continue
+        rs = induce_rules(train, zones, single)
+        hits: dict[str, int] = defaultdict(int)
+        n = 0
+        for v in held:
+            ded = Deducer(rs, zones)
+            for f in v:
+                n += 1
+                for a in {b.attribute for b in ded.judge(f).breaches}:
+                    hits[a] += 1
+        for a in names:
+            rates[a].append(hits[a] / max(n, 1))
+        smallest = n if smallest == 0 else min(smallest, n)
+    return {a: float(np.median(r)) for a, r in rates.items()}, smallest
+
+
+def induce_rules(videos: Sequence[Sequence[FrameObs]], zones: ZoneMap, params: InductionParams | None = None) -> RuleSet:
+    """Rules from the perception of normal videos: ranges per attribute and zone, kept if they recur in subsets."""
+    p = params or InductionParams()
+    p.validate()
+    validation: dict[str, float] = {}
+    asked = p
+    if p.folds >= 2 and sum(len(v) for v in videos) >= 4 * p.folds:
+        validation, n_held = held_out_breach(videos, zones, p)
+        if validation:  # a breach rate measured on n frames is uncertain by about 2/n
+            ok = {a for a, r in validation.items() if r <= p.max_breach + 2.0 / max(n_held, 1)}
+            if not ok & set(p.attributes):  # keep at least the steadiest numeric attribute
+                ok.add(min(p.attributes, key=lambda a: validation.get(a, 1.0)))
+            p = InductionParams(**{**p.to_dict(), "attributes": tuple(a for a in p.attributes if a in ok),
+                                   "zone_rule": p.zone_rule and "zone" in ok, "count_rule": p.count_rule and "count" in ok,
+                                   "folds": 0})
+    frames = [f for v in videos for f in v]
+    if not frames:
+        raise EmptyDataError("no normal frames to induce rules from", "give normal footage")
+    if not any(f.objects for f in frames):
+        raise EmptyDataError("no moving objects were seen in the normal footage",
+                             "check the footage is not empty or black, or lower diff_threshold / min_area")
+    rng = np.random.default_rng(p.seed)
+    n_sub = p.subsets if p.subsets > 1 else 1
+    found: dict[tuple[str, str], list[tuple[Any, ...]]] = defaultdict(list)
+    for k in range(n_sub):
+        if n_sub == 1:
+            pick = np.arange(len(frames))
+        else:
+            pick = np.sort(rng.choice(len(frames), max(1, int(p.subset_frac * len(frames))), replace=False))
+        objs = [(o.zone, zones.band(o.zone), {a: o.value(a) for a in p.attributes})
+                for i in pick for o in frames[i].objects]
+        if not objs:
+            continue
+        counts = np.array([frames[i].count for i in pick])
+        for key, val in _induce_once(objs, counts, zones, p).items():
+            found[key].append(val)
+    rules: list[Rule] = []
+    for (attr, where), vals in sorted(found.items()):
+        support = len(vals) / n_sub
+        if support < p.recur:
+            continue
+        if attr == "zone":
+            share: dict[str, int] = defaultdict(int)
+            for allowed, _ in vals:
+                for z in allowed:
+                    share[z] += 1
+            allowed = sorted(z for z, c in share.items() if c / n_sub >= p.recur)
+            r = Rule(id="", attribute="zone", allowed=allowed, margin=1.0, weight=p.zone_weight, support=support,
+                     n=int(np.median([v[1] for v in vals])))
+        else:
+            lows = [v[0] for v in vals if v[0] is not None]
+            r = Rule(id="", attribute=attr, zone=where, low=float(np.median(lows)) if lows else None,
+                     weight=_weight(attr, p, validation),
+                     high=float(np.median([v[1] for v in vals])), margin=float(np.median([v[2] for v in vals])),
+                     support=support, n=int(np.median([v[3] for v in vals])))
+        r.text = default_text(r)
+        rules.append(r)
+    rules = _prune(rules, zones, p.redundant)
+    order = {a: i for i, a in enumerate(ATTRIBUTES)}
+    rules.sort(key=lambda r: (r.scope != "frame", order[r.attribute], r.zone != "anywhere", r.zone))
+    for i, r in enumerate(rules):
+        r.id = f"R{i + 1:03d}"
+    meta = {"backend": "offline", "n_frames": len(frames), "n_objects": sum(f.count for f in frames),
+            "induction": asked.to_dict()}
+    if validation:
+        meta["attributes_kept"] = list(p.attributes) + ["zone"] * p.zone_rule + ["count"] * p.count_rule
+        meta["held_out_breach_rate"] = {a: round(r, 4) for a, r in validation.items()}
+    return RuleSet(rules=rules, meta=meta)
+
+
+def _weight(attr: str, p: InductionParams, validation: dict[str, float]) -> float:
+    """Judgement weight of an attribute's rules: speed 1; size/shape size_weight, or 1 when they never broke on
+    held-out normal footage; the frame count zone_weight (it names no object)."""
+    if attr in ("speed", "track_speed"):
+        return 1.0
+    if attr == "count":
+        return p.zone_weight
+    return 1.0 if validation.get(attr, 1.0) == 0.0 else p.size_weight
+
+
+def _prune(rules: list[Rule], zones: ZoneMap, tol: float) -> list[Rule]:
+    """Drop zone rules that say what their band's rule says (within `tol`), and band rules like the global one."""
+    key = {(r.attribute, r.zone): r for r in rules}
+
+    def same(a: Rule, b: Rule | None) -> bool:
+        if b is None or a.high is None or b.high is None:
+            return False
+        lo_ok = (a.low is None) == (b.low is None) and (a.low is None or abs(a.low - b.low) <= tol * abs(b.low) + 1e-9)
+        return lo_ok and abs(a.high - b.high) <= tol * abs(b.high) + 1e-9
+
+    out = []
+    for r in rules:
+        if r.allowed is None and r.zone != "anywhere":
+            parent = "anywhere" if r.zone.endswith(" band") else zones.band(r.zone)
+            if same(r, key.get((r.attribute, parent))):
+                continue
+        out.append(r)
+    return out

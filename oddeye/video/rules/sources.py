@@ -1,0 +1,77 @@
+"""What the rules head accepts as a video: a path (file or frame folder), a VideoReader, or an array (T, H, W[, 3])."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from oddeye.core.errors import EmptyDataError, InputError
+from oddeye.video.io import VideoReader, open_video
+
+
+@dataclass
+class VideoSource:
+    """One input video: its name, frame rate, length (None for a stream) and a way to read its frames."""
+
+    name: str
+    fps: float
+    n_frames: int | None
+    reader: VideoReader | None = None
+    array: np.ndarray | None = None  # (T, H, W[, 3]) uint8 when the video was given as an array
+
+    def iter_frames(self, batch_size: int = 64, start: int = 0, stop: int | None = None) -> Iterator[tuple[int, float, np.ndarray]]:
+        """Yield (index, time s, frame (H, W) uint8 grey) from `start` to `stop`."""
+        if self.array is not None:
+            stop = len(self.array) if stop is None else min(stop, len(self.array))
+            for i in range(start, stop):
+                yield i, i / self.fps, _gray(self.array[i])
+            return
+        assert self.reader is not None
+        for batch in self.reader.iter_batches(batch_size, start=start, stop=stop):
+            for i, t, f in zip(batch.indices, batch.times, batch.data):
+                yield int(i), float(t), _gray(f)
+
+    def get(self, indices: np.ndarray) -> np.ndarray:
+        """Frames at `indices` as (B, H, W) uint8 grey."""
+        if self.array is not None:
+            return np.stack([_gray(self.array[i]) for i in indices])
+        assert self.reader is not None
+        return np.stack([_gray(f) for f in self.reader.get_batch(indices).data])
+
+    def close(self) -> None:
+        """Release the reader if this source opened it."""
+        if self.reader is not None:
+            self.reader.close()
+
+
+def _gray(f: np.ndarray) -> np.ndarray:
+    """(H, W[, 3]) uint8 -> (H, W) uint8."""
+    from oddeye.video.rules.perception import to_gray
+
+    return to_gray(np.asarray(f))
+
+
+def as_source(video: Any, name: str | None = None, fps: float = 25.0) -> VideoSource:
+    """Wrap a path, VideoReader or uint8 array (T, H, W[, 3]) as a VideoSource; other things are an InputError."""
+    if isinstance(video, VideoSource):
+        return video
+    if isinstance(video, np.ndarray):
+        if video.ndim not in (3, 4) or video.dtype != np.uint8:
+            raise InputError(f"a video array must be uint8 (T, H, W) or (T, H, W, 3), got {video.dtype} {video.shape}")
+        if len(video) == 0:
+            raise EmptyDataError(f"video {name or 'array'} has no frames")
+        return VideoSource(name or "video", float(fps), len(video), array=video)
+    if isinstance(video, VideoReader):
+        n = video.n_frames
+        return VideoSource(name or Path(str(video.source)).name, float(video.fps or fps), n, reader=video)
+    if isinstance(video, (str, Path, int)):
+        reader = open_video(video, gray=True)
+        n = reader.n_frames
+        if n == 0:
+            raise EmptyDataError(f"video {video} has no frames", "check the file or folder")
+        return VideoSource(name or Path(str(video)).name, float(reader.fps or fps), n, reader=reader)
+    raise InputError(f"cannot read a video from {type(video).__name__}",
+                     "pass a video file, a frame folder, a VideoReader or a uint8 array (T, H, W)")
