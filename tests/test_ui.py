@@ -189,6 +189,9 @@ def test_ui_command_refuses_a_bad_store_before_serving(tmp_path, capsys):
     bad.write_text("not a database at all, just text" * 4)
     assert main(["ui", "--db", str(bad)]) == 2
     assert "is not an oddeye store" in capsys.readouterr().err
-    assert main(["ui", "--db", str(tmp_path / "new.db"), "--port", "70000"]) == 2
+    assert main(["ui", "--db", str(tmp_path / "typo.db")]) == 2
+    assert "no store at" in capsys.readouterr().err
+    assert main(["ui", "--db", str(bad), "--port", "70000"]) == 2
+    assert "--port" in capsys.readouterr().err
     cmd = streamlit_command("/x/store.db", 8600, "127.0.0.1")
     assert cmd[cmd.index("--server.address") + 1] == "127.0.0.1" and cmd[-2:] == ["--db", "/x/store.db"]

@@ -18,8 +18,13 @@ DB_HELP = "The review store: a SQLite file path or a postgresql://user:pass@host
 
 
 def _db_arg(db: str) -> str:
-    """Absolute path for a file store (the dashboard runs in another process), the URL unchanged otherwise."""
-    return db if is_url(db) else str(Path(db).expanduser().resolve())
+    """An existing store: absolute path for a file (the dashboard runs in another process), a URL unchanged."""
+    if is_url(db):
+        return db
+    p = Path(db).expanduser().resolve()
+    if not p.exists():
+        raise InputError(f"no store at {p}", "pass the store.db that `oddeye score`/`oddeye demo` wrote (--db)")
+    return str(p)
 
 
 def streamlit_command(db: str, port: int, host: str) -> list[str]:

@@ -144,7 +144,8 @@ def migrate(write: Engine, url: URL, target: str = "head") -> str:
 
 def connect_error(url: URL, e: Exception) -> StoreError:
     """A StoreError for a database that cannot be reached or opened, naming the host or file."""
-    orig = str(getattr(e, "orig", e)).strip().splitlines()[0] if str(getattr(e, "orig", e)).strip() else repr(e)
+    text_ = str(getattr(e, "orig", None) or e).strip()
+    orig = text_.splitlines()[0] if text_ else type(e).__name__
     if url.get_backend_name() == "postgresql":
         return StoreError(f"cannot connect to PostgreSQL at {url.host or 'localhost'}:{url.port or 5432} "
                           f"(database {url.database!r}): {orig}",
