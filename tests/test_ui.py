@@ -70,7 +70,8 @@ def test_video_page_timeline_jump_and_label(app, filled):
     at.run()
     sample_pk = open_store(filled[0]).samples(ids["video"])[0]["id"]
     assert at.slider(key=f"frame_{sample_pk}").value == target
-    from oddeye.ui.page_video import boxes_at, draw_boxes
+    from oddeye.ui.common import draw_boxes
+    from oddeye.ui.page_video import boxes_at
 
     st_ = open_store(filled[0])
     cols = st_.event_arrays(ids["video"], sample_pk)
@@ -88,6 +89,9 @@ def test_images_page_grid_and_label(app, filled):
     at, ids = app
     _goto(at, "Images", ids["images"])
     assert len(at.get("image")) >= 12  # 10 in the grid + original and overlay
+    top = open_store(filled[0]).samples(ids["images"])[0]
+    assert top["label"] == 1  # a defect on top: its region (box) is listed under the pictures
+    assert at.dataframe[-1].value["x1"].notna().all()
     _click(at, "True anomaly")
     labs = open_store(filled[0]).labels(ids["images"])
     assert labs[0]["label"] == "true_anomaly" and labs[0]["sample_pk"] is not None

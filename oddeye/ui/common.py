@@ -160,6 +160,18 @@ def overlay_picture(image: np.ndarray | None, amap: np.ndarray | None) -> np.nda
     return overlay(image, amap)
 
 
+def draw_boxes(image: np.ndarray, boxes: list[list[float]]) -> np.ndarray:
+    """The image (H, W[, 3]) as RGB with red rectangles drawn on it."""
+    import cv2
+
+    from oddeye.core.imageio import convert
+
+    img = convert(image, "rgb").copy()
+    for x1, y1, x2, y2 in boxes:
+        cv2.rectangle(img, (int(x1), int(y1)), (int(x2), int(y2)), (255, 0, 0), 2)
+    return img
+
+
 def fmt_metrics(metrics: dict[str, Any]) -> str:
     """Metrics as `k=v` text for tables."""
     return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in (metrics or {}).items())

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import streamlit as st
 
-from oddeye.ui.common import (artefact_map, first_artefact, label_buttons, overlay_picture, pixel_map,
+from oddeye.ui.common import (artefact_map, draw_boxes, first_artefact, label_buttons, overlay_picture, pixel_map,
                               read_picture)
 from oddeye.ui.store import Store
 
@@ -53,6 +53,10 @@ def render(store: Store, run: dict[str, Any] | None, runs: list[dict[str, Any]])
     pk = st.selectbox("Image", list(names), format_func=names.get, key=f"img_pick_{run['id']}")
     sample = next(s for s in samples if s["id"] == pk)
     original, ov = sample_pictures(store, run["id"], sample)
+    events = store.events(run["id"], pk)
+    boxes = [[e[k] for k in ("x1", "y1", "x2", "y2")] for e in events if e["x1"] is not None]
+    if boxes and ov is not None:
+        ov = draw_boxes(ov, boxes)
     c1, c2 = st.columns(2)
     if original is not None:
         c1.image(original, caption="original", width="stretch")
@@ -61,7 +65,6 @@ def render(store: Store, run: dict[str, Any] | None, runs: list[dict[str, Any]])
     if sample["reason"]:
         st.write(f"**Reason:** {sample['reason']}")
     label_buttons(store, run["id"], sample_pk=pk, key="image", name=sample["sample_id"])
-    events = store.events(run["id"], pk)
     if events:
         st.dataframe([{k: e[k] for k in ("id", "score", "x1", "y1", "x2", "y2", "reason")} for e in events],
                      hide_index=True)

@@ -45,6 +45,12 @@ def load_points(store: Store, run_id: int, sample: dict[str, Any]) -> np.ndarray
         return None
 
 
+def _where(meta: dict[str, Any]) -> str | None:
+    """The region's position as text, from event meta centre / hot_xyz."""
+    xyz = meta.get("centre", meta.get("hot_xyz"))
+    return None if xyz is None else str([round(float(v), 4) for v in np.ravel(xyz)[:3]])
+
+
 def cloud_figure(points: np.ndarray, scores: np.ndarray) -> go.Figure:
     """Interactive scatter3d of points (N,3) coloured by scores (N,)."""
     fig = go.Figure(go.Scatter3d(x=points[:, 0], y=points[:, 1], z=points[:, 2], mode="markers",
@@ -84,7 +90,7 @@ def render(store: Store, run: dict[str, Any] | None, runs: list[dict[str, Any]])
     st.subheader("Most anomalous regions")
     events = store.events(run["id"], pk)
     if events:
-        st.dataframe([{k: e[k] for k in ("id", "score", "reason")} | {"where": (e["meta"] or {}).get("centre")}
+        st.dataframe([{k: e[k] for k in ("id", "score", "reason")} | {"where": _where(e["meta"] or {})}
                       for e in events], hide_index=True)
         eid = st.selectbox("Region", [e["id"] for e in events], key=f"region_{pk}")
         label_buttons(store, run["id"], event_id=eid, key="cloud_event")

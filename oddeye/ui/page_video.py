@@ -9,8 +9,8 @@ import numpy as np
 import streamlit as st
 
 from oddeye.core.paths import natural_key
-from oddeye.ui.common import (artefact_map, get_store, label_buttons, overlay_picture, read_frame, read_picture,
-                              safe_file)
+from oddeye.ui.common import (artefact_map, draw_boxes, get_store, label_buttons, overlay_picture, read_frame,
+                              read_picture, safe_file)
 from oddeye.ui.store import Store
 from oddeye.ui.timeline import timeline_figure
 
@@ -60,18 +60,6 @@ def boxes_at(store: Store, ev_cols: dict[str, np.ndarray], frame: int, limit: in
         if box is not None and len(box) == 4:
             out.append([float(v) for v in box])
     return out
-
-
-def draw_boxes(image: np.ndarray, boxes: list[list[float]]) -> np.ndarray:
-    """The image (H, W[, 3]) as RGB with red rectangles drawn on it."""
-    import cv2
-
-    from oddeye.core.imageio import convert
-
-    img = convert(image, "rgb").copy()
-    for x1, y1, x2, y2 in boxes:
-        cv2.rectangle(img, (int(x1), int(y1)), (int(x2), int(y2)), (255, 0, 0), 2)
-    return img
 
 
 def _frame_view(store: Store, run_id: int, sample: dict[str, Any], frame: int, ev_cols: dict[str, np.ndarray]) -> None:

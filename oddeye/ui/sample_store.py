@@ -57,7 +57,10 @@ def image_result(out: Path, seed: int = 0) -> Result:
         ov = save_overlay(out / "overlays" / f"img{i:02d}.png", im.image, amap)
         scores.append(Score(f"img{i:02d}", float(amap.max()), label=im.label, maps={"anomaly": AnomalyMap("pixel", amap)},
                             artefacts={"overlay": str(ov)}, meta={"path": str(path)}))
-    return Result(head="image-patchcore", scores=scores, threshold=float(np.median([s.score for s in scores])))
+    events = [Event(f"img{i:02d}", scores[i].score, box=tuple(_bbox(im.mask)), reason="the map is hot over a defect")
+              for i, im in enumerate(imgs) if im.mask.any()]
+    return Result(head="image-patchcore", scores=scores, events=events,
+                  threshold=float(np.median([s.score for s in scores])))
 
 
 def cloud_result(out: Path, seed: int = 0) -> Result:
