@@ -170,3 +170,13 @@ def test_single_image_and_bad_size(videos: dict[str, Path]) -> None:
         open_video(videos["folder"] / "0.png")
     with pytest.raises(InputError, match="size"):
         open_video(videos["mp4"], size=(0, 10))
+
+
+def test_decode_bench_on_a_small_video(tmp_path: Path) -> None:
+    from oddeye.video.bench import bench_file, make_test_video
+
+    p = make_test_video(tmp_path / "b.mp4", (128, 96), n_frames=40, gop=10)
+    assert len(open_video(p)) == 40
+    figs = bench_file(p, n_random=10)
+    for k in ("decord_sequential_fps", "pyav_random_each_fps", "ratio_random_each"):
+        assert figs[k] > 0, k

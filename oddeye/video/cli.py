@@ -123,6 +123,9 @@ def register(cli: Any) -> None:
         from oddeye.video.prediction.model import PredictorConfig
         from oddeye.video.prediction.train import TrainConfig
 
+        from oddeye.core.config import set_threads
+
+        set_threads()  # all cores, or $ODDEYE_THREADS
         require_positive(minutes, "--minutes")
         if size % 8 or size < 16:
             raise InputError(f"--size must be a multiple of 8 (>= 16), got {size}")
@@ -151,6 +154,9 @@ def register(cli: Any) -> None:
 
         Example: oddeye score video ped2-model ../shared/data/ucsd_ped2/testing/frames/01 --out results/
         """
+        from oddeye.core.config import set_threads
+
+        set_threads()
         head = _load_video_head(model_dir)
         if hasattr(head, "describe"):
             typer.echo(head.describe())
@@ -184,9 +190,11 @@ def register(cli: Any) -> None:
         Prints a table, then one JSON line (last line of stdout).
         Example: oddeye eval video --dataset ucsd-ped2 --root ../shared/data/ucsd_ped2 --head prediction --minutes 30
         """
+        from oddeye.core.config import set_threads
         from oddeye.core.report import eval_line, print_eval
         from oddeye.video.datasets import load_video_dataset
 
+        set_threads()
         t0 = time.perf_counter()
         ds = load_video_dataset(dataset, root)
         out.mkdir(parents=True, exist_ok=True)
