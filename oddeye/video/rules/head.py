@@ -156,6 +156,7 @@ class RulesHead:
         perceiver.reset()
         deducer = Deducer(self.rules, self.zones, persist=self.persist, soft=self.soft)
         verdicts: list[Verdict] = []
+        described: dict[int, str] = {}  # frame position -> description, for the LLM's second opinion
         times: list[float] = []
         meta: dict[str, Any] = {}
         bar = tqdm(total=src.n_frames, desc=f"scoring {src.name}", unit="frame", disable=not self.show_progress,
@@ -172,12 +173,16 @@ class RulesHead:
                 v = deducer.judge(fo)
                 if self.recheck and v.score > 0:
                     v = self._recheck(v, perceiver, deducer)
+                if self.llm is not None and v.flagged(self.flag_at):
+                    described[len(verdicts)] = fo.description(frame.shape[0])
                 verdicts.append(v)
             times.append(t)
             bar.update()
         bar.close()
         if not verdicts:
             raise EmptyDataError(f"video {src.name} has no frames", "check the file or folder")
+        if self.llm is not None and described:
+            self._llm_deduce(verdicts, described, meta)
         raw = np.array([v.judgement for v in verdicts])
         scores = smooth_scores(raw, self.sigma)
         worst = verdicts[int(np.argmax(raw))]
@@ -185,6 +190,23 @@ class RulesHead:
                    frame_times=np.array(times), frame_indices=np.array([v.index for v in verdicts]),
                    reason=worst.reason, meta=meta)
         return sc, verdicts
+
+    def _llm_deduce(self, verdicts: list[Verdict], described: dict[int, str], meta: dict[str, Any]) -> None:
+        """Ask the LLM about the most anomalous flagged frames; its broken rule joins the reason. Failures only warn."""
+        out = []
+        for k in sorted(described, key=lambda j: -verdicts[j].judgement)[: self.llm_frames]:
+            try:
+                j = self.llm.deduce(described[k], self.rules.rules)
+            except BackendError as e:
+                meta["llm_error"] = e.message
+                warnings.warn(f"LLM deduction stopped, the offline scores are kept: {e.message}", stacklevel=3)
+                break
+            out.append({"frame": verdicts[k].index, "anomalous": j.anomalous, "rule": j.rule.id if j.rule else None,
+                        "reason": j.reason})
+            if j.anomalous and verdicts[k].breaches:
+                b = verdicts[k].breaches[0]
+                b.text += f"; LLM: {j.reason}" + (f" [rule {j.rule.id}]" if j.rule else "")
+        meta["llm_judgements"] = out
 
     def _scene_checks(self, perceiver: Perceiver, frame: np.ndarray, name: str, meta: dict[str, Any]) -> None:
         """Warn when the footage is black or the scene does not match the learned background."""
