@@ -30,12 +30,15 @@ def main() -> int:
     ap.add_argument("--kinds", default="flat,ivf,hnsw,ivfpq")
     ap.add_argument("--nprobe", default="250,1000", help="ivf nprobe sweep (nlist is 4000 at 1M)")
     ap.add_argument("--ef-search", default="256,1024", help="hnsw efSearch sweep")
+    ap.add_argument("--n", type=int, default=1_000_000, help="indexed vectors")
+    ap.add_argument("--queries", type=int, default=10_000, help="query vectors")
+    ap.add_argument("--coreset-n", type=int, default=1_000_000, help="vectors for the coreset timing (dim 512)")
     ap.add_argument("--skip-coreset", action="store_true")
     ap.add_argument("--skip-index", action="store_true")
     args = ap.parse_args()
     set_threads()
     record = record_benchmark if not args.quick else (lambda *a, **k: None)  # a smoke run records nothing
-    n, q, cn = (100_000, 1_000, 100_000) if args.quick else (1_000_000, 10_000, 1_000_000)
+    n, q, cn = (100_000, 1_000, 100_000) if args.quick else (args.n, args.queries, args.coreset_n)
     cmd = "nice -n 10 .venv/bin/python " + " ".join(["benchmarks/bench_index.py"] + sys.argv[1:])
     load = f"Load before the run: {machine_line()}. 2 shared cores: other engineers' jobs slow every timing."
     out: dict = {}

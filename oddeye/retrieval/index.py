@@ -13,6 +13,10 @@ import numpy as np
 
 from oddeye.core.errors import EmptyDataError, InputError, ModelError
 
+# OpenMP threads that spin while waiting make FAISS 10x slower when the cores are shared (measured: IVF-PQ
+# training 8.2 s -> 0.75 s on a loaded 2-core box). Set before FAISS loads its OpenMP; a user's value wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 KINDS = ("flat", "ivf", "hnsw", "ivfpq")
 METRICS = ("l2", "cosine")
 DEVICES = ("auto", "cpu", "cuda")
@@ -158,7 +162,7 @@ class PatchIndex:
             self._index.train(train)
 
     def _default_nprobe(self, nlist: int) -> int:
-        # tuned on 1M x 256 random-normal data for recall@1 >= 0.95 (docs/index.md); at least 1/16 of lists
+        # 1/16 of the lists (>= 8): recall@1 1.0 on clustered data, ~0.8 on i.i.d. normal data (docs/index.md)
         return int(min(nlist, max(8, nlist // 16)))
 
     def _train_sample(self, x: np.ndarray) -> np.ndarray:
@@ -321,8 +325,7 @@ class PatchIndex:
         unknown = set(params) - set(DEFAULTS)
         for key in unknown:
             params.pop(key)
-        index = cls(dim, kind=kind, metric=metric, device=device if device != "cuda" or faiss_gpu_count() else "cpu",
-                    **params)
+        index = cls(dim, kind=kind, metric=metric, device=device, **params)
         index._index = raw
         index._maybe_to_gpu()
         return index
