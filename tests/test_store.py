@@ -42,7 +42,9 @@ def pg_server():
     bindir = _pg_bindir()
     if bindir is None:
         pytest.skip("PostgreSQL server binaries not found; install them with `bash scripts/system-deps.sh --test`")
-    root = Path(tempfile.mkdtemp(prefix="oddeye-pg-"))
+    shm = Path("/dev/shm")  # in memory when possible: initdb and the teardown are much faster than on a busy disk
+    roomy = shm.is_dir() and os.access(shm, os.W_OK) and shutil.disk_usage(shm).free > 1 << 30
+    root = Path(tempfile.mkdtemp(prefix="oddeye-pg-", dir=shm if roomy else None))
     data, prefix = root / "data", []
     if os.geteuid() == 0:  # postgres refuses to run as root: run it as the postgres (or nobody) user
         user = "postgres" if subprocess.run(["id", "postgres"], capture_output=True).returncode == 0 else "nobody"
@@ -338,3 +340,25 @@ def test_delete_run_removes_everything(db):
         assert [r["id"] for r in st.runs()] == [keep]
         assert after["labels"] == after["thresholds"] == 0 and after["samples"] == before["samples"] // 2
         assert after["events"] == len(st.events(keep))
+
+
+def test_dashboard_on_a_postgres_store(pg_server, tmp_path, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    from oddeye.ui.sample_store import fill_sample_store
+
+    url = new_pg_db(pg_server)
+    ids = fill_sample_store(tmp_path, db=url)
+    monkeypatch.setenv("ODDEYE_UI_DB", url)
+    monkeypatch.delenv("ODDEYE_UI_PASSWORD", raising=False)
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "oddeye" / "ui" / "app.py"), default_timeout=60)
+    at.run()
+    at.sidebar.radio(key="page").set_value("Video")
+    at.sidebar.selectbox(key="run").set_value(ids["video"])
+    at.run()
+    assert not at.exception and not at.error
+    assert "postgresql://127.0.0.1" in at.sidebar.caption[0].value
+    next(b for b in at.button if b.label == "True anomaly").click()
+    at.run()
+    with open_store(url) as st:
+        assert [lab["label"] for lab in st.labels(ids["video"])] == ["true_anomaly"]
