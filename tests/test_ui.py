@@ -143,6 +143,11 @@ def test_threshold_apply_from_runs_page(app, filled):
     _click(at, "Apply suggested threshold")
     thr = st_.thresholds(rid)
     assert thr and thr[0]["source"] == "suggest"
+    at.number_input(key=f"thr_manual_{rid}").set_value(123.5)
+    at.run()
+    _click(at, "Apply")
+    assert st_.thresholds(rid)[0]["source"] == "manual" and st_.threshold(rid) == 123.5
+    thr = st_.thresholds(rid)[1:]
     assert samples[-1]["score"] < thr[0]["value"] <= samples[0]["score"]
 
 

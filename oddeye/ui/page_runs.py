@@ -34,6 +34,12 @@ def render(store: Store, run: dict[str, Any] | None, runs: list[dict[str, Any]])
             st.dataframe([{k: a[k] for k in ("name", "kind", "path")} for a in arts], hide_index=True)
     st.subheader("Threshold")
     st.write(f"In force: **{store.threshold(run['id'])}** (head's own: {run['threshold']})")
+    c1, c2 = st.columns([3, 1])
+    manual = c1.number_input("Set a threshold by hand", value=float(store.threshold(run["id"]) or 0.0), format="%.6g",
+                             key=f"thr_manual_{run['id']}")
+    if c2.button("Apply", key="apply_manual"):
+        store.set_threshold(run["id"], manual, source="manual", by=st.session_state.get("reviewer", ""))
+        st.success(f"Threshold {manual:.6g} applied to run {run['id']}.")
     rate = st.slider("False-alarm rate you accept", 0.0, 0.5, 0.05, 0.01, key="far")
     try:
         from oddeye.ui.threshold import apply_threshold, suggest_threshold
