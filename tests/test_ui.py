@@ -113,6 +113,11 @@ def test_patrol_page_slider_moves_pictures(app):
     at.run()
     assert not at.exception
     assert "pos005" in " ".join(c.value for c in at.caption)
+    go = next(b for b in at.button if b.label.startswith("Go to event"))
+    want = int(go.label.split("position ")[1].rstrip(")"))
+    go.click()
+    at.run()
+    assert at.slider(key=f"route_{ids['patrol']}").value == want
 
 
 def test_labels_page_filter_and_csv(app, filled):

@@ -25,6 +25,18 @@ def route_figure(scores: np.ndarray, threshold: float | None, at: int) -> go.Fig
     return fig
 
 
+def route_position(pairs: list[dict[str, Any]], event: dict[str, Any]) -> int:
+    """Index in the route of an event: its own pair, else the pair of its start frame, else the start frame."""
+    for i, p in enumerate(pairs):
+        if p["sample_id"] == event["sample_id"]:
+            return i
+    start = event["start_frame"] or 0
+    for i, p in enumerate(pairs):
+        if (p["meta"] or {}).get("index") == start:
+            return i
+    return int(np.clip(start, 0, len(pairs) - 1))
+
+
 def render(store: Store, run: dict[str, Any] | None, runs: list[dict[str, Any]]) -> None:
     """Draw the route slider, the three pictures at the chosen position and the events."""
     st.header("Patrol")
@@ -36,7 +48,8 @@ def render(store: Store, run: dict[str, Any] | None, runs: list[dict[str, Any]])
         st.info(f"Run {run['id']} ({run['head']}) has no reference/query pairs; pick a patrol run.")
         return
     scores = np.array([s["score"] if s["score"] is not None else np.nan for s in pairs])
-    i = st.slider("Route position", 0, len(pairs) - 1, 0, key=f"route_{run['id']}") if len(pairs) > 1 else 0
+    rkey = f"route_{run['id']}"
+    i = st.slider("Route position", 0, len(pairs) - 1, 0, key=rkey) if len(pairs) > 1 else 0
     st.plotly_chart(route_figure(scores, store.threshold(run["id"]), i), width="stretch",
                     key=f"route_fig_{run['id']}")
     sample = pairs[i]
@@ -77,5 +90,15 @@ def render(store: Store, run: dict[str, Any] | None, runs: list[dict[str, Any]])
         return
     st.dataframe([{k: e[k] for k in ("id", "sample_id", "start_frame", "end_frame", "score", "reason")}
                   for e in events], hide_index=True, width="stretch")
-    eid = st.selectbox("Event", [e["id"] for e in events], key=f"patrol_event_{run['id']}")
+    by_id = {e["id"]: e for e in events}
+    eid = st.selectbox("Event", list(by_id), key=f"patrol_event_{run['id']}", format_func=lambda k: (
+        f"#{k}: {by_id[k]['sample_id']}, frames {by_id[k]['start_frame']}-{by_id[k]['end_frame']}, "
+        f"score {by_id[k]['score'] or 0:.4g}"))
+    pos = route_position(pairs, by_id[eid])
+
+    def _go() -> None:
+        st.session_state[rkey] = pos
+
+    if len(pairs) > 1:
+        st.button(f"Go to event #{eid} (route position {pos})", on_click=_go, key=f"patrol_go_{run['id']}")
     label_buttons(store, run["id"], event_id=eid, key="patrol_event")

@@ -125,7 +125,8 @@ def render(store: Store, run: dict[str, Any] | None, runs: list[dict[str, Any]])
             st.session_state[fkey] = int(frames[i])
 
     st.plotly_chart(fig, width="stretch", key=ckey, on_select=_picked, selection_mode="points")
-    st.caption(f"{len(scores):,} frame scores, {len(ev_rows):,} events, threshold {threshold}. Click the plot to jump. "
+    thr_text = "none" if threshold is None else f"{threshold:.4g}"
+    st.caption(f"{len(scores):,} frame scores, {len(ev_rows):,} events, threshold {thr_text}. Click the plot to jump. "
                + (sample["reason"] or ""))
     if hi > lo:
         st.slider("Frame", lo, hi, key=fkey)
