@@ -150,7 +150,7 @@ def _write_runs(db: str, n: int, seed: int) -> None:
 def test_concurrent_writers_lose_no_rows(db):
     import multiprocessing as mp
 
-    open_store(db).close()  # create it first, as `oddeye score` would
+    # no store yet: both workers create and migrate it at the same moment, then keep writing
     ctx = mp.get_context("fork")  # two scoring runs writing into one store at the same time
     procs = [ctx.Process(target=_write_runs, args=(db, 8, w)) for w in range(2)]
     for p in procs:
