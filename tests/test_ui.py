@@ -209,3 +209,22 @@ def test_ui_command_refuses_a_bad_store_before_serving(tmp_path, capsys):
     assert "--port" in capsys.readouterr().err
     cmd = streamlit_command("/x/store.db", 8600, "127.0.0.1")
     assert cmd[cmd.index("--server.address") + 1] == "127.0.0.1" and cmd[-2:] == ["--db", "/x/store.db"]
+
+
+def test_file_outside_artefact_folders_is_refused_on_the_page(app, filled):
+    import sqlite3
+
+    at, ids = app
+    db, _ = filled
+    with sqlite3.connect(db) as con:  # a tampered store pointing an input at a system file
+        old = con.execute("SELECT path FROM samples WHERE run_id = ? AND sample_id = 'img00'", (ids["images"],)).fetchone()[0]
+        con.execute("UPDATE samples SET path = '/etc/passwd' WHERE run_id = ? AND sample_id = 'img00'", (ids["images"],))
+    try:
+        at.sidebar.radio(key="page").set_value("Images")
+        at.sidebar.selectbox(key="run").set_value(ids["images"])
+        at.run()
+        assert not at.exception
+        assert any("refusing to read /etc/passwd" in e.value for e in at.error)
+    finally:
+        with sqlite3.connect(db) as con:
+            con.execute("UPDATE samples SET path = ? WHERE run_id = ? AND sample_id = 'img00'", (old, ids["images"]))
