@@ -59,6 +59,7 @@ class VideoSeries:
     times: np.ndarray
     maps: np.ndarray | None
     truncated_at: int | None = None
+    peak_map: np.ndarray | None = None  # error map (S, S) of the frame with the lowest raw PSNR
 
 
 def _as_reader(x: Any, size: int) -> tuple[str, VideoReader]:
@@ -151,6 +152,7 @@ class PredictionHead:
         prev_x: torch.Tensor | None = None
         prev_f: list[torch.Tensor] | None = None
         psnr, idx_all, t_all, maps = [], [], [], []
+        peak: tuple[float, np.ndarray | None] = (float("inf"), None)
         for data, idx, times in frames_iter:
             x = to_model_range(data[:, None]).to(self.device)
             feats = g.encode(x)
@@ -164,7 +166,11 @@ class PredictionHead:
                 win = targets[:, None] - past + torch.arange(past, device=x.device)[None]
                 pred = g.predict(feats, win, x[targets - 1])
                 err = psnr_map(pred, x[targets])
-                psnr.append(frame_psnr(err, self.score_cfg.patch).cpu().numpy())
+                p_batch = frame_psnr(err, self.score_cfg.patch).cpu().numpy()
+                psnr.append(p_batch)
+                k = int(np.argmin(p_batch))
+                if p_batch[k] < peak[0]:
+                    peak = (float(p_batch[k]), err[k, 0].cpu().numpy().astype(np.float32))
                 if keep_maps:
                     maps.append(err[:, 0].cpu().numpy())
             idx_all.append(idx)
@@ -182,7 +188,7 @@ class PredictionHead:
         if keep_maps:
             m = np.concatenate(maps)
             m = np.concatenate([np.repeat(m[:1], past, 0), m]).astype(np.float32)
-        return VideoSeries(name, p, indices, np.concatenate(t_all), m)
+        return VideoSeries(name, p, indices, np.concatenate(t_all), m, peak_map=peak[1])
 
     def _series_from_array(self, frames: np.ndarray, keep_maps: bool = False) -> VideoSeries:
         """Series of an in-memory video (T, S, S) uint8."""
@@ -212,9 +218,8 @@ class PredictionHead:
         events = events_from_scores(z, c.threshold, s.name, times=s.times, frame_indices=s.indices,
                                     min_length=2, merge_gap=3, reasons=reasons)
         maps = {"normalized": AnomalyMap("frame", 1.0 - minmax_normalize(s.psnr)), "psnr": AnomalyMap("frame", s.psnr)}
-        if s.maps is not None:
-            peak = int(np.argmax(z))
-            maps["peak_error"] = AnomalyMap("pixel", s.maps[peak])
+        if s.peak_map is not None:
+            maps["peak_error"] = AnomalyMap("pixel", s.peak_map)
         reason = f"{len(events)} event(s) above threshold {c.threshold:.2f}"
         meta: dict[str, Any] = {"peak_frame": int(s.indices[int(np.argmax(z))])}
         if s.truncated_at is not None:
@@ -224,8 +229,11 @@ class PredictionHead:
                       frame_times=s.times, frame_indices=s.indices, reason=reason, meta=meta)
         return score, events
 
-    def score(self, samples: Iterable[Any], keep_maps: bool = True, progress: bool = True) -> Result:
-        """Score videos (paths, frame folders or readers) -> Result: per-frame z-scores, events, threshold."""
+    def score(self, samples: Iterable[Any], keep_maps: bool = False, progress: bool = True) -> Result:
+        """Score videos (paths, frame folders or readers) -> Result: per-frame z-scores, events, threshold.
+
+        Only the error map of the worst frame is kept per video (memory stays flat on long videos).
+        """
         result = Result(head=NAME, threshold=self.calibration.threshold,
                         meta={"score": "z-score of the PSNR drop vs normal validation frames",
                               "threshold_quantile": self.score_cfg.quantile, "size": self.cfg.size})
