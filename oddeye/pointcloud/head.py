@@ -1,0 +1,205 @@
+"""PointCloudHead: FPFH (optionally adapted) memory bank in PatchIndex, kNN point scores, object = top-k mean."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Self
+
+import numpy as np
+
+from oddeye.core.errors import EmptyDataError, InputError, ModelError
+from oddeye.core.head import read_manifest, write_manifest
+from oddeye.core.types import AnomalyMap, Event, Result, Score
+from oddeye.pointcloud.adapt import Adapter, train_adapter
+from oddeye.pointcloud.features import FeatureConfig, auto_voxel_size, raw_features
+from oddeye.pointcloud.io import Cloud, finish_cloud, load_cloud
+from oddeye.pointcloud.preprocess import preprocess
+
+NAME = "pointcloud"
+FORMAT = 1
+
+
+@dataclass
+class CloudScores:
+    """Scores of one cloud: object score, per-point scores (N,), per-voxel scores (M,), voxel centres (M, 3)."""
+
+    score: float
+    points: np.ndarray
+    voxels: np.ndarray
+    voxel_xyz: np.ndarray
+    hot: np.ndarray  # (3,) xyz of the highest-scoring voxel
+
+
+def as_cloud(sample: Any) -> Cloud:
+    """A Cloud from a Cloud, a path, or an (N, 3) array."""
+    if isinstance(sample, Cloud):
+        return sample
+    if isinstance(sample, (str, Path)):
+        return load_cloud(sample)
+    arr = np.asarray(sample)
+    return finish_cloud(arr, f"array{tuple(arr.shape)}")
+
+
+class PointCloudHead:
+    """Memory-bank anomaly head for point clouds (BTF/PatchCore on FPFH, LSFA-style adaptation optional)."""
+
+    name = NAME
+
+    def __init__(self, *, adapt: bool = True, target_points: int = 3000, voxel_size: float | None = None,
+                 radii: tuple[float, ...] = (4.0, 8.0), max_nn_fpfh: int = 30, bank_max: int = 20000, k: int = 1,
+                 smooth_k: int = 6, topk: int = 5, adapt_steps: int = 400, outliers: bool = False,
+                 plane: bool = False, position_weight: float = 0.0, seed: int = 0, progress: bool = True) -> None:
+        self.params = {"adapt": adapt, "target_points": target_points, "voxel_size": voxel_size, "radii": list(radii),
+                       "max_nn_fpfh": max_nn_fpfh, "bank_max": bank_max, "k": k, "smooth_k": smooth_k, "topk": topk,
+                       "adapt_steps": adapt_steps, "outliers": outliers, "plane": plane,
+                       "position_weight": position_weight, "seed": seed}
+        self.progress = progress
+        self.cfg: FeatureConfig | None = None
+        self.adapter: Adapter | None = None
+        self.index = None
+        self.threshold: float | None = None
+        self.fit_info: dict[str, Any] = {}
+
+    # ---- features ------------------------------------------------------------------------------------
+    def _clean(self, cloud: Cloud) -> tuple[Cloud, dict[str, Any]]:
+        """Apply the configured preprocessing (seeded) and return the kept cloud and its record."""
+        if not (self.params["outliers"] or self.params["plane"]):
+            return cloud, {}
+        keep, rec = preprocess(cloud.points, outliers=self.params["outliers"], plane=self.params["plane"],
+                               seed=self.params["seed"], source=cloud.name)
+        return cloud.subset(keep), rec
+
+    def embed(self, points: np.ndarray) -> tuple[Any, np.ndarray]:
+        """Voxelize + FPFH (+ adapter) of points (N, 3) -> (Voxelized, features (M, D) float32).
+
+        With position_weight w > 0 (clouds registered into one frame), w * xyz / voxel_size is appended, so a
+        point is compared with normal shapes found at the same place (w = feature distance per voxel of offset).
+        """
+        if self.cfg is None:
+            raise ModelError("this PointCloudHead is not fitted", "call fit() or load a model directory")
+        vox, f = raw_features(points, self.cfg)
+        z = self.adapter(f) if self.adapter is not None else f
+        w = float(self.params.get("position_weight") or 0.0)
+        if w > 0:
+            z = np.concatenate([z, (w / self.cfg.voxel_size) * vox.points.astype(np.float32)], axis=1)
+        return vox, z
+
+    # ---- fit -----------------------------------------------------------------------------------------
+    def fit(self, samples: Iterable[Any]) -> Self:
+        """Learn normal local geometry from normal clouds (Clouds, paths or (N, 3) arrays)."""
+        from tqdm.auto import tqdm
+
+        from oddeye.retrieval.coreset import greedy_coreset
+        from oddeye.retrieval.index import PatchIndex
+
+        t0 = time.perf_counter()
+        clouds = [self._clean(as_cloud(s))[0] for s in samples]
+        if not clouds:
+            raise EmptyDataError("fit needs at least one normal point cloud", "pass --train DIR or files")
+        pts = [c.points.astype(np.float64) for c in clouds]
+        p = self.params
+        vs = p["voxel_size"] or auto_voxel_size(pts, p["target_points"])
+        self.cfg = FeatureConfig(vs, radii=tuple(p["radii"]), max_nn_fpfh=p["max_nn_fpfh"])
+        self.adapter = None
+        if p["adapt"]:
+            self.adapter = train_adapter(pts, self.cfg, steps=p["adapt_steps"], seed=p["seed"], progress=self.progress)
+        feats = [self.embed(x)[1] for x in tqdm(pts, desc="bank features", disable=not self.progress, leave=False)]
+        bank = np.concatenate(feats)
+        n_bank = min(p["bank_max"], len(bank))
+        ids = greedy_coreset(bank, count=n_bank, seed=p["seed"], progress=False) if n_bank < len(bank) else np.arange(len(bank))
+        self.index = PatchIndex.build(bank[ids], kind="flat", progress=False)
+        # threshold: the highest object score of augmented (resampled, jittered) views of the training clouds
+        rng = np.random.default_rng(p["seed"] + 1)
+        calib = []
+        for x in pts:
+            sel = rng.random(len(x)) < 0.9
+            calib.append(self.score_points(x[sel] + rng.normal(scale=0.02 * vs, size=x[sel].shape)).score)
+        self.threshold = float(max(calib))
+        self.fit_info = {"n_clouds": len(clouds), "n_bank_all": int(len(bank)), "n_bank": int(len(ids)),
+                         "voxel_size": vs, "fit_s": round(time.perf_counter() - t0, 2), "calibration_scores": calib,
+                         "adapter": self.adapter.info if self.adapter else None}
+        return self
+
+    # ---- score ---------------------------------------------------------------------------------------
+    def score_points(self, points: np.ndarray) -> CloudScores:
+        """Score one cloud (N, 3): kNN distance per voxel, smoothed over spatial neighbours, mapped to points."""
+        from oddeye.retrieval.index import PatchIndex
+
+        if self.index is None:
+            raise ModelError("this PointCloudHead is not fitted", "call fit() or load a model directory")
+        vox, z = self.embed(np.asarray(points, dtype=np.float64))
+        dist, _ = self.index.search(z, k=self.params["k"])
+        v = dist.mean(axis=1)
+        m = len(v)
+        sk = min(self.params["smooth_k"], m)
+        if sk > 1:
+            xyz = vox.points.astype(np.float32)
+            _, nb = PatchIndex.build(xyz, kind="flat", progress=False).search(xyz, k=sk)
+            v = v[nb].mean(axis=1)
+        top = np.sort(v)[-min(self.params["topk"], m):]
+        return CloudScores(float(top.mean()), v[vox.inverse].astype(np.float32), v.astype(np.float32), vox.points,
+                           vox.points[int(np.argmax(v))])
+
+    def score(self, samples: Iterable[Any]) -> Result:
+        """Score clouds -> Result: one Score per cloud with a 'points' map (N,), an Event where above threshold."""
+        from tqdm.auto import tqdm
+
+        res = Result(head=NAME, threshold=self.threshold, meta={"params": self.params})
+        for s in tqdm(list(samples), desc="score clouds", disable=not self.progress, leave=False):
+            cloud, rec = self._clean(as_cloud(s))
+            t = time.perf_counter()
+            cs = self.score_points(cloud.points)
+            dt = time.perf_counter() - t
+            sid = cloud.name
+            label = None if cloud.labels is None else int(cloud.labels.max() > 0)
+            hot = ", ".join(f"{c:.4g}" for c in cs.hot)
+            reason = f"most unusual local shape near ({hot}) {cloud.meta.get('units', '')}".rstrip()
+            sc = Score(sid, cs.score, label, maps={"points": AnomalyMap("point", cs.points)}, reason=reason,
+                       meta={"n_points": len(cloud), "n_voxels": len(cs.voxels), "score_s": round(dt, 4),
+                             "source": cloud.meta.get("source"), "dropped_nonfinite": cloud.meta.get("dropped_nonfinite"),
+                             "preprocess": rec})
+            res.scores.append(sc)
+            if self.threshold is not None and cs.score > self.threshold:
+                res.events.append(Event(sid, cs.score, reason=reason, meta={"hot_xyz": cs.hot.tolist()}))
+        return res
+
+    # ---- persistence ---------------------------------------------------------------------------------
+    def save(self, directory: str | Path) -> Path:
+        """Write manifest, bank index, adapter (safetensors) and config to `directory`."""
+        if self.index is None or self.cfg is None:
+            raise ModelError("cannot save an unfitted PointCloudHead", "call fit() first")
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        self.index.save(d / "bank")
+        if self.adapter is not None:
+            self.adapter.save(d)
+        (d / "config.json").write_text(json.dumps({"params": self.params, "features": self.cfg.to_dict(),
+                                                   "threshold": self.threshold}, indent=1))
+        write_manifest(d, NAME, FORMAT, adapted=self.adapter is not None, fit=self.fit_info)
+        return d
+
+    @classmethod
+    def load(cls, directory: str | Path) -> Self:
+        """Read a head written by save(); another head's directory is a ModelError."""
+        from oddeye.retrieval.index import PatchIndex
+
+        d = Path(directory)
+        doc = read_manifest(d, head=NAME, max_version=FORMAT)
+        try:
+            conf = json.loads((d / "config.json").read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise ModelError(f"{d / 'config.json'} is missing or corrupt ({e})", "refit the model") from None
+        head = cls(progress=False, **{k: (tuple(v) if k == "radii" else v) for k, v in conf["params"].items()})
+        head.cfg = FeatureConfig.from_dict(conf["features"])
+        head.threshold = conf.get("threshold")
+        head.adapter = Adapter.load(d) if doc.get("adapted") else None
+        head.index = PatchIndex.load(d / "bank")
+        head.fit_info = doc.get("fit", {})
+        want = (head.adapter.dim_out if head.adapter else head.cfg.dim) + (3 if head.params["position_weight"] else 0)
+        if head.index.dim != want:
+            raise ModelError(f"{d}: bank dimension {head.index.dim} does not match the features", "refit the model")
+        return head
+
