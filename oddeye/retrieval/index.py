@@ -270,8 +270,9 @@ class PatchIndex:
         if k == "ivfpq":
             return (int(p["pq_m"] or default_pq_m(self.dim)) * int(p["nbits"])) / 8.0 + 8
         if k == "hnsw":
-            # level 0 holds 2*M links; upper levels (1/M of nodes per level) hold M each; plus the level table
-            return 4.0 * self.dim + 4 * 2 * int(p["M"]) + 4 * int(p["M"]) / (int(p["M"]) - 1) + 8
+            # level 0 holds 2*M int32 links; upper levels (1/M of nodes per level) M each; a level and an offset
+            m = int(p["M"])
+            return 4.0 * self.dim + 4 * 2 * m + 4 * m / (m - 1) + 4 + 8
         return float("nan")
 
     # ---- persistence --------------------------------------------------------------------------------
