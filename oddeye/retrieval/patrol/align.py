@@ -78,9 +78,19 @@ def _detector(kind: str, max_features: int) -> cv2.Feature2D:
     raise InputError(f"unknown or unavailable feature detector {kind!r}", f"use one of {have}")
 
 
-def feature_homography(ref: np.ndarray, qry: np.ndarray, detector: str = "orb", max_features: int = 3000,
-                       ratio: float = 0.85, ransac_px: float = 3.0) -> tuple[np.ndarray | None, int, int]:
-    """Homography (3, 3) reference -> query from gray uint8 images via matched keypoints + RANSAC, or None."""
+def feature_homography(ref: np.ndarray, qry: np.ndarray, detector: str = "orb", max_features: int = 1500,
+                       ratio: float = 0.85, ransac_px: float = 3.0,
+                       side: int = 480) -> tuple[np.ndarray | None, int, int]:
+    """Homography (3, 3) reference -> query from gray uint8 images via matched keypoints + RANSAC, or None.
+
+    Keypoints are found on the pair scaled to longest side `side` (ECC refines at finer scales afterwards).
+    """
+    h, w = qry.shape[:2]
+    s = min(1.0, side / max(h, w))
+    if s < 1.0:
+        size = (round(w * s), round(h * s))
+        ref = cv2.resize(ref, size, interpolation=cv2.INTER_AREA)
+        qry = cv2.resize(qry, size, interpolation=cv2.INTER_AREA)
     det = _detector(detector, max_features)
     k1, d1 = det.detectAndCompute(ref, None)
     k2, d2 = det.detectAndCompute(qry, None)
@@ -99,7 +109,10 @@ def feature_homography(ref: np.ndarray, qry: np.ndarray, detector: str = "orb", 
     n_in = int(inl.sum())
     if n_in < 8 or not plausible(H, ref.shape):
         return None, len(good), n_in
-    return H, len(good), n_in
+    if s < 1.0:
+        S = np.diag([s, s, 1.0])
+        H = np.linalg.inv(S) @ H @ S
+    return H / H[2, 2], len(good), n_in
 
 
 def plausible(H: np.ndarray, shape: tuple[int, ...], max_scale: float = 2.0) -> bool:
@@ -113,29 +126,40 @@ def plausible(H: np.ndarray, shape: tuple[int, ...], max_scale: float = 2.0) -> 
     return 1.0 / max_scale <= area / float(w * h) <= max_scale
 
 
-def ecc_refine(ref: np.ndarray, qry: np.ndarray, H0: np.ndarray, max_side: int = 256, iters: int = 40,
-               eps: float = 1e-4) -> tuple[np.ndarray | None, float | None]:
-    """Refine H0 (reference -> query) with ECC on a downscaled pair; (H, correlation) or (None, None)."""
+def _ecc_level(ref: np.ndarray, qry: np.ndarray, H0: np.ndarray, side: int, iters: int,
+               eps: float) -> tuple[np.ndarray | None, float | None]:
+    """One ECC run on the pair scaled to longest side `side`; H0 and the result map reference -> query (full res)."""
     h, w = qry.shape[:2]
-    s = min(1.0, max_side / max(h, w))
+    s = min(1.0, side / max(h, w))
     size = (max(8, round(w * s)), max(8, round(h * s)))
     q = cv2.GaussianBlur(cv2.resize(qry, size, interpolation=cv2.INTER_AREA), (5, 5), 0).astype(np.float32)
     r = cv2.GaussianBlur(cv2.resize(ref, size, interpolation=cv2.INTER_AREA), (5, 5), 0).astype(np.float32)
     S = np.diag([size[0] / w, size[1] / h, 1.0])
-    Hs = S @ H0 @ np.linalg.inv(S)
-    warp = np.linalg.inv(Hs).astype(np.float32)  # ECC's warp maps template (query) coords into the input (reference)
+    warp = np.linalg.inv(S @ H0 @ np.linalg.inv(S)).astype(np.float32)  # ECC warps template (query) -> input
     warp /= warp[2, 2]
     crit = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, iters, eps)
     try:
         corr, warp = cv2.findTransformECC(q, r, warp, cv2.MOTION_HOMOGRAPHY, crit, None, 3)
     except cv2.error:
         return None, None
-    Hs = np.linalg.inv(warp.astype(np.float64))
-    H = np.linalg.inv(S) @ Hs @ S
-    H /= H[2, 2]
-    if not plausible(H, qry.shape):
-        return None, None
-    return H, float(corr)
+    H = np.linalg.inv(S) @ np.linalg.inv(warp.astype(np.float64)) @ S
+    return H / H[2, 2], float(corr)
+
+
+def ecc_refine(ref: np.ndarray, qry: np.ndarray, H0: np.ndarray, levels: tuple[int, ...] = (128, 256, 448),
+               iters: tuple[int, ...] = (40, 20, 8), eps: float = 1e-4) -> tuple[np.ndarray | None, float | None]:
+    """Refine H0 (reference -> query) by coarse-to-fine ECC on gray uint8 images; (H, correlation) or (None, None)."""
+    H, corr = H0, None
+    for side, n in zip(levels, iters):
+        if side > 2 * max(qry.shape[:2]):
+            break
+        Hn, c = _ecc_level(ref, qry, H, side, n, eps)
+        if Hn is None or not plausible(Hn, qry.shape):
+            if corr is None:  # the coarse level must converge; finer levels may fail and keep the coarse result
+                return None, None
+            break
+        H, corr = Hn, c
+    return H, corr
 
 
 def flow_warp(ref: np.ndarray, qry: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -147,16 +171,25 @@ def flow_warp(ref: np.ndarray, qry: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     return gx + flow[..., 0], gy + flow[..., 1]
 
 
-def _residual(a: np.ndarray, b: np.ndarray, valid: np.ndarray) -> float:
+def _residual(a: np.ndarray, b: np.ndarray, valid: np.ndarray, side: int = 320) -> float:
+    """Mean |a - b| / 255 over `valid` after a light blur, on copies scaled to longest side `side`."""
     if not valid.any():
         return float("nan")
-    d = np.abs(cv2.GaussianBlur(a, (5, 5), 0).astype(np.float32) - cv2.GaussianBlur(b, (5, 5), 0))
+    h, w = a.shape[:2]
+    s = min(1.0, side / max(h, w))
+    if s < 1.0:
+        size = (max(8, round(w * s)), max(8, round(h * s)))
+        a, b = cv2.resize(a, size, interpolation=cv2.INTER_AREA), cv2.resize(b, size, interpolation=cv2.INTER_AREA)
+        valid = cv2.resize(valid.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST) > 0
+        if not valid.any():
+            return float("nan")
+    d = np.abs(cv2.GaussianBlur(a, (3, 3), 0).astype(np.float32) - cv2.GaussianBlur(b, (3, 3), 0))
     return float(d[valid].mean() / 255.0)
 
 
 def align(reference: np.ndarray, query: np.ndarray, detector: str = "orb", use_ecc: bool = True,
-          use_flow: bool = True, min_inliers: int = 12, min_ecc: float = 0.6, ecc_side: int = 256,
-          max_features: int = 3000, ref_valid: np.ndarray | None = None, flow_above: float = 0.04,
+          use_flow: bool = True, min_inliers: int = 12, min_ecc: float = 0.6, ecc_levels: tuple[int, ...] = (128, 256, 448),
+          max_features: int = 1500, ref_valid: np.ndarray | None = None, flow_above: float = 0.04,
           max_residual: float = 0.12) -> Alignment:
     """Warp `reference` (H, W[, 3]) uint8 onto `query` (same size or scale): features + RANSAC, ECC, flow fallback.
 
@@ -184,7 +217,7 @@ def align(reference: np.ndarray, query: np.ndarray, detector: str = "orb", use_e
         cands.append(("features", H))
     corr = None
     if use_ecc:
-        H_ecc, corr = ecc_refine(rg, qg, ident if H is None else H, max_side=ecc_side)
+        H_ecc, corr = ecc_refine(rg, qg, ident if H is None else H, levels=ecc_levels)
         if H_ecc is not None and corr is not None and corr >= min_ecc:
             cands.append(("features+ecc" if H is not None else "ecc", H_ecc))
         else:

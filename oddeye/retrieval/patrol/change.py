@@ -24,10 +24,11 @@ class ChangeParams:
     feature_weight: float = 0.5  # how much the features may lower (gate) the photometric change where they see none
     feature_floor: float = 0.35  # cosine-type patch distance below this is texture noise, not change
     feature_scale: float = 0.5  # distance above the floor that counts as 1.0 (full change)
-    smooth: float = 8.0  # Gaussian sigma (px) of the change map (the per-pixel score)
+    smooth: float = 12.0  # Gaussian sigma (px) of the change map (the per-pixel score)
     box_smooth: float = 2.0  # Gaussian sigma (px) of the sharper map that boxes are cut from
     threshold: float = 0.15  # level of the sharper map that makes a box
-    box_grow: int = 6  # px: components closer than this merge, and each box grows by it
+    box_grow: int = 2  # px: components closer than twice this merge into one box
+    box_pad: int = 10  # px added on every side of a box (annotators draw boxes with a margin)
     min_area: int = 16  # px; smaller components are dropped
     work_side: int = 640  # the photometric term is computed at most this size (longest side)
     # the pixel sizes above (windows, sigmas, grow, area) are for frames whose longest side is 640 px;
@@ -42,6 +43,7 @@ class ChangeParams:
         q.photo_window = max(3, int(round(self.photo_window * s)) | 1) if self.photo_window > 1 else 1
         q.photo_blur, q.smooth, q.box_smooth = self.photo_blur * s, self.smooth * s, self.box_smooth * s
         q.box_grow = int(round(self.box_grow * s))
+        q.box_pad = int(round(self.box_pad * s))
         q.min_area = max(1, int(round(self.min_area * s * s)))
         q.work_side = max(h, w)
         return q
@@ -142,9 +144,9 @@ def feature_change(fq: torch.Tensor, fr: torch.Tensor, p: ChangeParams, shape: t
     return up.numpy()
 
 
-def boxes_from_map(cmap: np.ndarray, threshold: float, min_area: int = 16,
-                   grow: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Connected components of cmap (H, W) > threshold, dilated by `grow` px -> boxes (K, 4) x1 y1 x2 y2, peaks (K,)."""
+def boxes_from_map(cmap: np.ndarray, threshold: float, min_area: int = 16, grow: int = 0,
+                   pad: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Components of cmap (H, W) > threshold (merged within 2 x `grow` px), boxes padded by `pad` -> (K, 4), peaks (K,)."""
     above = cmap > threshold
     binary = above.astype(np.uint8)
     if grow > 0:
@@ -156,8 +158,13 @@ def boxes_from_map(cmap: np.ndarray, threshold: float, min_area: int = 16,
         inside = (lab[y:y + h, x:x + w] == i) & above[y:y + h, x:x + w]
         if inside.sum() < min_area:
             continue
-        boxes.append((x, y, x + w, y + h))
-        scores.append(float(cmap[y:y + h, x:x + w][inside].max()))
+        peak = float(cmap[y:y + h, x:x + w][inside].max())
+        if grow > 0:  # undo the dilation: the box of the pixels above threshold
+            ys, xs = np.nonzero(inside)
+            x, y, w, h = x + xs.min(), y + ys.min(), xs.max() - xs.min() + 1, ys.max() - ys.min() + 1
+        H, W = cmap.shape
+        boxes.append((max(0, x - pad), max(0, y - pad), min(W, x + w + pad), min(H, y + h + pad)))
+        scores.append(peak)
     order = np.argsort(scores)[::-1]
     b = np.asarray(boxes, np.float32).reshape(-1, 4)[order]
     return b, np.asarray(scores, np.float32)[order]
@@ -181,6 +188,6 @@ def change_map(query: np.ndarray, reference: np.ndarray, valid: np.ndarray | Non
         fused[~valid] = 0.0
     sharp = cv2.GaussianBlur(fused, (0, 0), p.box_smooth) if p.box_smooth > 0 else fused
     smooth = cv2.GaussianBlur(fused, (0, 0), p.smooth) if p.smooth > 0 else fused
-    boxes, box_scores = boxes_from_map(sharp, p.threshold, p.min_area, p.box_grow)
+    boxes, box_scores = boxes_from_map(sharp, p.threshold, p.min_area, p.box_grow, p.box_pad)
     score = float(smooth.max()) if smooth.size else 0.0
     return Change(smooth, sharp > p.threshold, boxes, box_scores, score, parts)
