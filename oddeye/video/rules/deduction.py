@@ -104,7 +104,7 @@ class Deducer:
             s = r.score(value)
             b = Breach(r.id, attr, value if isinstance(value, str) else round(float(value), 3), s,
                        r.broken_text(value) if s > 0 else "", obj.box, obj.track)
-            b.judgement = r.weight * float(judgement(np.array([s]), self.soft)[0])
+            b.judgement = r.weight * judge_one(s, self.soft)
             out.append(b)
         out.sort(key=lambda b: -b.score)
         return out
@@ -130,7 +130,7 @@ class Deducer:
         for r in self._frame_rules:
             s = r.score(frame.value(r.attribute))
             best = max(best, s)
-            j = r.weight * float(judgement(np.array([s]), self.soft)[0])
+            j = r.weight * judge_one(s, self.soft)
             judged = max(judged, j)
             if s > 0:
                 breaches.append(Breach(r.id, r.attribute, frame.count, s, r.broken_text(frame.value(r.attribute)),
@@ -149,9 +149,8 @@ def smooth_scores(scores: np.ndarray, sigma: float) -> np.ndarray:
     return gaussian_filter1d(s, sigma, mode="nearest")
 
 
-def judgement(scores: np.ndarray, soft: float = 0.75) -> np.ndarray:
-    """Per-frame judgement in [0, 1] from rule scores (T,): 1 breaks a rule, 0 is `soft` margins or more inside."""
-    s = np.asarray(scores, dtype=np.float64)
+def judge_one(score: float, soft: float = 0.75) -> float:
+    """Judgement in [0, 1] of a rule score: 1 breaks the rule, 0 lies `soft` margins or more inside it."""
     if soft <= 0:
-        return (s > 0).astype(np.float64)
-    return np.clip(s / soft, -1.0, 0.0) + 1.0
+        return 1.0 if score > 0 else 0.0
+    return min(max(score / soft, -1.0), 0.0) + 1.0

@@ -76,7 +76,7 @@ def _range(values: np.ndarray, attr: str, p: InductionParams) -> tuple[float | N
     med = float(np.median(values))
     high = float(np.quantile(values, p.quantile))
     margin = max(p.margin_k * (high - med), p.margin_floor * abs(high), 1.0 if attr == "count" else 1e-3)
-    flat = np.mean(values >= high - 0.05 * margin) > 2 * (1 - p.quantile) + 0.01  # many ties at the top
+    flat = np.mean(values >= high - 0.05 * margin) > 0.2  # a fifth of the values tie at the top (discrete data)
     pad = p.flat_pad * margin if flat else 0.0
     low = float(np.quantile(values, 1 - p.quantile)) - pad if attr in TWO_SIDED else None
     return low, high + pad, margin
@@ -123,7 +123,8 @@ def held_out_breach(videos: Sequence[Sequence[FrameObs]], zones: ZoneMap,
     and the number of frames in the smallest held-out fold."""
     from oddeye.video.rules.deduction import Deducer
 
-    single = InductionParams(**{**p.to_dict(), "attributes": tuple(p.attributes), "folds": 0, "subsets": 1})
+    single = InductionParams(**{**p.to_dict(), "attributes": tuple(p.attributes), "folds": 0, "subsets": 1,
+                                "flat_pad": 0.0})
     rates: dict[str, list[float]] = defaultdict(list)
     smallest = 0
     names = list(p.attributes) + ["zone"] * p.zone_rule + ["count"] * p.count_rule
@@ -150,6 +151,7 @@ def induce_rules(videos: Sequence[Sequence[FrameObs]], zones: ZoneMap, params: I
     p = params or InductionParams()
     p.validate()
     validation: dict[str, float] = {}
+    n_held = 0
     asked = p
     if p.folds >= 2 and sum(len(v) for v in videos) >= 4 * p.folds:
         validation, n_held = held_out_breach(videos, zones, p)
@@ -197,7 +199,7 @@ def induce_rules(videos: Sequence[Sequence[FrameObs]], zones: ZoneMap, params: I
         else:
             lows = [v[0] for v in vals if v[0] is not None]
             r = Rule(id="", attribute=attr, zone=where, low=float(np.median(lows)) if lows else None,
-                     weight=_weight(attr, p, validation),
+                     weight=_weight(attr, p, validation, n_held),
                      high=float(np.median([v[1] for v in vals])), margin=float(np.median([v[2] for v in vals])),
                      support=support, n=int(np.median([v[3] for v in vals])))
         r.text = default_text(r)
@@ -215,14 +217,14 @@ def induce_rules(videos: Sequence[Sequence[FrameObs]], zones: ZoneMap, params: I
     return RuleSet(rules=rules, meta=meta)
 
 
-def _weight(attr: str, p: InductionParams, validation: dict[str, float]) -> float:
+def _weight(attr: str, p: InductionParams, validation: dict[str, float], n_held: int) -> float:
     """Judgement weight of an attribute's rules: speed 1; size/shape size_weight, or 1 when they never broke on
-    held-out normal footage; the frame count zone_weight (it names no object)."""
+    held-out normal footage (of at least 60 frames a fold); the frame count zone_weight (it names no object)."""
     if attr in ("speed", "track_speed"):
         return 1.0
     if attr == "count":
         return p.zone_weight
-    return 1.0 if validation.get(attr, 1.0) == 0.0 else p.size_weight
+    return 1.0 if validation.get(attr, 1.0) == 0.0 and n_held >= 60 else p.size_weight
 
 
 def _prune(rules: list[Rule], zones: ZoneMap, tol: float) -> list[Rule]:
