@@ -223,20 +223,32 @@ class Perceiver:
             fg = cv2.morphologyEx(fg, cv2.MORPH_CLOSE, np.ones((p.close_px, p.close_px), np.uint8))
         return fg
 
-    def _flow(self, gray: np.ndarray) -> np.ndarray | None:
-        """Optical flow (h', w', 2) in px/frame at flow scale between the previous and this frame, or None."""
+    def _flow(self, gray: np.ndarray, roi: tuple[float, float, float, float] | None) -> np.ndarray | None:
+        """Optical flow (h', w', 2) in px/frame at flow scale between the previous and this frame, or None.
+
+        roi: (x1, y1, x2, y2) as shares of the frame; flow is computed only there (zero elsewhere) to save time.
+        """
         p = self.params
         if p.flow == "none":
             return None
         cur = self._small(gray, p.flow_height)
         prev, self._prev_flow = self._prev_flow, cur
-        if prev is None or prev.shape != cur.shape:
+        if prev is None or prev.shape != cur.shape or roi is None:
             return None
+        fh, fw = cur.shape
+        pad = 6
+        x1, y1 = max(int(roi[0] * fw) - pad, 0), max(int(roi[1] * fh) - pad, 0)
+        x2, y2 = min(int(roi[2] * fw + 1) + pad, fw), min(int(roi[3] * fh + 1) + pad, fh)
+        a, b = prev[y1:y2, x1:x2], cur[y1:y2, x1:x2]
         if p.flow == "dis":
             if self._dis is None:
                 self._dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST)
-            return self._dis.calc(prev, cur, None)
-        return cv2.calcOpticalFlowFarneback(prev, cur, None, 0.5, 2, 9, 2, 5, 1.1, 0)
+            part = self._dis.calc(a, b, None)
+        else:
+            part = cv2.calcOpticalFlowFarneback(a, b, None, 0.5, 2, 9, 2, 5, 1.1, 0)
+        flow = np.zeros((fh, fw, 2), np.float32)
+        flow[y1:y2, x1:x2] = part
+        return flow
 
     # -- one frame ----------------------------------------------------------------------------------
     def step(self, frame: np.ndarray, index: int = 0, time: float = 0.0) -> FrameObs:
@@ -249,9 +261,15 @@ class Perceiver:
         small = self._small(gray, p.proc_height)
         sy, sx = h / small.shape[0], w / small.shape[1]
         fg = self._foreground(small)
-        flow = self._flow(gray)
         n, labels, stats, _ = cv2.connectedComponentsWithStats(fg, connectivity=8)
         keep = [i for i in range(1, n) if stats[i, cv2.CC_STAT_AREA] * sx * sy >= p.min_area * h * w]
+        roi = None
+        if keep:
+            st = stats[keep]
+            sh, sw = fg.shape
+            roi = (st[:, 0].min() / sw, st[:, 1].min() / sh, (st[:, 0] + st[:, 2]).max() / sw,
+                   (st[:, 1] + st[:, 3]).max() / sh)
+        flow = self._flow(gray, roi)
         boxes = np.array([[stats[i, 0] * sx, stats[i, 1] * sy, (stats[i, 0] + stats[i, 2]) * sx,
                            (stats[i, 1] + stats[i, 3]) * sy] for i in keep]).reshape(-1, 4)
         tracks = self.tracker.update(boxes)
