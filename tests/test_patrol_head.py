@@ -128,8 +128,12 @@ def test_poses_csv_and_window(fitted, tmp_path) -> None:
 def test_cli_fit_score(route_dirs, tmp_path) -> None:
     from oddeye.cli import main
 
-    d, _ = route_dirs
-    assert main(["fit", "patrol", "--reference", str(d / "ref"), "--out", str(tmp_path / "m"), "--threads", "1"]) == 0
+    _, r = route_dirs
+    d = tmp_path
+    synth.write_frames(r.reference[:8], d / "ref")
+    synth.write_frames(r.query[:8], d / "qry")
+    assert main(["fit", "patrol", "--reference", str(d / "ref"), "--out", str(tmp_path / "m"), "--threads", "1",
+                 "--no-features"]) == 0
     assert json.loads((tmp_path / "m" / "oddeye_model.json").read_text())["head"] == "patrol"
     assert main(["score", "patrol", str(tmp_path / "m"), "--query", str(d / "qry"), "--out", str(tmp_path / "o"),
                  "--threads", "1"]) == 0

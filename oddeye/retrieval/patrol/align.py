@@ -188,7 +188,8 @@ def _residual(a: np.ndarray, b: np.ndarray, valid: np.ndarray, side: int = 320) 
 
 
 def align(reference: np.ndarray, query: np.ndarray, detector: str = "orb", use_ecc: bool = True,
-          use_flow: bool = True, min_inliers: int = 12, min_ecc: float = 0.6, ecc_levels: tuple[int, ...] = (128, 256, 448),
+          use_flow: bool = True, min_inliers: int = 12, min_ecc: float = 0.6,
+          ecc_levels: tuple[int, ...] = (128, 256),
           max_features: int = 1500, ref_valid: np.ndarray | None = None, flow_above: float = 0.04,
           max_residual: float = 0.12) -> Alignment:
     """Warp `reference` (H, W[, 3]) uint8 onto `query` (same size or scale): features + RANSAC, ECC, flow fallback.

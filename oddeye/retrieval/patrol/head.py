@@ -36,6 +36,7 @@ class PatrolConfig:
     max_side: int = 640  # frames are scaled so their longest side is at most this
     stride: int = 1  # use every n-th reference frame
     detector: str = "orb"
+    ecc_levels: tuple[int, ...] = (128, 256)  # coarse-to-fine ECC sizes (longest side, px)
     event_threshold: float = 0.1  # frame score (max of the change map) above which a frame is flagged
     max_maps: int = 64  # change maps kept in the Result (flagged frames first)
     map_side: int = 320  # longest side of the kept maps
@@ -116,7 +117,8 @@ class PatrolHead:
     def compare(self, query: np.ndarray, reference: np.ndarray,
                 ref_valid: np.ndarray | None = None) -> tuple[Alignment, Change | None]:
         """Align `reference` onto `query` (H, W[, 3]) uint8 and compute the change map (None if alignment failed)."""
-        al = align(reference, query, detector=self.config.detector, ref_valid=ref_valid)
+        al = align(reference, query, detector=self.config.detector, ref_valid=ref_valid,
+                   ecc_levels=tuple(self.config.ecc_levels))
         if not al.ok:
             return al, None
         fq = fr = None
