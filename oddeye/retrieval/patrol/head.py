@@ -287,7 +287,11 @@ class PatrolHead:
 
 def verified(al: Alignment, min_inliers: int = 15, min_ecc: float = 0.85) -> bool:
     """True if an alignment is good enough to trust a pairing the descriptors were unsure of."""
-    return al.ok and al.method != "identity" and (al.n_inliers >= min_inliers or (al.ecc_corr or 0.0) >= min_ecc)
+    if not al.ok or al.method == "flow":
+        return False
+    if al.method == "identity":  # nothing to warp: the frames must already agree closely
+        return al.residual <= 0.05
+    return al.n_inliers >= min_inliers or (al.ecc_corr or 0.0) >= min_ecc
 
 
 def _r(x: float) -> float | None:

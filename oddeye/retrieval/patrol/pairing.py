@@ -27,14 +27,14 @@ class Pairing:
 class PairingParams:
     """Knobs of the pairing step."""
 
-    k: int = 32  # reference candidates fetched per query frame
+    k: int = 64  # reference candidates fetched per query frame
     min_similarity: float = 0.5  # of reference-centred descriptors; below: "no reference" for this frame
     separation: int = 3  # frames; the margin is to the best candidate at least this far from the winner
     time_window: float | None = None  # s; only reference frames with |t_ref - t_query - offset| <= window
     time_offset: float = 0.0
     pose_radius: float | None = None  # pose units; only reference frames within this distance (x, y[, z])
     continuity: int = 5  # frames; prefer a candidate this close to the previous pairing ...
-    continuity_slack: float = 0.15  # ... if its similarity is at most this much below the best
+    continuity_slack: float = 0.2  # ... if its similarity is at most this much below the best
 
 
 def pair_frames(ref: ReferenceRun, descriptors: np.ndarray, params: PairingParams | None = None,
@@ -77,7 +77,11 @@ def pair_frames(ref: ReferenceRun, descriptors: np.ndarray, params: PairingParam
             continue
         pick = 0
         if previous is not None and p.continuity > 0:  # a route is driven in order: stay near the last pairing
-            near = np.flatnonzero((np.abs(cand - previous) <= p.continuity) & (s >= s[0] - p.continuity_slack))
+            close = np.abs(cand - previous) <= p.continuity
+            if s[0] < p.min_similarity:  # unsure anyway: take the route position, alignment will verify it
+                near = np.flatnonzero(close)
+            else:
+                near = np.flatnonzero(close & (s >= s[0] - p.continuity_slack))
             pick = int(near[0]) if near.size else 0
         best, top = int(cand[pick]), float(s[pick])
         far = np.abs(cand - best) >= p.separation
