@@ -110,6 +110,13 @@ def test_camera_moved_warns(head: RulesHead) -> None:
         head.score_video(frames, name="same camera")  # the unmoved scene does not warn
 
 
+def test_camera_moved_mid_video_warns(head: RulesHead) -> None:
+    frames = make_video(seed=SEED, n_frames=300, anomaly=None).frames.copy()
+    frames[250:] = np.roll(frames[250:], (9, 12), axis=(1, 2))
+    with pytest.warns(SceneMovedWarning, match="from frame 250"):
+        head.score_video(frames, name="turned at 250")
+
+
 def test_bad_inputs(head: RulesHead) -> None:
     with pytest.raises(EmptyDataError):
         RulesHead(show_progress=False).fit([])

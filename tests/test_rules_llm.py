@@ -196,3 +196,26 @@ def test_missing_models_are_clear_errors(tmp_path: Path) -> None:
         TransformersBackend(tmp_path / "no-such-model")
     with pytest.raises(MissingWeightsError, match="--captioner"):
         VLMCaptioner(tmp_path / "no-such-vlm")
+
+
+class _BrightnessCaptioner:
+    """A stand-in VLM for the plumbing test: describes a frame by its measured brightness."""
+
+    def caption(self, frames):
+        return [f"a scene of mean brightness {float(f.mean()):.0f}" for f in frames]
+
+
+def test_head_with_llm_and_captioner_end_to_end(server: _Server) -> None:
+    from oddeye.core.synth import make_video
+    from oddeye.video.rules import RulesHead
+
+    http = HTTPBackend(f"http://127.0.0.1:{server.port}/constrained", model="tiny")
+    normal = make_video(seed=4, n_frames=120, anomaly=None).frames
+    n0 = len(server.requests)
+    head = RulesHead(llm=http, captioner=_BrightnessCaptioner(), llm_frames=2, show_progress=False).fit([normal])
+    prompts_sent = [b["messages"][-1]["content"] for _, b in server.requests[n0:]]
+    assert any("mean brightness" in p and "measured:" in p for p in prompts_sent)
+    assert head.rules.meta["llm_rules"] >= 1 and any(r.source == "llm" for r in head.rules.rules)
+    sc, _ = head.score_video(make_video(seed=4, anomaly="fast").frames)
+    judged = sc.meta.get("llm_judgements", [])
+    assert 1 <= len(judged) <= 2 and all(isinstance(j["anomalous"], bool) for j in judged)

@@ -78,6 +78,8 @@ def register(cli: Any) -> None:
                                        help="Object attributes to induce rules for (comma-separated)."),
         grid: str = typer.Option("4x6", "--grid", help="Scene zone grid, rows x columns."),
         flow: str = typer.Option("farneback", "--flow", help="Optical flow: farneback | dis (faster) | none."),
+        captioner: Optional[str] = typer.Option(None, "--captioner", help="Local VLM folder (BLIP, LLaVA, ...) whose "
+                                                "captions the LLM reads too (needs --backend transformers|http)."),
     ) -> None:
         """Induce readable rules of normality from normal footage (AnomalyRuler style) and write a model folder.
 
@@ -98,7 +100,14 @@ def register(cli: Any) -> None:
         ind = InductionParams(attributes=attrs)
         ind.validate()
         llm = make_backend(backend, model=llm_model, url=llm_url)
-        head = RulesHead(PerceptionParams(flow=flow), ind, grid=_grid(grid), llm=llm)
+        vlm = None
+        if captioner:
+            if llm is None:
+                raise InputError("--captioner feeds the LLM backend", "add --backend transformers or --backend http")
+            from oddeye.video.rules.captioner import VLMCaptioner
+
+            vlm = VLMCaptioner(captioner)
+        head = RulesHead(PerceptionParams(flow=flow), ind, grid=_grid(grid), llm=llm, captioner=vlm)
         head.fit(sources, shots=shots)
         head.save(out)
         typer.echo(f"{len(head.rules)} rules from {head.fit_info['n_frames']} normal frames -> {out}")

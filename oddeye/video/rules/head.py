@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 import json
 import time
 import warnings
@@ -26,6 +27,7 @@ from oddeye.video.rules.zones import ZoneMap
 HEAD = "video-rules"
 FORMAT = 1
 BLACK_LEVEL = 8  # a frame whose brightest pixel is below this is "black"
+SCENE_CHECK_EVERY = 250  # frames between checks that the scene still matches the learned background
 
 
 class SceneMovedWarning(UserWarning):
@@ -40,7 +42,8 @@ class RulesHead:
     def __init__(self, perception: PerceptionParams | None = None, induction: InductionParams | None = None,
                  grid: tuple[int, int] = (4, 6), sigma: float = 10.0, soft: float = 0.75, persist: int = 3,
                  recheck: bool = False, flag_at: float = 0.5,
-                 warmup: int = 4, llm: Any = None, llm_frames: int = 8, show_progress: bool = True) -> None:
+                 warmup: int = 4, llm: Any = None, llm_frames: int = 8, captioner: Any = None,
+                 show_progress: bool = True) -> None:
         """sigma: temporal smoothing (frames); soft: margin units below a rule's limit where the judgement starts to
         rise from 0 to 1; persist: frames a track must break a rule; recheck: re-measure flagged speeds with full-resolution flow
         (off by default: on Ped2 it lowered frame AUROC, 0.942 vs 0.948)."""
@@ -55,6 +58,7 @@ class RulesHead:
         self.warmup = int(warmup)
         self.llm = llm
         self.llm_frames = int(llm_frames)
+        self.captioner = captioner  # a VLMCaptioner: its captions join the descriptions the LLM reads
         self.show_progress = show_progress
         self.rules = RuleSet()
         self.background: np.ndarray | None = None
@@ -96,9 +100,10 @@ class RulesHead:
         bar = tqdm(total=len(plan) if plan is not None else total, desc="perceiving normal footage", unit="frame",
                    disable=not self.show_progress, leave=False)
         if plan is None:
-            for s in sources:
+            for vi, s in enumerate(sources):
                 obs = []
                 for fo in perceiver.run(f for _, _, f in s.iter_frames()):
+                    fo.video = vi
                     obs.append(fo)
                     bar.update()
                 videos.append(obs)
@@ -108,6 +113,7 @@ class RulesHead:
                 a = max(0, i - self.warmup)
                 perceiver.reset()
                 *_, last = perceiver.run((f for _, _, f in sources[v].iter_frames(start=a, stop=i + 1)), start=a)
+                last.video = v
                 obs.append(last)
                 bar.update()
             videos.append(obs)
@@ -122,7 +128,7 @@ class RulesHead:
                     o.zone = self.zones.name((o.box[0] + o.box[2]) / 2, o.box[3])
         self.rules = induce_rules(videos, self.zones, self.induction)
         if self.llm is not None:
-            self._llm_induce(videos, fh or h)
+            self._llm_induce(videos, fh or h, sources)
         self.fit_info = {"n_videos": len(sources), "n_frames": sum(len(v) for v in videos), "shots": shots,
                          "frame_size": [fw, fh], "fit_s": round(time.perf_counter() - t0, 2)}
         self.rules.meta.update({"fit": self.fit_info})
@@ -130,12 +136,16 @@ class RulesHead:
             s.close()
         return self
 
-    def _llm_induce(self, videos: list[list[FrameObs]], frame_h: int) -> None:
+    def _llm_induce(self, videos: list[list[FrameObs]], frame_h: int, sources: list[VideoSource]) -> None:
         """Add the LLM's rules (induced from frame descriptions) to the offline ones; failures only warn."""
         frames = [f for v in videos for f in v if f.objects]
         rng = np.random.default_rng(self.induction.seed)
         pick = rng.choice(len(frames), min(len(frames), 24), replace=False) if frames else []
-        descriptions = [frames[i].description(frame_h) for i in sorted(pick)]
+        chosen = [frames[i] for i in sorted(pick)]
+        descriptions = [f.description(frame_h) for f in chosen]
+        if self.captioner is not None and chosen:
+            images = [sources[f.video].get(np.array([f.index]))[0] for f in chosen]
+            descriptions = [f"{c} (measured: {d})" for c, d in zip(self.captioner.caption(images), descriptions)]
         try:
             extra = self.llm.induce(descriptions, self.zones.all_names(), self.rules)
         except BackendError as e:
@@ -158,15 +168,14 @@ class RulesHead:
         deducer = Deducer(self.rules, self.zones, persist=self.persist, soft=self.soft)
         verdicts: list[Verdict] = []
         described: dict[int, str] = {}  # frame position -> description, for the LLM's second opinion
+        pixels: list[tuple[float, int, np.ndarray]] = []  # heap of the most anomalous flagged frames, to caption
         times: list[float] = []
         meta: dict[str, Any] = {}
         bar = tqdm(total=src.n_frames, desc=f"scoring {src.name}", unit="frame", disable=not self.show_progress,
                    leave=False)
-        first = True
-        for i, t, frame in src.iter_frames():
-            if first:
-                self._scene_checks(perceiver, frame, src.name, meta)
-                first = False
+        for n, (i, t, frame) in enumerate(src.iter_frames()):
+            if n % SCENE_CHECK_EVERY == 0 and "scene_warning" not in meta and not meta.get("black"):
+                self._scene_checks(perceiver, frame, src.name, meta, at=i)
             if meta.get("black") and int(frame.max()) < BLACK_LEVEL:
                 verdicts.append(Verdict(index=i, score=deducer.floor, judgement=0.0))
             else:
@@ -176,6 +185,10 @@ class RulesHead:
                     v = self._recheck(v, perceiver, deducer)
                 if self.llm is not None and v.flagged(self.flag_at):
                     described[len(verdicts)] = fo.description(frame.shape[0])
+                    if self.captioner is not None:
+                        heapq.heappush(pixels, (v.judgement, len(verdicts), frame.copy()))
+                        if len(pixels) > self.llm_frames:
+                            heapq.heappop(pixels)
                 verdicts.append(v)
             times.append(t)
             bar.update()
@@ -183,6 +196,10 @@ class RulesHead:
         if not verdicts:
             raise EmptyDataError(f"video {src.name} has no frames", "check the file or folder")
         if self.llm is not None and described:
+            if pixels:
+                caps = self.captioner.caption([p[2] for p in pixels])
+                for (_, k, _), c in zip(pixels, caps):
+                    described[k] = f"{c} (measured: {described[k]})"
             self._llm_deduce(verdicts, described, meta)
         raw = np.array([v.judgement for v in verdicts])
         scores = smooth_scores(raw, self.sigma)
@@ -209,9 +226,10 @@ class RulesHead:
                 b.text += f"; LLM: {j.reason}" + (f" [rule {j.rule.id}]" if j.rule else "")
         meta["llm_judgements"] = out
 
-    def _scene_checks(self, perceiver: Perceiver, frame: np.ndarray, name: str, meta: dict[str, Any]) -> None:
-        """Warn when the footage is black or the scene does not match the learned background."""
-        if int(frame.max()) < BLACK_LEVEL:
+    def _scene_checks(self, perceiver: Perceiver, frame: np.ndarray, name: str, meta: dict[str, Any],
+                      at: int = 0) -> None:
+        """Warn when the footage is black or the scene does not match the learned background (frame `at`)."""
+        if at == 0 and int(frame.max()) < BLACK_LEVEL:
             meta["black"] = True
             warnings.warn(f"{name}: the footage starts black (no light or a capped lens); black frames score as "
                           "normal and cannot be judged", SceneMovedWarning, stacklevel=3)
@@ -227,7 +245,7 @@ class RulesHead:
         meta["scene_similarity"] = round(sim, 3)
         meta["background_changed"] = round(changed, 3)
         if sim < 0.5 * self.scene_baseline or changed > 0.35:
-            meta["scene_warning"] = (f"the scene matches the learned background poorly (edge similarity {sim:.2f} vs "
+            meta["scene_warning"] = (f"from frame {at} the scene matches the learned background poorly (edge similarity {sim:.2f} vs "
                                      f"{self.scene_baseline:.2f} when fitted, {100 * changed:.0f}% of pixels changed): "
                                      "the camera may have moved, so the zones and rules may not apply; refit on current "
                                      "normal footage")
@@ -277,7 +295,8 @@ class RulesHead:
         pos = {int(ix): k for k, ix in enumerate(sc.frame_indices)}
         for ev in events:
             a, b = pos[ev.start_frame], pos[ev.end_frame]
-            k = max(range(a, b + 1), key=lambda j: verdicts[j].score)
+            k = max(range(a, b + 1), key=lambda j: (verdicts[j].flagged(self.flag_at), verdicts[j].judgement,
+                                                    verdicts[j].score))
             ev.meta["peak_frame"] = verdicts[k].index
             ev.score = float(sc.frame_scores[k])
             v = verdicts[k]

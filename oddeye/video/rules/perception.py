@@ -101,6 +101,7 @@ class FrameObs:
     time: float
     objects: list[ObjectObs] = field(default_factory=list)
     motion: float = 0.0  # share of foreground pixels
+    video: int = 0  # which input video it came from (fitting on several)
 
     @property
     def count(self) -> int:
