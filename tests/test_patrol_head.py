@@ -140,3 +140,32 @@ def test_cli_fit_score(route_dirs, tmp_path) -> None:
     assert (tmp_path / "o" / "result.json").is_file() and (tmp_path / "o" / "store.db").is_file()
     assert list(tmp_path.glob("o/timeline_*.png"))
     assert main(["score", "patrol", str(tmp_path / "nope"), "--query", str(d / "qry")]) == 2
+
+
+def test_eval_cli_on_a_tiny_deeppcb_layout(tmp_path, capsys) -> None:
+    from oddeye.cli import main
+    from oddeye.core.imageio import write_image
+
+    g = tmp_path / "PCBData" / "group00001"
+    (g / "00001").mkdir(parents=True)
+    (g / "00001_not").mkdir()
+    lines = []
+    for i in range(2):
+        p = synth.make_pair(seed=i, size=(160, 160), n_changes=2)
+        write_image(g / "00001" / f"0000100{i}_temp.jpg", p.reference)
+        write_image(g / "00001" / f"0000100{i}_test.jpg", p.query)
+        (g / "00001_not" / f"0000100{i}.txt").write_text(
+            "".join(f"{int(b[0])} {int(b[1])} {int(b[2])} {int(b[3])} 1\n" for b in p.boxes))
+        lines.append(f"group00001/00001/0000100{i}.jpg group00001/00001_not/0000100{i}.txt")
+    (tmp_path / "PCBData" / "test.txt").write_text("\n".join(lines) + "\n")
+    rc = main(["eval", "patrol", "--root", str(tmp_path), "--warp", "--no-features", "--threads", "1",
+               "--out", str(tmp_path / "o")])
+    assert rc == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert "--warp" in "\n".join(out)
+    doc = json.loads(out[-1])
+    assert doc["dataset"] == "deeppcb" and doc["n_samples"] == 2 and doc["warp"] is True
+    for key in ("pixel_auroc", "box_recall", "box_recall_centre", "pixel_f1", "pixel_iou", "pairs_per_s"):
+        assert key in doc
+    assert doc["pixel_auroc"] > 0.7
+    assert main(["eval", "patrol", "--root", str(tmp_path / "nope")]) == 2

@@ -116,6 +116,8 @@ class ReferenceRun:
             raise InputError(f"stride must be >= 1, got {stride}")
         probe = open_video(source)
         n = probe.n_frames
+        if n is None:
+            raise InputError(f"reference {source} is a live stream", "record the reference route to a file first")
         if not n:
             raise EmptyDataError(f"reference {source} has no frames", "pass a video or a folder with frame images")
         size = frame_size(probe.width, probe.height, max_side)
