@@ -104,3 +104,38 @@ def test_score_writes_review_files(fitted, tmp_path):
     files = write_review(tmp_path, "x", bad[0].points, cs.points, labels=bad[0].labels)
     assert load_cloud(files["ply"]).points.shape == (3000, 3)
     assert (tmp_path / "x.png").stat().st_size > 1000
+
+
+def _grid_of(points, h=40, w=40):
+    """Organise a plate-like cloud (N, 3) into an (h, w, 3) xyz grid, zeros where no point fell."""
+    g = np.zeros((h, w, 3), np.float32)
+    ij = np.clip(((points[:, :2] - points[:, :2].min(0)) / np.ptp(points[:, :2], 0) * [h - 1, w - 1]).round().astype(int), 0, [h - 1, w - 1])
+    g[ij[:, 0], ij[:, 1]] = points
+    return g, ij
+
+
+def test_eval_mvtec3d_layout_gives_aupro(tmp_path):
+    import tifffile
+    from PIL import Image
+
+    from oddeye.pointcloud.evaluate import eval_layout
+
+    cat = tmp_path / "plate"
+    for d in ("train/good/xyz", "test/good/xyz", "test/dent/xyz", "test/dent/gt"):
+        (cat / d).mkdir(parents=True)
+    for s in range(3):
+        tifffile.imwrite(cat / "train/good/xyz" / f"{s:03d}.tiff", _grid_of(make_point_cloud(seed=s, n_points=3000, shape="plate").points)[0])
+    tifffile.imwrite(cat / "test/good/xyz/000.tiff", _grid_of(make_point_cloud(seed=7, n_points=3000, shape="plate").points)[0])
+    c = make_point_cloud(seed=8, n_points=3000, shape="plate", defect="dent", defect_size=0.15)
+    g, ij = _grid_of(c.points)
+    mask = np.zeros((40, 40), np.uint8)
+    mask[ij[c.labels == 1, 0], ij[c.labels == 1, 1]] = 255
+    tifffile.imwrite(cat / "test/dent/xyz/000.tiff", g)
+    Image.fromarray(mask).save(cat / "test/dent/gt/000.png")
+
+    def make():
+        return PointCloudHead(adapt=False, target_points=500, progress=False)
+
+    m, res = eval_layout("mvtec3d", tmp_path, make, out=None, progress=False)
+    assert len(res.scores) == 2 and m["aupro"] is not None and 0 <= m["aupro"] <= 1
+    assert m["object_auroc"] == 1.0 and m["points_per_s"] > 0

@@ -51,11 +51,12 @@ class PointCloudHead:
     def __init__(self, *, adapt: bool = True, target_points: int = 3000, voxel_size: float | None = None,
                  radii: tuple[float, ...] = (4.0, 8.0), max_nn_fpfh: int = 30, bank_max: int = 20000, k: int = 1,
                  smooth_k: int = 6, topk: int = 5, adapt_steps: int = 400, outliers: bool = False,
-                 plane: bool = False, position_weight: float = 0.0, seed: int = 0, progress: bool = True) -> None:
+                 plane: bool = False, position_weight: float = 0.0, bank_views: int = 0, seed: int = 0,
+                 progress: bool = True) -> None:
         self.params = {"adapt": adapt, "target_points": target_points, "voxel_size": voxel_size, "radii": list(radii),
                        "max_nn_fpfh": max_nn_fpfh, "bank_max": bank_max, "k": k, "smooth_k": smooth_k, "topk": topk,
                        "adapt_steps": adapt_steps, "outliers": outliers, "plane": plane,
-                       "position_weight": position_weight, "seed": seed}
+                       "position_weight": position_weight, "bank_views": bank_views, "seed": seed}
         self.progress = progress
         self.cfg: FeatureConfig | None = None
         self.adapter: Adapter | None = None
@@ -106,7 +107,14 @@ class PointCloudHead:
         self.adapter = None
         if p["adapt"]:
             self.adapter = train_adapter(pts, self.cfg, steps=p["adapt_steps"], seed=p["seed"], progress=self.progress)
-        feats = [self.embed(x)[1] for x in tqdm(pts, desc="bank features", disable=not self.progress, leave=False)]
+        # the bank: every training cloud, plus `bank_views` resampled + jittered copies of each (sampling noise)
+        vrng = np.random.default_rng(p["seed"] + 2)
+        views = list(pts)
+        for _ in range(p["bank_views"]):
+            for x in pts:
+                y = x[vrng.random(len(x)) < 0.9]
+                views.append(y + vrng.normal(scale=0.02 * vs, size=y.shape))
+        feats = [self.embed(x)[1] for x in tqdm(views, desc="bank features", disable=not self.progress, leave=False)]
         bank = np.concatenate(feats)
         n_bank = min(p["bank_max"], len(bank))
         ids = greedy_coreset(bank, count=n_bank, seed=p["seed"], progress=False) if n_bank < len(bank) else np.arange(len(bank))
