@@ -235,12 +235,12 @@ class RulesHead:
                           "normal and cannot be judged", SceneMovedWarning, stacklevel=3)
             return
         expect = tuple(self.background.shape) if self.background is not None else None
-        got = perceiver._small(frame, self.perception.proc_height).shape
+        got = perceiver.shrink(frame, self.perception.proc_height).shape
         if expect is not None and got != expect:
             raise InputError(f"{name}: frames are {frame.shape[1]}x{frame.shape[0]} but the model was fit on "
                              f"{self.fit_info.get('frame_size')}", "score footage of the camera the model was fit on")
         sim = perceiver.scene_similarity(frame)
-        small = perceiver._small(frame, self.perception.proc_height).astype(np.float32)
+        small = perceiver.shrink(frame, self.perception.proc_height).astype(np.float32)
         changed = float(np.mean(np.abs(small - self.background) > 2 * self.perception.diff_threshold))
         meta["scene_similarity"] = round(sim, 3)
         meta["background_changed"] = round(changed, 3)

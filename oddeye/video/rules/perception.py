@@ -159,7 +159,7 @@ class Perceiver:
         self.gray: np.ndarray | None = None
 
     # -- background ---------------------------------------------------------------------------------
-    def _small(self, gray: np.ndarray, height: int) -> np.ndarray:
+    def shrink(self, gray: np.ndarray, height: int) -> np.ndarray:
         """Resize (H, W) down to `height` rows keeping the aspect (area interpolation; never upscales)."""
         h, w = gray.shape
         if h <= height:
@@ -169,7 +169,7 @@ class Perceiver:
 
     def fit_background(self, frames: Iterable[np.ndarray]) -> np.ndarray:
         """Median background (h, w) at processing scale from normal frames (H, W[, 3]); EmptyDataError if none."""
-        smalls = [self._small(to_gray(f), self.params.proc_height) for f in frames]
+        smalls = [self.shrink(to_gray(f), self.params.proc_height) for f in frames]
         if not smalls:
             from oddeye.core.errors import EmptyDataError
 
@@ -192,7 +192,7 @@ class Perceiver:
         """Correlation in [-1, 1] between the edges of `frame` and of the learned background (low: camera moved)."""
         if self.background is None:
             return 1.0
-        small = self._small(to_gray(frame), self.params.proc_height).astype(np.float32)
+        small = self.shrink(to_gray(frame), self.params.proc_height).astype(np.float32)
         if small.shape != self.background.shape:
             return -1.0
         a = cv2.Laplacian(cv2.GaussianBlur(small, (5, 5), 0), cv2.CV_32F).ravel()
@@ -232,7 +232,7 @@ class Perceiver:
         p = self.params
         if p.flow == "none":
             return None
-        cur = self._small(gray, p.flow_height)
+        cur = self.shrink(gray, p.flow_height)
         prev, self._prev_flow = self._prev_flow, cur
         if prev is None or prev.shape != cur.shape or roi is None:
             return None
@@ -259,7 +259,7 @@ class Perceiver:
         h, w = gray.shape
         self.frame_size = (w, h)
         self.prev_gray, self.gray = self.gray, gray
-        small = self._small(gray, p.proc_height)
+        small = self.shrink(gray, p.proc_height)
         sy, sx = h / small.shape[0], w / small.shape[1]
         fg = self._foreground(small)
         n, labels, stats, _ = cv2.connectedComponentsWithStats(fg, connectivity=8)
