@@ -228,3 +228,21 @@ def test_file_outside_artefact_folders_is_refused_on_the_page(app, filled):
     finally:
         with sqlite3.connect(db) as con:
             con.execute("UPDATE samples SET path = ? WHERE run_id = ? AND sample_id = 'img00'", (old, ids["images"]))
+
+
+def test_timeline_downsampling_keeps_peaks_and_events():
+    from oddeye.ui.timeline import MAX_BINS, coverage_band, downsample_minmax, timeline_figure
+
+    y = np.zeros(1_000_000, np.float32)
+    y[123_457], y[999_999] = 5.0, -1.0
+    x, yy = downsample_minmax(np.arange(len(y)), y)
+    assert len(x) <= 2 * MAX_BINS and yy.max() == 5.0 and x[np.argmax(yy)] == 123_457 and yy.min() == -1.0
+    cx, cov = coverage_band(np.array([10.0, 50.0]), np.array([20.0, 50.0]), 0.0, 100.0, bins=10)
+    assert list(cov[::2]) == [0, 1, 1, 0, 0, 1, 0, 0, 0, 0]
+    rng = np.random.default_rng(0)
+    starts = np.sort(rng.choice(999_000, 10_000, replace=False)).astype(float)
+    ev = {"id": np.arange(10_000.0), "start_frame": starts, "end_frame": starts + 5, "start": starts / 25,
+          "end": (starts + 5) / 25, "score": rng.random(10_000)}
+    fig = timeline_figure(y, events=ev, threshold=0.5)
+    assert sum(len(t.x) for t in fig.data) <= 2 * MAX_BINS * 2 + 500  # what the browser draws stays small
+    assert len(fig.to_json()) < 400_000

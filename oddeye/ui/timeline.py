@@ -6,7 +6,8 @@ import numpy as np
 import plotly.graph_objects as go
 
 MAX_BINS = 2000  # 1M frames become 4,000 plotted points; peaks survive (max per bin)
-SHADE_EVENTS = 150  # up to this many events are shaded rectangles; more are drawn as one WebGL trace
+SHADE_EVENTS = 150  # up to this many events are shaded rectangles; more become one coverage band
+HOVER_EVENTS = 500  # the highest-scoring events get a marker with a hover label
 
 
 def downsample_minmax(x: np.ndarray, y: np.ndarray, bins: int = MAX_BINS) -> tuple[np.ndarray, np.ndarray]:
@@ -24,6 +25,21 @@ def downsample_minmax(x: np.ndarray, y: np.ndarray, bins: int = MAX_BINS) -> tup
     keep = np.unique(np.concatenate([i_min, i_max]))
     keep = keep[keep < n]
     return np.asarray(x)[keep], np.asarray(y)[keep]
+
+
+def coverage_band(a: np.ndarray, b: np.ndarray, lo: float, hi: float, bins: int = MAX_BINS
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Events [a, b] (E,) as (x (2*bins,), covered (2*bins,)): a step line that is > 0 wherever an event lies."""
+    edges = np.linspace(lo, hi, bins + 1)
+    width = edges[1] - edges[0] if bins else 1.0
+    i0 = np.clip(((a - lo) / (width or 1.0)).astype(np.int64), 0, bins - 1)
+    i1 = np.clip(((b - lo) / (width or 1.0)).astype(np.int64), 0, bins - 1)
+    diff = np.zeros(bins + 1)
+    np.add.at(diff, i0, 1)
+    np.add.at(diff, i1 + 1, -1)
+    covered = np.cumsum(diff)[:bins]
+    x = np.stack([edges[:-1], edges[1:]], 1).ravel()
+    return x, np.repeat(covered, 2)
 
 
 def _segments(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -44,7 +60,7 @@ def timeline_figure(scores: np.ndarray, x: np.ndarray | None = None, *, events: 
     xs = np.arange(len(s)) if x is None else np.asarray(x)
     dx, dy = downsample_minmax(xs, s)
     fig = go.Figure()
-    fig.add_trace(go.Scattergl(x=dx, y=dy, mode="lines", name="score", line={"width": 1, "color": "#1f77b4"},
+    fig.add_trace(go.Scatter(x=dx, y=dy, mode="lines", name="score", line={"width": 1, "color": "#1f77b4"},
                                hovertemplate="%{x}: %{y:.4g}<extra></extra>"))
     finite = s[np.isfinite(s)]
     top = float(finite.max()) if finite.size else 1.0
@@ -59,10 +75,15 @@ def timeline_figure(scores: np.ndarray, x: np.ndarray | None = None, *, events: 
             for lo, hi in zip(a, b):
                 fig.add_vrect(x0=lo, x1=hi if hi > lo else lo + (1 / 25 if use_times else 1), fillcolor="#d62728",
                               opacity=0.15, line_width=0, layer="below")
-        fig.add_trace(go.Scattergl(x=_segments(a, b), y=np.full(3 * len(a), band), mode="lines", name="events",
-                                   line={"width": 6, "color": "#d62728"}, hoverinfo="skip"))
-        fig.add_trace(go.Scattergl(x=(a + b) / 2, y=np.full(len(a), band), mode="markers", name="event",
-                                   marker={"size": 6, "color": "#d62728"}, customdata=np.stack([ids, sc], 1),
+            fig.add_trace(go.Scatter(x=_segments(a, b), y=np.full(3 * len(a), band), mode="lines", name="events",
+                                       line={"width": 6, "color": "#d62728"}, hoverinfo="skip"))
+        else:  # many events: one band of event coverage on the plot's bins (<= 2*MAX_BINS points)
+            cx, cy = coverage_band(a, b, float(np.min(xs)), float(np.max(xs)))
+            fig.add_trace(go.Scatter(x=cx, y=np.where(cy > 0, band, np.nan), mode="lines", name="events",
+                                       line={"width": 6, "color": "#d62728"}, hoverinfo="skip", connectgaps=False))
+        top = np.argsort(-np.nan_to_num(sc, nan=-np.inf))[:HOVER_EVENTS]
+        fig.add_trace(go.Scatter(x=(a[top] + b[top]) / 2, y=np.full(len(top), band), mode="markers", name="event",
+                                   marker={"size": 6, "color": "#d62728"}, customdata=np.stack([ids[top], sc[top]], 1),
                                    hovertemplate="event %{customdata[0]:.0f}, score %{customdata[1]:.4g}<extra></extra>",
                                    showlegend=False))
     if threshold is not None and np.isfinite(threshold):
