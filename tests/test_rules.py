@@ -128,6 +128,12 @@ def test_bad_inputs(head: RulesHead) -> None:
         RulesHead(show_progress=False).score_video(np.zeros((5, 64, 64), np.uint8))
     with pytest.raises(InputError):
         head.score_video(np.zeros((5, 64), np.float32))
+    with pytest.raises(EmptyDataError, match="no frames"):
+        head.score_video(np.zeros((0, 120, 160), np.uint8))
+    good = make_video(seed=SEED, n_frames=30, anomaly=None).frames
+    with pytest.warns(UserWarning, match="skipped"):
+        res = head.score([good, np.zeros((0, 120, 160), np.uint8), good])
+    assert len(res.scores) == 2 and "video 1" in res.meta["errors"]  # the bad one is reported, the rest kept
 
 
 def test_few_shot_fit() -> None:

@@ -22,6 +22,7 @@ from oddeye.video.rules.induction import InductionParams, induce_rules
 from oddeye.video.rules.perception import FrameObs, PerceptionParams, Perceiver, recheck_speed
 from oddeye.video.rules.rules import RuleSet
 from oddeye.video.rules.sources import VideoSource, as_source
+from oddeye.video.io import VideoReader
 from oddeye.video.rules.zones import ZoneMap
 
 HEAD = "video-rules"
@@ -162,7 +163,17 @@ class RulesHead:
     def score_video(self, video: Any, name: str | None = None) -> tuple[Score, list[Verdict]]:
         """Score one video -> (Score with frame_scores/times/indices, raw per-frame Verdicts)."""
         self._check_fitted()
-        src = video if isinstance(video, VideoSource) else as_source(video, name)
+        if isinstance(video, VideoSource):
+            return self._score_source(video)
+        src = as_source(video, name)
+        try:
+            return self._score_source(src)
+        finally:
+            if not isinstance(video, VideoReader):  # close only what this call opened
+                src.close()
+
+    def _score_source(self, src: VideoSource) -> tuple[Score, list[Verdict]]:
+        """score_video() on an opened source."""
         perceiver = self._perceiver()
         perceiver.reset()
         deducer = Deducer(self.rules, self.zones, persist=self.persist, soft=self.soft)
@@ -272,11 +283,13 @@ class RulesHead:
         """Score videos -> Result: per-frame scores, events (rule broken) with reasons and boxes."""
         self._check_fitted()
         result = Result(head=HEAD, threshold=0.0, meta={"n_rules": len(self.rules)})
-        for video in samples:
+        for k, video in enumerate(samples):
             try:
                 sc, verdicts = self.score_video(video)
-            except BackendError as e:  # an LLM failure never loses frames already scored
-                warnings.warn(f"backend failed: {e.message}", stacklevel=2)
+            except (InputError, BackendError) as e:  # one bad input never loses the videos already scored
+                name = str(getattr(video, "source", video)) if not isinstance(video, np.ndarray) else f"video {k}"
+                warnings.warn(f"skipped {name}: {e.message}", stacklevel=2)
+                result.meta.setdefault("errors", {})[name] = e.message
                 continue
             result.scores.append(sc)
             result.events += self._events(sc, verdicts)
