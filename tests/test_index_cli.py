@@ -51,6 +51,8 @@ def test_exact_baseline_chunks_agree() -> None:
     full = ((q[:, None] - x[None]) ** 2).sum(-1)
     np.testing.assert_array_equal(i, full.argmin(1))
     np.testing.assert_allclose(d, np.sqrt(full.min(1)), rtol=1e-4)
-    assert recall_at_1(d[:, None], i[:, None], d, i) == 1.0
+    assert recall_at_1(i[:, None], d, i, x, q) == 1.0
+    wrong = (i + 1) % len(x)
+    assert recall_at_1(wrong[:, None], d, i, x, q) < 0.1  # a wrong id with a small reported distance is a miss
     with pytest.raises(Exception, match="data"):
         make_vectors(10, 4, data="uniform")
