@@ -100,7 +100,7 @@ def main() -> int:
              f"frames/s = scoring of all 2,010 test frames, JPEG decode + resize included (wall clock on the shared "
              f"machine; frames_per_cpu_s divides by the CPU time the process got). Pixel AUROC: blurred "
              f"error maps vs the UCSD masks at 180x120. Training clock counts optimisation steps only (the "
-             f"periodic evaluations are excluded). Shared machine: 8 engineers on 2 cores; load at start: "
+             f"periodic evaluations are excluded). Shared machine: 8 engineers on 2 cores; machine when recorded: "
              f"{machine_line()}. Published (GPU, full resolution): future-frame prediction 0.954, CT-D2GAN 0.972.")
     print(json.dumps(figures))
     if not args.no_record:
