@@ -189,7 +189,7 @@ def _residual(a: np.ndarray, b: np.ndarray, valid: np.ndarray, side: int = 320) 
 
 def align(reference: np.ndarray, query: np.ndarray, detector: str = "orb", use_ecc: bool = True,
           use_flow: bool = True, min_inliers: int = 12, min_ecc: float = 0.6,
-          ecc_levels: tuple[int, ...] = (128, 256),
+          ecc_levels: tuple[int, ...] = (128, 256), ecc_skip: float = 0.95,
           max_features: int = 1500, ref_valid: np.ndarray | None = None, flow_above: float = 0.04,
           max_residual: float = 0.12) -> Alignment:
     """Warp `reference` (H, W[, 3]) uint8 onto `query` (same size or scale): features + RANSAC, ECC, flow fallback.
@@ -209,20 +209,29 @@ def align(reference: np.ndarray, query: np.ndarray, detector: str = "orb", use_e
     if problem:
         return Alignment(False, "failed", ident, ref_img.copy(), full, residual=before, residual_before=before,
                          message=problem + "; not aligned", warnings=notes)
-    H, n_m, n_in = feature_homography(rg, qg, detector, max_features)
     cands: list[tuple[str, np.ndarray]] = [("identity", ident)]
-    if H is None or n_in < min_inliers:
-        notes.append(f"feature matching failed ({n_in} RANSAC inliers of {n_m} matches)")
-        H = None
-    else:
-        cands.append(("features", H))
+    n_m = n_in = 0
     corr = None
-    if use_ecc:
-        H_ecc, corr = ecc_refine(rg, qg, ident if H is None else H, levels=ecc_levels)
-        if H_ecc is not None and corr is not None and corr >= min_ecc:
-            cands.append(("features+ecc" if H is not None else "ecc", H_ecc))
+    if use_ecc:  # small motions: ECC from the identity is enough and cheaper than matching keypoints
+        H_ecc, corr = ecc_refine(rg, qg, ident, levels=ecc_levels)
+        if H_ecc is not None and corr is not None and corr >= ecc_skip:
+            cands.append(("ecc", H_ecc))
+    if len(cands) == 1:
+        H, n_m, n_in = feature_homography(rg, qg, detector, max_features)
+        if H is None or n_in < min_inliers:
+            notes.append(f"feature matching failed ({n_in} RANSAC inliers of {n_m} matches)")
         else:
-            notes.append("ECC did not converge" + ("; kept the feature homography" if H is not None else ""))
+            cands.append(("features", H))
+            if use_ecc:
+                H_ecc, c = ecc_refine(rg, qg, H, levels=ecc_levels)
+                if H_ecc is not None and c is not None and c >= min_ecc:
+                    cands.append(("features+ecc", H_ecc))
+                    corr = c
+        if use_ecc and len(cands) == 1:
+            if corr is not None and corr >= min_ecc:  # ECC from the identity converged, if not above ecc_skip
+                cands.append(("ecc", H_ecc))
+            else:
+                notes.append("ECC did not converge")
     src_valid = np.ones((h, w), np.uint8) if ref_valid is None else ref_valid.astype(np.uint8)
     best = None
     for name, Hc in cands:  # keep the candidate that explains the query best (identity if already aligned)

@@ -31,6 +31,7 @@ class PatrolConfig:
     backbone: str = "efficientnet-lite0"
     image_size: int = 256  # backbone input for the patch features of the change map
     descriptor_size: int = 128  # backbone input for the global descriptors used in pairing
+    layers: tuple[int, ...] | None = None  # backbone blocks of the patch features (None: the backbone's default)
     use_features: bool = True
     threads: int | None = None
     max_side: int = 640  # frames are scaled so their longest side is at most this
@@ -38,6 +39,7 @@ class PatrolConfig:
     detector: str = "orb"
     ecc_levels: tuple[int, ...] = (128, 256)  # coarse-to-fine ECC sizes (longest side, px)
     event_threshold: float = 0.1  # frame score (max of the change map) above which a frame is flagged
+    merge_gap: int = 2  # flagged spans this many frames apart (e.g. around a "no reference" frame) are one event
     max_maps: int = 64  # change maps kept in the Result (flagged frames first)
     map_side: int = 320  # longest side of the kept maps
     change: ChangeParams = field(default_factory=ChangeParams)
@@ -81,19 +83,22 @@ class PatrolHead:
                 raise InputError(f"unknown patrol option {k!r}")
             setattr(self.config, k, v)
         self.reference: ReferenceRun | None = None
-        self._extractors: dict[int, Any] = {}
+        self._extractors: dict[tuple, Any] = {}
 
-    def _build(self, size: int) -> Any:
-        if size not in self._extractors:
+    def _build(self, size: int, layers: tuple[int, ...] | None = None) -> Any:
+        key = (size, layers)
+        if key not in self._extractors:
             from oddeye.retrieval.features import build_extractor
 
-            self._extractors[size] = build_extractor(self.config.backbone, image_size=size, threads=self.config.threads)
-        return self._extractors[size]
+            self._extractors[key] = build_extractor(self.config.backbone, image_size=size, threads=self.config.threads,
+                                                    layers=list(layers) if layers else None)
+        return self._extractors[key]
 
     @property
     def extractor(self) -> Any:
         """The shared backbone for patch features (built on first use)."""
-        return self._build(self.config.image_size)
+        layers = tuple(self.config.layers) if self.config.layers else None
+        return self._build(self.config.image_size, layers)
 
     @property
     def describer(self) -> Any:
@@ -186,7 +191,7 @@ class PatrolHead:
         idx = np.array([r.index for r in done], np.int64)
         reasons = [r.reason for r in done]
         events = events_from_scores(s, self.config.event_threshold, name, times=t, frame_indices=idx,
-                                    reasons=reasons) if len(s) else []
+                                    merge_gap=self.config.merge_gap, reasons=reasons) if len(s) else []
         by_index = {r.index: r for r in done}
         for ev in events:
             peak = by_index.get(ev.meta.get("peak_frame"))
