@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 
-MAX_BINS = 2000  # 1M frames become 4,000 plotted points; peaks survive (max per bin)
+MAX_BINS = 1000  # about one bin per screen pixel: 1M frames become 2,000 plotted points; peaks survive
 SHADE_EVENTS = 150  # up to this many events are shaded rectangles; more become one coverage band
 HOVER_EVENTS = 500  # the highest-scoring events get a marker with a hover label
 
