@@ -169,3 +169,13 @@ def test_eval_cli_on_a_tiny_deeppcb_layout(tmp_path, capsys) -> None:
         assert key in doc
     assert doc["pixel_auroc"] > 0.7
     assert main(["eval", "patrol", "--root", str(tmp_path / "nope")]) == 2
+
+
+def test_pose_radius_without_poses_is_refused(fitted, route_dirs) -> None:
+    d, _ = route_dirs
+    fitted.config.pairing.pose_radius = 1.0
+    try:
+        with pytest.raises(InputError, match="poses"):
+            fitted.score(d / "qry")
+    finally:
+        fitted.config.pairing.pose_radius = None

@@ -78,6 +78,9 @@ def register(cli: Any) -> None:
         out: Path = typer.Option(Path("oddeye-results/patrol"), "--out", help="Folder for result, overlays, timeline, store."),
         db: Optional[str] = typer.Option(None, "--db", help="Review store (SQLite path or URL); default <out>/store.db."),
         threshold: Optional[float] = typer.Option(None, "--threshold", help="Frame change score that makes an event."),
+        pose_radius: Optional[float] = typer.Option(None, "--pose-radius", help="Pair only with reference frames this close (pose units; needs --poses for both runs)."),
+        time_window: Optional[float] = typer.Option(None, "--time-window", help="Pair only with reference frames this many seconds from the query frame's time."),
+        min_similarity: Optional[float] = typer.Option(None, "--min-similarity", help="Descriptor similarity below which a frame must be confirmed by alignment (default 0.5)."),
         threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (default: all, or $ODDEYE_THREADS)."),
     ) -> None:
         """Compare a query run with the reference frame by frame: pair, align, change map, events.
@@ -93,6 +96,10 @@ def register(cli: Any) -> None:
         head.config.threads = threads
         if threshold is not None:
             head.config.event_threshold = threshold
+        head.config.pairing.pose_radius = pose_radius
+        head.config.pairing.time_window = time_window
+        if min_similarity is not None:
+            head.config.pairing.min_similarity = min_similarity
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             result = head.score(query, poses=poses, overlays=out / "overlays")

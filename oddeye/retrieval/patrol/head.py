@@ -155,6 +155,9 @@ class PatrolHead:
               overlays: str | Path | None = None) -> Result:
         """Score query runs (videos, frame folders or VideoReaders): one Score per run, events per flagged span."""
         ref = self._need_reference()
+        if self.config.pairing.pose_radius is not None and (poses is None or ref.poses is None):
+            raise InputError("a pose radius needs poses for both the reference and the query",
+                             "fit with --poses and score with --poses, or drop --pose-radius")
         if isinstance(queries, (str, Path)) or hasattr(queries, "get_batch"):
             queries = [queries]
         result = Result(head=NAME, threshold=self.config.event_threshold,
