@@ -101,7 +101,7 @@ class _Server:
             ids_in_prompt = re.findall(r"^(R\d+):", user, flags=re.M)
             return json.dumps({"anomalous": toks[0] % 2 == 1, "rule": ids_in_prompt[toks[1] % len(ids_in_prompt)],
                                "reason": words})
-        numeric = [a for a in ATTRIBUTES if a not in ("zone",)]
+        numeric = [a for a in ATTRIBUTES if a not in ("zone", "kind")]
         return json.dumps([{"attribute": numeric[toks[0] % len(numeric)], "zone": "anywhere",
                             "high": float(toks[1] % 50 + 1), "text": words}])
 

@@ -18,7 +18,9 @@ def _ruleset() -> RuleSet:
     return RuleSet([Rule("R001", "speed", zone="lower left walkway", high=2.0, margin=0.5, text="walk slowly"),
                     Rule("R002", "aspect", low=0.8, high=4.0, margin=0.3),
                     Rule("R003", "zone", allowed=["lower left walkway"], weight=0.1),
-                    Rule("R004", "count", high=6.999, margin=1.0)], meta={"backend": "offline"})
+                    Rule("R004", "count", high=6.999, margin=1.0),
+                    Rule("R005", "kind", zone="lower left walkway", allowed=["compact", "tall"])],
+                   meta={"backend": "offline"})
 
 
 def test_yaml_round_trip(tmp_path: Path) -> None:
@@ -31,6 +33,8 @@ def test_yaml_round_trip(tmp_path: Path) -> None:
            [(r.id, r.attribute, r.zone, r.low, r.high, r.allowed, r.weight) for r in rs.rules]
     assert again.rules[1].describe() == "objects anywhere have a height/width ratio of 0.8 to 4 height/width"
     assert again.rules[3].describe() == "frames have at most 6 moving objects"
+    assert again.rules[4].describe() == "objects in the lower left walkway are compact or tall"
+    assert again.rules[4].score("wide") > 0 > again.rules[4].score("tall")
     assert again.rules[0].score(3.0) == pytest.approx(2.0) and again.rules[1].score(0.5) == pytest.approx(1.0)
 
 
@@ -50,6 +54,7 @@ def _edit(tmp_path: Path, change) -> Path:
     (lambda r: r[2].pop("allowed"), r"rule 2 \(id 'R003'\): a 'zone' rule needs field 'allowed'"),
     (lambda r: r[3].update(margin=0), r"rule 3 \(id 'R004'\): field 'margin' must be > 0"),
     (lambda r: r[3].update(id="R001"), r"duplicate rule id"),
+    (lambda r: r[4].update(allowed=["tal"]), r"rule 4 \(id 'R005'\): field 'allowed' has unknown kind"),
 ])
 def test_typo_in_edited_file_names_file_rule_and_field(tmp_path: Path, change, pattern: str) -> None:
     path = _edit(tmp_path, change)

@@ -100,7 +100,7 @@ class Deducer:
             r = self.rule_for(attr, obj.zone)
             if r is None:
                 continue
-            value: float | str = obj.zone if attr == "zone" else obj.value(attr)
+            value: float | str = obj.zone if attr == "zone" else (obj.kind if attr == "kind" else obj.value(attr))
             s = r.score(value)
             b = Breach(r.id, attr, value if isinstance(value, str) else round(float(value), 3), s,
                        r.broken_text(value) if s > 0 else "", obj.box, obj.track)

@@ -10,7 +10,7 @@ import numpy as np
 
 from oddeye.core.errors import EmptyDataError, InputError
 from oddeye.video.rules.perception import FrameObs
-from oddeye.video.rules.rules import ATTRIBUTES, Rule, RuleSet, default_text
+from oddeye.video.rules.rules import ATTRIBUTES, KINDS, SET_ATTRIBUTES, Rule, RuleSet, default_text
 from oddeye.video.rules.zones import ZoneMap
 
 TWO_SIDED = ("aspect",)  # attributes whose low end is also constrained
@@ -28,6 +28,8 @@ class InductionParams:
     min_support: int = 30  # observations a zone (or band) needs for a rule of its own
     presence_min: int = 2  # a zone is allowed when normal objects were seen there at least this often
     count_rule: bool = True
+    kind_rule: bool = True  # shape kinds (tall / compact / wide) allowed per zone ...
+    kind_min_share: float = 0.01  # ... those making at least this share of the zone's normal objects
     zone_rule: bool = True  # objects may appear only in zones where normal footage has them
     zone_weight: float = 0.1  # judgement (0..1] of an object in a zone where normal footage has nobody, or of a crowd
     size_weight: float = 0.3  # judgement (0..1] of a breach of a size/shape/count rule (crowds merge into big blobs)
@@ -62,7 +64,7 @@ class InductionParams:
     def validate(self) -> None:
         """InputError naming the bad parameter."""
         for a in self.attributes:
-            if a not in ATTRIBUTES or ATTRIBUTES[a][1] != "object" or a == "zone":
+            if a not in ATTRIBUTES or ATTRIBUTES[a][1] != "object" or a in SET_ATTRIBUTES:
                 raise InputError(f"induction attribute {a!r} is not a numeric object attribute",
                                  "use speed, track_speed, area, height, width or aspect")
         if not 0.5 < self.quantile <= 1.0:
@@ -98,6 +100,11 @@ def _induce_once(objs: list[tuple[str, str, dict[str, float]]], counts: np.ndarr
             vals = np.array([objs[i][2][attr] for i in idx])
             if len(vals):
                 out[(attr, where)] = (*_range(vals, attr, p), len(vals))
+        if p.kind_rule and idx:
+            kinds = [objs[i][2]["kind"] for i in idx]
+            allowed = [k for k in KINDS if kinds.count(k) >= p.kind_min_share * len(kinds)]
+            if len(allowed) < len(KINDS):  # a rule that allows every kind says nothing
+                out[("kind", where)] = (allowed, len(kinds))
     seen = sorted({z for z, _, _ in objs})
     zc = {z: sum(1 for o in objs if o[0] == z) for z in seen}
     if p.zone_rule:
@@ -127,7 +134,7 @@ def held_out_breach(videos: Sequence[Sequence[FrameObs]], zones: ZoneMap,
                                 "flat_pad": 0.0})
     rates: dict[str, list[float]] = defaultdict(list)
     smallest = 0
-    names = list(p.attributes) + ["zone"] * p.zone_rule + ["count"] * p.count_rule
+    names = list(p.attributes) + ["zone"] * p.zone_rule + ["count"] * p.count_rule + ["kind"] * p.kind_rule
     for train, held in _folds(videos, p.folds):
         if not any(f.objects for v in train for f in v) or not any(len(v) for v in held):
             continue
@@ -161,6 +168,7 @@ def induce_rules(videos: Sequence[Sequence[FrameObs]], zones: ZoneMap, params: I
                 ok.add(min(p.attributes, key=lambda a: validation.get(a, 1.0)))
             p = InductionParams(**{**p.to_dict(), "attributes": tuple(a for a in p.attributes if a in ok),
                                    "zone_rule": p.zone_rule and "zone" in ok, "count_rule": p.count_rule and "count" in ok,
+                                   "kind_rule": p.kind_rule and "kind" in ok,
                                    "folds": 0})
     frames = [f for v in videos for f in v]
     if not frames:
@@ -176,7 +184,7 @@ def induce_rules(videos: Sequence[Sequence[FrameObs]], zones: ZoneMap, params: I
             pick = np.arange(len(frames))
         else:
             pick = np.sort(rng.choice(len(frames), max(1, int(p.subset_frac * len(frames))), replace=False))
-        objs = [(o.zone, zones.band(o.zone), {a: o.value(a) for a in p.attributes})
+        objs = [(o.zone, zones.band(o.zone), {**{a: o.value(a) for a in p.attributes}, "kind": o.kind})
                 for i in pick for o in frames[i].objects]
         if not objs:
             continue
@@ -188,13 +196,14 @@ def induce_rules(videos: Sequence[Sequence[FrameObs]], zones: ZoneMap, params: I
         support = len(vals) / n_sub
         if support < p.recur:
             continue
-        if attr == "zone":
+        if attr in SET_ATTRIBUTES:
             share: dict[str, int] = defaultdict(int)
             for allowed, _ in vals:
                 for z in allowed:
                     share[z] += 1
             allowed = sorted(z for z, c in share.items() if c / n_sub >= p.recur)
-            r = Rule(id="", attribute="zone", allowed=allowed, margin=1.0, weight=p.zone_weight, support=support,
+            r = Rule(id="", attribute=attr, zone=where, allowed=allowed, margin=1.0, support=support,
+                     weight=p.zone_weight if attr == "zone" else _weight(attr, p, validation, n_held),
                      n=int(np.median([v[1] for v in vals])))
         else:
             lows = [v[0] for v in vals if v[0] is not None]
@@ -212,7 +221,8 @@ def induce_rules(videos: Sequence[Sequence[FrameObs]], zones: ZoneMap, params: I
     meta = {"backend": "offline", "n_frames": len(frames), "n_objects": sum(f.count for f in frames),
             "induction": asked.to_dict()}
     if validation:
-        meta["attributes_kept"] = list(p.attributes) + ["zone"] * p.zone_rule + ["count"] * p.count_rule
+        meta["attributes_kept"] = (list(p.attributes) + ["zone"] * p.zone_rule + ["count"] * p.count_rule
+                                   + ["kind"] * p.kind_rule)
         meta["held_out_breach_rate"] = {a: round(r, 4) for a, r in validation.items()}
     return RuleSet(rules=rules, meta=meta)
 
@@ -239,6 +249,10 @@ def _prune(rules: list[Rule], zones: ZoneMap, tol: float) -> list[Rule]:
 
     out = []
     for r in rules:
+        if r.attribute == "kind" and r.zone != "anywhere":
+            parent = key.get(("kind", "anywhere" if r.zone.endswith(" band") else zones.band(r.zone)))
+            if parent is not None and parent.allowed == r.allowed:
+                continue
         if r.allowed is None and r.zone != "anywhere":
             parent = "anywhere" if r.zone.endswith(" band") else zones.band(r.zone)
             if same(r, key.get((r.attribute, parent))):

@@ -17,7 +17,7 @@ import numpy as np
 
 from oddeye.core.errors import BackendError, InputError, MissingWeightsError
 from oddeye.video.rules import prompts
-from oddeye.video.rules.rules import ATTRIBUTES, Rule, RuleSet, default_text
+from oddeye.video.rules.rules import ATTRIBUTES, KINDS, Rule, RuleSet, default_text
 
 ENV_BASE_URL = "ODDEYE_LLM_BASE_URL"
 ENV_MODEL = "ODDEYE_LLM_MODEL"
@@ -174,6 +174,12 @@ class LLMBackend:
         zone = str(item.get("zone") or "anywhere")
         if zone != "anywhere" and zone not in zones and zones:
             zone = list(zones)[self.matcher.best(zone, list(zones))[0]]
+        if attr == "kind":
+            allowed = [str(k).lower() for k in item.get("allowed") or [] if str(k).lower() in KINDS]
+            if not allowed:
+                return None
+            return Rule(id="", attribute="kind", zone=zone, allowed=sorted(set(allowed)), weight=0.3, text=text,
+                        source="llm")
         if attr == "zone":
             allowed = item.get("allowed")
             if not isinstance(allowed, list) or not allowed:

@@ -77,13 +77,18 @@ class ObjectObs:
     zone: str
     age: int = 1
 
+    @property
+    def kind(self) -> str:
+        """Shape kind: 'tall' (height/width > 1.6), 'wide' (< 0.8) or 'compact'."""
+        return "tall" if self.aspect > 1.6 else ("wide" if self.aspect < 0.8 else "compact")
+
     def value(self, attribute: str) -> float:
         """The number of a rule attribute ("speed", "area", ...)."""
         return float(getattr(self, attribute))
 
     def sentence(self, frame_height: int) -> str:
         """A short description: 'a tall object moves slowly left along the lower left walkway'."""
-        shape = "tall" if self.aspect > 1.6 else ("wide" if self.aspect < 0.8 else "compact")
+        shape = self.kind
         rel = self.height / max(frame_height, 1)
         size = "large " if rel > 0.35 else ("small " if rel < 0.08 else "")
         pct = 100.0 * self.speed / max(frame_height, 1)

@@ -10,8 +10,8 @@ SYSTEM = ("You are a careful surveillance analyst. You read short descriptions o
           "what is normal in the scene. Always answer with JSON only, no prose around it.")
 
 RULE_SCHEMA = ('[{"attribute": one of ' + ", ".join(f'"{a}"' for a in ATTRIBUTES) + ', "zone": a zone name or '
-               '"anywhere", "low": number or null, "high": number or null, "allowed": list of zone names (only for '
-               '"zone"), "text": "the rule in one sentence"}]')
+               '"anywhere", "low": number or null, "high": number or null, "allowed": list of zone names (for '
+               '"zone") or of kinds tall/compact/wide (for "kind"), "text": "the rule in one sentence"}]')
 
 
 def induction_messages(descriptions: Sequence[str], zones: Sequence[str], hints: Sequence[Rule] = ()) -> list[dict]:

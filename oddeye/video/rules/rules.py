@@ -12,7 +12,7 @@ import yaml
 from oddeye.core.errors import InputError, ModelError
 
 RULES_VERSION = 1
-# attribute -> (unit, scope). "zone" is a set rule (allowed zones); the others are numeric ranges.
+# attribute -> (unit, scope). "zone" and "kind" are set rules (allowed zones / shape kinds); the others ranges.
 ATTRIBUTES: dict[str, tuple[str, str]] = {
     "speed": ("px/frame", "object"),
     "track_speed": ("px/frame", "object"),
@@ -21,8 +21,11 @@ ATTRIBUTES: dict[str, tuple[str, str]] = {
     "width": ("px", "object"),
     "aspect": ("height/width", "object"),
     "zone": ("", "object"),
+    "kind": ("", "object"),
     "count": ("objects", "frame"),
 }
+SET_ATTRIBUTES = ("zone", "kind")
+KINDS = ("tall", "compact", "wide")  # object shape kinds: height/width > 1.6, 0.8..1.6, < 0.8
 _WORDS = {"speed": "move at", "track_speed": "travel at", "area": "cover", "height": "stand", "width": "span",
           "aspect": "have a height/width ratio of", "count": "be"}
 
@@ -43,7 +46,7 @@ class Rule:
     zone: str = "anywhere"  # a zone name, a row band ("lower band") or "anywhere"
     low: float | None = None
     high: float | None = None
-    allowed: list[str] | None = None  # for set rules (attribute "zone")
+    allowed: list[str] | None = None  # for set rules (attributes "zone" and "kind")
     margin: float = 1.0
     weight: float = 1.0  # judgement of a breach (0..1]: a rule that matters less flags a frame less strongly
     text: str = ""
@@ -77,6 +80,8 @@ class Rule:
     def broken_text(self, value: float | str) -> str:
         """Why `value` breaks this rule, in words."""
         unit = ATTRIBUTES[self.attribute][0]
+        if self.allowed is not None and self.attribute == "kind":
+            return f"a {value} object, a kind normal footage does not show here ({self.describe()})"
         if self.allowed is not None:
             return f"seen in the {value}, where normal footage has nobody ({self.describe()})"
         v = float(value)
@@ -90,6 +95,8 @@ class Rule:
 def default_text(rule: Rule) -> str:
     """A sentence for a rule from its fields: 'objects in the lower left walkway move at most 2.1 px/frame'."""
     where = "anywhere" if rule.zone == "anywhere" else f"in the {rule.zone}"
+    if rule.allowed is not None and rule.attribute == "kind":
+        return f"objects {where} are {' or '.join(rule.allowed)}"
     if rule.allowed is not None:
         return f"objects appear only in: {', '.join(rule.allowed)}"
     unit = ATTRIBUTES.get(rule.attribute, ("", ""))[0]
@@ -216,12 +223,16 @@ def validate_rule(d: Any, index: int, source: str = "rules") -> Rule:
                 raise RuleFileError(f"{where}: field '{k}' must be text, got {v!r}")
             kw[k] = v
     rule = Rule(**kw)
-    if attr == "zone":
+    if attr in SET_ATTRIBUTES:
         if rule.allowed is None:
-            raise RuleFileError(f"{where}: a 'zone' rule needs field 'allowed' (a list of zone names)")
+            raise RuleFileError(f"{where}: a '{attr}' rule needs field 'allowed' (a list of "
+                                f"{'zone names' if attr == 'zone' else 'kinds: ' + ', '.join(KINDS)})")
+        if attr == "kind" and set(rule.allowed) - set(KINDS):
+            raise RuleFileError(f"{where}: field 'allowed' has unknown kind(s) {sorted(set(rule.allowed) - set(KINDS))}",
+                                f"kinds are {', '.join(KINDS)}")
     else:
         if rule.allowed is not None:
-            raise RuleFileError(f"{where}: field 'allowed' only goes with attribute 'zone'")
+            raise RuleFileError(f"{where}: field 'allowed' only goes with attributes 'zone' and 'kind'")
         if rule.low is None and rule.high is None:
             raise RuleFileError(f"{where}: needs field 'low' or 'high'")
         if rule.low is not None and rule.high is not None and rule.low > rule.high:

@@ -20,6 +20,7 @@ ATTRIBUTE_TEXT: dict[str, tuple[str, ...]] = {
     "height": ("objects are at most 60 px tall", "the height of objects"),
     "width": ("objects are at most 30 px wide", "the width of objects"),
     "aspect": ("objects are upright, taller than wide", "the height to width ratio of objects"),
+    "kind": ("objects are upright people, not wide vehicles", "the kind of objects: tall, compact or wide"),
     "zone": ("people stay on the walkway", "nobody walks on the grass", "objects appear only in these zones"),
     "count": ("at most 12 people are in the frame", "no crowds gather", "the number of people"),
 }
