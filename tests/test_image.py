@@ -192,3 +192,13 @@ def test_cli_fit_score_eval(tmp_path, capsys):
         assert key in doc
     assert doc["n_samples"] == 8 and doc["image_auroc"] >= 0.75
     assert main(["score", "image", str(tmp_path / "nope"), str(cat)]) == 2
+
+
+def test_border_ring_is_left_out_of_image_scores():
+    head = PatchCoreHead(border=2, extractor=EXT)
+    pm = np.zeros((1, 12, 12), np.float32)
+    pm[0, 0, 0] = 9.0
+    assert head.interior(pm).shape == (1, 8, 8) and head.interior(pm).max() == 0.0
+    assert PatchCoreHead(extractor=EXT).interior(pm).max() == 9.0
+    with pytest.raises(InputError, match="border"):
+        GaussianHead(border=-1)

@@ -8,6 +8,7 @@ from typing import Any, Iterable, Self
 import numpy as np
 import torch
 
+from oddeye.core.errors import InputError
 from oddeye.core.head import read_manifest, write_manifest
 from oddeye.core.types import Result
 from oddeye.image.common import (ImageItem, as_items, batches, build_result, calibrate, check_extractor_dim,
@@ -25,7 +26,10 @@ class FeatureMapHead:
     what = "patch distance"
 
     def __init__(self, extractor: dict[str, Any] | None = None, batch_size: int = 16, seed: int = 0,
-                 device: str = "cpu", sigma: float = 4.0) -> None:
+                 device: str = "cpu", sigma: float = 4.0, border: int = 0) -> None:
+        if border < 0:
+            raise InputError(f"border must be >= 0 patches, got {border}")
+        self.border = int(border)
         self.extractor_cfg = {**DEFAULT_EXTRACTOR, **(extractor or {})}
         self.batch_size = int(batch_size)
         self.seed = int(seed)
@@ -44,6 +48,13 @@ class FeatureMapHead:
     def _patch_scores(self, feats: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         """(patch scores (B, h, w), image scores (B,)) for features (B, D, h, w)."""
         raise TypeError(f"{type(self).__name__} must define _patch_scores")
+
+    def interior(self, pmap: np.ndarray) -> np.ndarray:
+        """Patch scores (B, h, w) without the outer `border` ring (left out of image scores), (B, h', w')."""
+        b = self.border
+        if b == 0 or pmap.shape[1] <= 2 * b or pmap.shape[2] <= 2 * b:
+            return pmap
+        return pmap[:, b:-b, b:-b]
 
     def _state(self) -> dict[str, Any]:
         """Extra manifest fields of the head."""
@@ -112,7 +123,7 @@ class FeatureMapHead:
         self._save_arrays(d)
         write_manifest(d, self.name, version=FORMAT_VERSION, extractor=self.extractor_cfg, threshold=self.threshold,
                        pixel_threshold=self.pixel_threshold, n_train=self.n_train, batch_size=self.batch_size,
-                       seed=self.seed, sigma=self.sigma, **self._state())
+                       seed=self.seed, sigma=self.sigma, border=self.border, **self._state())
         return d
 
     @classmethod
@@ -122,7 +133,8 @@ class FeatureMapHead:
         doc = read_manifest(d, head=cls.name, max_version=FORMAT_VERSION)
         head = cls.__new__(cls)
         FeatureMapHead.__init__(head, extractor=doc["extractor"], batch_size=doc.get("batch_size", 16),
-                                seed=doc.get("seed", 0), device=device, sigma=doc.get("sigma", 4.0))
+                                seed=doc.get("seed", 0), device=device, sigma=doc.get("sigma", 4.0),
+                                border=doc.get("border", 0))
         head.threshold, head.pixel_threshold = doc.get("threshold"), doc.get("pixel_threshold")
         head.n_train = doc.get("n_train", 0)
         head._load_arrays(d, doc)

@@ -105,11 +105,13 @@ def register(cli: Any) -> None:
         out: Path = typer.Option(Path("oddeye-results/eval-image"), "--out", help="Folder for the result."),
         seed: int = typer.Option(0, "--seed", help="Seed of the magnetic-tile split, coreset and groups."),
         coreset: float = typer.Option(0.1, "--coreset", help="PatchCore: share of patches kept."),
-        max_bank: int = typer.Option(20000, "--max-bank", help="PatchCore: cap on the memory bank (0: none)."),
+        max_bank: int = typer.Option(6000, "--max-bank", help="PatchCore: cap on the memory bank (0: none)."),
         image_size: int = typer.Option(256, "--image-size", help="Model input size."),
         layers: str = typer.Option("", "--layers", help="Backbone blocks, e.g. 4,10."),
         overlays: bool = typer.Option(False, "--overlays", help="Write a heatmap overlay per test image."),
         no_pixel: bool = typer.Option(False, "--no-pixel", help="Skip pixel metrics (faster)."),
+        border: int = typer.Option(0, "--border", help="Outer ring of patches left out of image scores."),
+        max_pool: int = typer.Option(100000, "--max-pool", help="PatchCore: random patch pool for the coreset."),
     ) -> None:
         """Evaluate an image head on a public data set; prints a table, then ONE JSON line.
 
@@ -125,8 +127,9 @@ def register(cli: Any) -> None:
         t0 = time.perf_counter()
         ds = load_image_dataset(dataset, root, category=category or None, seed=seed)
         ext = _extractor_cfg("efficientnet-lite0", image_size, layers or None, None, None)
-        m, result = evaluate(ds, head=head, pixel=not no_pixel, out=out if overlays else None, coreset=coreset,
-                             max_bank=max_bank or None, extractor=ext, seed=seed)
+        m, result, _ = evaluate(ds, head=head, pixel=not no_pixel, out=out if overlays else None, coreset=coreset,
+                             max_bank=max_bank or None, extractor=ext, seed=seed, border=border,
+                             max_pool=max_pool or None)
         per_type = m.pop("image_auroc_per_type")
         result.meta.update({"dataset": dataset, "root": str(root), "seed": seed, "split": ds.meta})
         result.save(out)

@@ -19,7 +19,7 @@ def make_head(head: str, **kw: Any) -> Any:
     """A fresh head by name with its keyword options (unknown options for that head are dropped)."""
     if head == "patchcore":
         from oddeye.image.patchcore import PatchCoreHead as cls
-        keys = ("coreset", "max_bank", "num_neighbors", "index_kind")
+        keys = ("coreset", "max_bank", "num_neighbors", "index_kind", "max_pool")
     elif head == "gaussian":
         from oddeye.image.gaussian import GaussianHead as cls
         keys = ("mode",)
@@ -28,7 +28,7 @@ def make_head(head: str, **kw: Any) -> Any:
         keys = ("group_size", "percentile", "pool")
     else:
         raise InputError(f"unknown image head {head!r}", f"choose one of {', '.join(HEADS)}")
-    common = ("extractor", "batch_size", "seed", "device", "sigma")
+    common = ("extractor", "batch_size", "seed", "device", "sigma", "border")
     return cls(**{k: v for k, v in kw.items() if (k in keys or k in common) and v is not None})
 
 
@@ -74,8 +74,9 @@ def pixel_metrics(result: Result, test: list[Any], size: int) -> dict[str, float
     return {"pixel_auroc": metrics.pixel_auroc(mk, mp), "aupro": metrics.aupro(mk, mp), "aupimo": aupimo}
 
 
-def evaluate(dataset: Any, head: str = "patchcore", pixel: bool = True, out: Any = None, **kw: Any) -> tuple[dict[str, Any], Result]:
-    """Fit `head` on dataset.train (not for zero-shot), score dataset.test; (metrics, Result without maps)."""
+def evaluate(dataset: Any, head: str = "patchcore", pixel: bool = True, out: Any = None,
+             **kw: Any) -> tuple[dict[str, Any], Result, Any]:
+    """Fit `head` on dataset.train (not for zero-shot), score dataset.test; (metrics, Result without maps, model)."""
     model = make_head(head, **kw)
     t0 = time.perf_counter()
     if head != "zero-shot":
@@ -103,4 +104,4 @@ def evaluate(dataset: Any, head: str = "patchcore", pixel: bool = True, out: Any
     for sc in result.scores:
         sc.maps.clear()
     result.metrics = {k: v for k, v in m.items() if isinstance(v, float)}
-    return m, result
+    return m, result, model

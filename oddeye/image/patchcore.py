@@ -24,9 +24,10 @@ class PatchCoreHead(FeatureMapHead):
     name = "patchcore"
 
     def __init__(self, coreset: float = 0.1, max_bank: int | None = None, num_neighbors: int = 9,
-                 index_kind: str = "auto", extractor: dict[str, Any] | None = None, batch_size: int = 16,
-                 seed: int = 0, device: str = "cpu", sigma: float = 4.0) -> None:
-        super().__init__(extractor=extractor, batch_size=batch_size, seed=seed, device=device, sigma=sigma)
+                 index_kind: str = "auto", max_pool: int | None = 200_000, extractor: dict[str, Any] | None = None, batch_size: int = 16,
+                 seed: int = 0, device: str = "cpu", sigma: float = 4.0, border: int = 0) -> None:
+        super().__init__(extractor=extractor, batch_size=batch_size, seed=seed, device=device, sigma=sigma,
+                         border=border)
         require_range(coreset, "coreset", 1e-6, 1.0)
         if max_bank is not None and max_bank < 1:
             raise InputError(f"max_bank must be >= 1, got {max_bank}")
@@ -34,6 +35,7 @@ class PatchCoreHead(FeatureMapHead):
         self.max_bank = max_bank
         self.num_neighbors = int(num_neighbors)
         self.index_kind = index_kind
+        self.max_pool = max_pool
         self.bank: np.ndarray | None = None  # (M, D) float32
         self.index: PatchIndex | None = None
 
@@ -41,6 +43,9 @@ class PatchCoreHead(FeatureMapHead):
         x = feats.permute(0, 2, 3, 1).reshape(-1, feats.shape[1]).contiguous().numpy()
         n = x.shape[0]
         count = max(1, int(round(self.coreset * n)))
+        if self.max_pool and n > self.max_pool:  # a seeded random pool keeps greedy selection affordable
+            pool = np.random.default_rng(self.seed).choice(n, size=self.max_pool, replace=False)
+            x, n = x[np.sort(pool)], self.max_pool
         if self.max_bank:
             count = min(count, self.max_bank)
         ids = np.arange(n) if count >= n else greedy_coreset(x, count=count, seed=self.seed)
@@ -55,7 +60,10 @@ class PatchCoreHead(FeatureMapHead):
         dist, ids = self.index.search(q, k=1)
         pmap = dist[:, 0].reshape(b, h * w)
         nn = ids[:, 0].reshape(b, h * w)
-        top = pmap.argmax(axis=1)
+        cells = np.arange(h * w).reshape(1, h, w)
+        allowed = np.full(h * w, -np.inf, np.float32)  # the top patch is taken from the interior only
+        allowed[self.interior(cells).ravel()] = 0.0
+        top = (pmap + allowed).argmax(axis=1)
         s_star = pmap[np.arange(b), top]
         # PatchCore re-weighting: w = 1 - softmax(|m_test - m_j|)_0 over the support set of the nearest bank patch
         k = min(self.num_neighbors, len(self.index))
@@ -69,7 +77,7 @@ class PatchCoreHead(FeatureMapHead):
         return pmap.reshape(b, h, w), (weights * s_star).astype(np.float64)
 
     def _state(self) -> dict[str, Any]:
-        return {"coreset": self.coreset, "max_bank": self.max_bank, "num_neighbors": self.num_neighbors,
+        return {"coreset": self.coreset, "max_bank": self.max_bank, "max_pool": self.max_pool, "num_neighbors": self.num_neighbors,
                 "index_kind": self.index.kind if self.index else self.index_kind,
                 "bank_size": 0 if self.bank is None else int(self.bank.shape[0]),
                 "dim": 0 if self.bank is None else int(self.bank.shape[1])}
@@ -83,6 +91,7 @@ class PatchCoreHead(FeatureMapHead):
     def _load_arrays(self, directory: Path, doc: dict[str, Any]) -> None:
         self.coreset = float(doc.get("coreset", 0.1))
         self.max_bank = doc.get("max_bank")
+        self.max_pool = doc.get("max_pool")
         self.num_neighbors = int(doc.get("num_neighbors", 9))
         self.index_kind = doc.get("index_kind", "auto")
         try:

@@ -48,7 +48,7 @@ class ZeroShotHead:
 
     def __init__(self, group_size: int = 32, percentile: float = 10.0, pool: int = 2, max_refs: int = 8,
                  extractor: dict[str, Any] | None = None, batch_size: int = 16, seed: int = 0,
-                 device: str = "cpu", sigma: float = 4.0) -> None:
+                 device: str = "cpu", sigma: float = 4.0, border: int = 0) -> None:
         if group_size < 2:
             raise InputError(f"group_size must be >= 2, got {group_size}")
         require_range(percentile, "percentile", 0.0, 100.0)
@@ -57,6 +57,7 @@ class ZeroShotHead:
         self.extractor_cfg = {**DEFAULT_EXTRACTOR, **(extractor or {})}
         self.group_size, self.percentile, self.pool, self.max_refs = int(group_size), float(percentile), int(pool), int(max_refs)
         self.batch_size, self.seed, self.device, self.sigma = int(batch_size), int(seed), device, float(sigma)
+        self.border = int(border)  # patches of the outer ring left out of image scores
         self.refs: torch.Tensor | None = None  # (R, D, h, w) features of known-normal images, optional
         self.threshold: float | None = None
         self._ext: Any = None
@@ -98,7 +99,9 @@ class ZeroShotHead:
                 feats = torch.cat([feats, self.refs], dim=0)
             pm = mutual_scores(feats, n_refs=n_refs, percentile=self.percentile)
             for k, i in enumerate(grp):
-                scores[i] = float(pm[k].max())
+                b = -(-self.border // self.pool)  # border is in patches of the unpooled grid
+                b = b if min(pm.shape[1:]) > 2 * b else 0
+                scores[i] = float(pm[k, b:pm.shape[1] - b, b:pm.shape[2] - b].max())
                 maps[i] = to_pixel_map(pm[k], s, imgs[k].shape[:2], self.sigma) if (keep_maps or out) else None
         med = float(np.median(scores))
         mad = float(np.median(np.abs(scores - med))) * 1.4826
@@ -119,7 +122,7 @@ class ZeroShotHead:
             np.save(d / "refs.npy", self.refs.numpy())
         write_manifest(d, self.name, version=FORMAT_VERSION, extractor=self.extractor_cfg, group_size=self.group_size,
                        percentile=self.percentile, pool=self.pool, max_refs=self.max_refs, batch_size=self.batch_size,
-                       seed=self.seed, sigma=self.sigma, n_refs=0 if self.refs is None else len(self.refs))
+                       seed=self.seed, sigma=self.sigma, border=self.border, n_refs=0 if self.refs is None else len(self.refs))
         return d
 
     @classmethod
@@ -129,7 +132,7 @@ class ZeroShotHead:
         doc = read_manifest(d, head=cls.name, max_version=FORMAT_VERSION)
         head = cls(group_size=doc["group_size"], percentile=doc["percentile"], pool=doc.get("pool", 2),
                    max_refs=doc.get("max_refs", 8), extractor=doc["extractor"], batch_size=doc.get("batch_size", 16),
-                   seed=doc.get("seed", 0), device=device, sigma=doc.get("sigma", 4.0))
+                   seed=doc.get("seed", 0), device=device, sigma=doc.get("sigma", 4.0), border=doc.get("border", 0))
         if doc.get("n_refs"):
             try:
                 head.refs = torch.from_numpy(np.load(d / "refs.npy"))
