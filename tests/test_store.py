@@ -251,7 +251,7 @@ def test_paths_outside_artefact_folders_are_refused(tmp_path):
 def test_threshold_suggest_from_labels(db):
     from oddeye.ui.threshold import apply_threshold, suggest_threshold
 
-    run_id = save_result(db, _result(n_frames=2000), kind="score")
+    run_id = save_result(db, _result(n_frames=600), kind="score")
     with open_store(db) as st:
         with pytest.raises(InputError, match="no events or samples labelled"):
             suggest_threshold(st, run_id)
@@ -345,10 +345,10 @@ def test_delete_run_removes_everything(db):
 def test_dashboard_on_a_postgres_store(pg_server, tmp_path, monkeypatch):
     from streamlit.testing.v1 import AppTest
 
-    from oddeye.ui.sample_store import fill_sample_store
+    from oddeye.ui.sample_store import video_result
 
     url = new_pg_db(pg_server)
-    ids = fill_sample_store(tmp_path, db=url)
+    ids = {"video": save_result(url, video_result(tmp_path), kind="demo")}
     monkeypatch.setenv("ODDEYE_UI_DB", url)
     monkeypatch.delenv("ODDEYE_UI_PASSWORD", raising=False)
     at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "oddeye" / "ui" / "app.py"), default_timeout=60)

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from oddeye.ui.sample_store import fill_sample_store
-from oddeye.ui.store import open_store
+from oddeye.ui.sample_store import image_result
+from oddeye.ui.store import open_store, save_result
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -30,8 +30,8 @@ def _free_port() -> int:
 @pytest.fixture
 def served(tmp_path):
     """`oddeye ui` on a filled store, on a free port of 127.0.0.1; stopped at the end."""
-    ids = fill_sample_store(tmp_path / "run")
     db = tmp_path / "run" / "store.db"
+    ids = {"images": save_result(db, image_result(tmp_path / "run"), kind="demo")}
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if k != "ODDEYE_UI_PASSWORD"}
     log = (tmp_path / "ui.log").open("w")
