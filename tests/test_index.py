@@ -67,8 +67,13 @@ def test_cosine_matches_numpy(data) -> None:
     assert (i[:, 0] == sim.argmax(1)).mean() >= 0.9
 
 
-def test_auto_kind_and_incremental_add(data) -> None:
+def test_auto_kind_and_incremental_add(data, monkeypatch) -> None:
     x, q, order, _ = data
+    import oddeye.retrieval.index as index_module
+
+    monkeypatch.setattr(index_module, "AUTO_FLAT_MAX", 5000)
+    assert PatchIndex.build(x).kind == "ivf" and PatchIndex.build(x[:4000]).kind == "flat"
+    monkeypatch.undo()
     index = PatchIndex(32)
     index.add(x[:3000]).add(x[3000:], batch_size=1000)
     assert index.kind == "flat" and len(index) == 6000
