@@ -33,7 +33,7 @@ def render(store: Store, run: dict[str, Any] | None, runs: list[dict[str, Any]])
         st.info("No runs in this store.")
         return
     n = st.slider("How many of the most anomalous", 4, 48, 12, 4, key="img_n")
-    samples = [s for s in store.samples(run["id"], limit=n * 4) if not s["n_frames"]][:n]
+    samples = [s for s in store.samples(run["id"], kind=("image", "sample"), limit=n) if not s["n_frames"]]
     if not samples:
         st.info(f"Run {run['id']} ({run['head']}) has no image samples; pick an image run.")
         return

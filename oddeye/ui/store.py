@@ -142,12 +142,12 @@ class Store:
             raise InputError(f"no run {run_id} in store {self.name}", "list runs with `oddeye store info --db ...`")
         return _row(r)
 
-    def samples(self, run_id: int, *, kind: str | None = None, order: str = "score", limit: int | None = None
-                ) -> list[dict[str, Any]]:
+    def samples(self, run_id: int, *, kind: str | tuple[str, ...] | None = None, order: str = "score",
+                limit: int | None = None) -> list[dict[str, Any]]:
         """Samples of a run as dicts, most anomalous first (order="score") or in insertion order ("id")."""
         q = select(SampleRow).where(SampleRow.run_id == run_id)
         if kind:
-            q = q.where(SampleRow.kind == kind)
+            q = q.where(SampleRow.kind.in_([kind] if isinstance(kind, str) else list(kind)))
         q = q.order_by(SampleRow.score.desc().nulls_last() if order == "score" else SampleRow.id).limit(limit)
         with self._session() as s:
             return [_row(r) for r in s.scalars(q)]
