@@ -184,8 +184,8 @@ class PatrolHead:
             for fr in reader.iter_batches(16):
                 self._score_batch(fr, table, records, maps, cache, name, overlays)
                 bar.update(len(fr))
-        except OddeyeError as e:  # a truncated/corrupt video: keep what was scored
-            records.append(FrameRecord(-1, float("nan"), "error", reason=f"reading stopped: {e.message}"))
+        except Exception as e:  # noqa: BLE001 - a truncated/corrupt video: keep what was scored
+            records.append(FrameRecord(-1, float("nan"), "error", reason=f"reading stopped: {_brief(e)}"))
         finally:
             bar.close()
         done = [r for r in records if r.index >= 0]
@@ -193,7 +193,8 @@ class PatrolHead:
         t = np.array([r.time for r in done], np.float64)
         idx = np.array([r.index for r in done], np.int64)
         reasons = [r.reason for r in done]
-        events = events_from_scores(s, self.config.event_threshold, name, times=t, frame_indices=idx,
+        s_ev = np.where(np.isfinite(s), s, -np.inf)  # frames without a score never peak an event
+        events = events_from_scores(s_ev, self.config.event_threshold, name, times=t, frame_indices=idx,
                                     merge_gap=self.config.merge_gap, reasons=reasons) if len(s) else []
         by_index = {r.index: r for r in done}
         for ev in events:
