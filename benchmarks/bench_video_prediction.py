@@ -62,6 +62,7 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "out" / "video_prediction")
     ap.add_argument("--no-record", action="store_true")
     args = ap.parse_args()
+    args.out = args.out.resolve()
     if not args.root.is_dir():
         print(f"UCSD Ped2 not found at {args.root}; this benchmark needs it (see ../shared/data/README.md)",
               file=sys.stderr)
