@@ -179,6 +179,7 @@ class PatrolHead:
         maps: dict[str, AnomalyMap] = {}
         cache: dict[int, np.ndarray] = {}
         self._previous: int | None = None
+        self._last_good: int | None = None  # reference frame of the last well-aligned query frame
         bar = tqdm(total=n, desc=f"patrol {name}", unit="frame", leave=False)
         try:
             for fr in reader.iter_batches(16):
@@ -233,11 +234,17 @@ class PatrolHead:
                 rec.reason = pr.reason
                 continue
             try:
-                if pr.ref_index not in cache:
-                    if len(cache) > 8:
-                        cache.pop(next(iter(cache)))
-                    cache[pr.ref_index] = ref.frames([pr.ref_index])[0]
-                al, ch = self.compare(img, cache[pr.ref_index])
+                al, ch = self.compare(img, self._ref_frame(cache, pr.ref_index))
+                route_ref = None if self._last_good is None else min(self._last_good + 1, len(ref) - 1)
+                if not verified(al) and route_ref is not None and route_ref != pr.ref_index:
+                    # the descriptors may have been fooled (e.g. by a large new object): try the route position
+                    al2, ch2 = self.compare(img, self._ref_frame(cache, route_ref))
+                    if verified(al2):
+                        al, ch, rec.ref_index = al2, ch2, route_ref
+                        pr.status = "ok"
+                        rec.reason = f"paired by route order with reference frame {route_ref}"
+                if verified(al):
+                    self._last_good = rec.ref_index
                 rec.alignment = al.quality()
                 if pr.status == "low_similarity" and not verified(al):
                     rec.ref_index, rec.reason = None, pr.reason
@@ -249,11 +256,19 @@ class PatrolHead:
                 rec.score = ch.score
                 rec.boxes = [[round(float(v), 1) for v in b] for b in ch.boxes[:10]]
                 if ch.score > self.config.event_threshold:
-                    rec.reason = (f"{len(ch.boxes)} changed region(s) vs reference frame {pr.ref_index} "
+                    rec.reason = (f"{len(ch.boxes)} changed region(s) vs reference frame {rec.ref_index} "
                                   f"(similarity {pr.similarity:.2f}, {al.method})")
                     self._keep_map(maps, rec, ch, img, al.warped, name, overlays)
             except Exception as e:  # noqa: BLE001 - record the failure, keep going
                 rec.status, rec.reason = "error", f"frame {int(i)} failed: {_brief(e)}"
+
+    def _ref_frame(self, cache: dict[int, np.ndarray], i: int) -> np.ndarray:
+        """Reference frame `i` (H, W, 3), from a small cache (consecutive query frames share references)."""
+        if i not in cache:
+            if len(cache) > 8:
+                cache.pop(next(iter(cache)))
+            cache[i] = self._need_reference().frames([i])[0]
+        return cache[i]
 
     def _keep_map(self, maps: dict, rec: FrameRecord, ch: Change, img: np.ndarray, ref_img: np.ndarray, name: str,
                   overlays: str | Path | None) -> None:
