@@ -20,34 +20,40 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_ROOT = REPO.parent / "shared" / "data" / "stanford_bunny"
 
 
+CONFIGS = {"raw": {"adapt": False}, "adapted": {"adapt": True}, "adapted_concat": {"adapt": True, "keep_raw": True}}
+
+
 def head_factory(adapt: bool, seed: int = 0, **kw):  # noqa: ANN201
-    """The bunny-defects configuration (same as `oddeye eval pointcloud --dataset bunny-defects`)."""
+    """The bunny-defects configuration (as `oddeye eval pointcloud --dataset bunny-defects`); bank_max= to vary."""
     from oddeye.pointcloud.head import PointCloudHead
 
     def make() -> PointCloudHead:
         return PointCloudHead(adapt=adapt, position_weight=4.0, smooth_k=3, bank_max=kw.get("bank_max", 100000),
-                              seed=seed, progress=False)
+                              keep_raw=kw.get("keep_raw", False), seed=seed, progress=False)
 
     return make
 
 
-def speed(root: Path, adapt: bool, repeats: int, bank_max: int = 100000) -> dict[str, float]:
+def speed(root: Path, cfg: dict, repeats: int, bank_max: int = 100000) -> dict[str, float]:
     """End-to-end (voxelize + normals + FPFH [+ adapter] + kNN + smoothing) points/s on the 40,256-point bun000 scan."""
     from oddeye.pointcloud.bunny import load_scans
 
     scans = load_scans(root)
     train = [scans[n] for n in scans if n not in ("bun000", "bun045")]
-    head = head_factory(adapt, bank_max=bank_max)().fit(train)
+    head = head_factory(bank_max=bank_max, **cfg)().fit(train)
     cloud = scans["bun000"]
     head.score_points(cloud)  # warm-up
-    times = []
+    times, feat = [], []
     for _ in range(repeats):
+        t0 = time.perf_counter()
+        head.embed(cloud)
+        feat.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
         head.score_points(cloud)
         times.append(time.perf_counter() - t0)
     med = float(np.median(times))
     return {"points": len(cloud), "bank": len(head.index), "median_s": med, "points_per_s": len(cloud) / med,
-            "best_points_per_s": len(cloud) / float(np.min(times))}
+            "best_points_per_s": len(cloud) / float(np.min(times)), "features_share": float(np.median(feat)) / med}
 
 
 def main() -> int:
@@ -57,6 +63,8 @@ def main() -> int:
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--variants", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=10)
+    ap.add_argument("--only", default="raw,adapted,adapted_concat",
+                    help="comma-separated configs: raw (FPFH), adapted (adapter output), adapted_concat (FPFH + adapter)")
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "out" / "pointcloud")
     args = ap.parse_args()
     if not (args.root / "bun000.ply").is_file():
@@ -68,8 +76,9 @@ def main() -> int:
 
     figures: dict[str, float] = {}
     t_all = time.perf_counter()
-    for name, adapt in (("raw", False), ("adapted", True)):
-        m, _ = eval_bunny(args.root, head_factory(adapt), folds=args.folds, variants=args.variants,
+    for name in args.only.split(","):
+        cfg = CONFIGS[name]
+        m, _ = eval_bunny(args.root, head_factory(**cfg), folds=args.folds, variants=args.variants,
                           out=args.out / name)
         print(name, json.dumps({k: v for k, v in m.items() if isinstance(v, float)}), flush=True)
         for k in ("object_auroc", "point_auroc", "object_auroc_all"):
@@ -78,11 +87,15 @@ def main() -> int:
             figures[f"{name}_object_auroc_{k}"] = m[f"object_auroc_{k}"]
             figures[f"{name}_point_auroc_{k}"] = m[f"point_auroc_{k}"]
         figures[f"{name}_fit_s_per_fold"] = m["fit_s_per_fold"]
-        sp = speed(args.root, adapt, args.repeats)
+        sp = speed(args.root, cfg, args.repeats)
         print(name, "speed", json.dumps(sp), flush=True)
         figures[f"{name}_points_per_s_40k"] = sp["points_per_s"]
         figures[f"{name}_best_points_per_s_40k"] = sp["best_points_per_s"]
         figures[f"{name}_bank_vectors"] = sp["bank"]
+        figures[f"{name}_features_share_of_time"] = sp["features_share"]
+        fast = speed(args.root, cfg, args.repeats, bank_max=4000)
+        print(name, "speed bank 4000", json.dumps(fast), flush=True)
+        figures[f"{name}_points_per_s_40k_bank4000"] = fast["points_per_s"]
     figures["n_clean_test"], figures["n_defective_test"] = m["n_clean"], m["n_defective"]
     figures["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     figures["wall_s"] = time.perf_counter() - t_all
@@ -92,8 +105,8 @@ def main() -> int:
              "1-5% of the bbox diagonal). Object AUROC per kind = clean vs that kind; point AUROC per kind over "
              "the clean + that kind's clouds; both averaged over the 5 kinds. Hole labels are the rim points. "
              "Speed: one 40,256-point scan end to end (voxelize, normals, FPFH, adapter, kNN, smoothing), median "
-             f"of {args.repeats}; the 2-core machine is shared by 8 engineers (see load avg), so speed is a lower bound.")
-    record_benchmark("pointcloud: bunny-defects (real scans, our synthetic defects), raw FPFH vs adapted",
+             f"of {args.repeats} (also with the bank coreset-cut to 4,000 vectors: *_bank4000); the 2-core machine is shared by 8 engineers (see load avg), so speed is a lower bound.")
+    record_benchmark(f"pointcloud: bunny-defects (real scans, our synthetic defects), {args.only}",
                      f"stanford_bunny ({args.root}), 10 scans, folds={args.folds}, variants={args.variants}, seed 0",
                      None, figures, notes=notes)
     print(json.dumps(figures))

@@ -16,7 +16,7 @@ from oddeye.pointcloud.preprocess import normalise, preprocess, voxel_downsample
 @pytest.fixture(scope="module")
 def fitted():
     train = [make_point_cloud(seed=s, n_points=3000, shape="box").points for s in range(4)]
-    head = PointCloudHead(adapt=True, target_points=800, adapt_steps=40, progress=False).fit(train)
+    head = PointCloudHead(adapt=True, keep_raw=True, target_points=800, adapt_steps=40, progress=False).fit(train)
     clean = [make_point_cloud(seed=50 + s, n_points=3000, shape="box") for s in range(3)]
     bad = [make_point_cloud(seed=60 + s, n_points=3000, shape="box", defect=d, defect_size=0.1)
            for s, d in enumerate(["dent", "bulge", "dent"])]
@@ -42,7 +42,7 @@ def test_save_load_identical_scores(fitted, tmp_path):
     b = again.score_points(bad[0].points)
     assert a.score == pytest.approx(b.score, rel=1e-6)
     np.testing.assert_allclose(a.points, b.points, rtol=1e-5)
-    assert (tmp_path / "m" / "adapter.safetensors").is_file()
+    assert (tmp_path / "m" / "adapter.safetensors").is_file() and again.index.dim == 66 + 64
 
 
 def test_load_other_head_is_model_error(tmp_path):
@@ -139,3 +139,19 @@ def test_eval_mvtec3d_layout_gives_aupro(tmp_path):
     m, res = eval_layout("mvtec3d", tmp_path, make, out=None, progress=False)
     assert len(res.scores) == 2 and m["aupro"] is not None and 0 <= m["aupro"] <= 1
     assert m["object_auroc"] == 1.0 and m["points_per_s"] > 0
+
+
+def test_cli_fit_score_and_bad_model(tmp_path, capsys):
+    from oddeye.cli import main
+
+    (tmp_path / "train").mkdir()
+    for s in range(3):
+        np.save(tmp_path / "train" / f"n{s}.npy", make_point_cloud(seed=s, n_points=2000, shape="box").points)
+    np.save(tmp_path / "q.npy", make_point_cloud(seed=30, n_points=2000, shape="box", defect="dent", defect_size=0.1).points)
+    assert main(["fit", "pointcloud", "--train", str(tmp_path / "train"), "--out", str(tmp_path / "m"), "--no-adapt",
+                 "--target-points", "500"]) == 0
+    assert main(["score", "pointcloud", str(tmp_path / "m"), str(tmp_path / "q.npy"), "--out", str(tmp_path / "o")]) == 0
+    assert (tmp_path / "o" / "result.json").is_file() and (tmp_path / "o" / "clouds" / "q.png").is_file()
+    assert (tmp_path / "o" / "store.db").is_file()
+    assert main(["score", "pointcloud", str(tmp_path / "train"), str(tmp_path / "q.npy")]) == 2
+    assert "not an oddeye model directory" in capsys.readouterr().err

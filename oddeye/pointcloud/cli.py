@@ -47,6 +47,8 @@ def register(cli) -> None:  # noqa: ANN001 - CliGroups
         train: list[Path] = typer.Option(..., "--train", help="Normal clouds: files or folders (repeatable)."),
         out: Path = typer.Option(..., "--out", help="Model folder to write."),
         adapt: bool = typer.Option(True, "--adapt/--no-adapt", help="Train the LSFA-style feature adapter."),
+        keep_raw: bool = typer.Option(False, "--keep-raw/--adapted-only",
+                                      help="With --adapt: score on FPFH and adapted features side by side."),
         target_points: int = typer.Option(3000, help="Voxels per training cloud (sets the voxel size)."),
         position_weight: float = typer.Option(0.0, help="Weight of xyz in the features; only for clouds "
                                                          "registered into one frame (0 = off)."),
@@ -54,12 +56,14 @@ def register(cli) -> None:  # noqa: ANN001 - CliGroups
     ) -> None:
         """Learn normal local 3D shape from normal point clouds; writes a model folder.
 
+        \b
         Example: oddeye fit pointcloud --train scans/good/ --out models/part --no-adapt
         """
         from oddeye.pointcloud.head import PointCloudHead
 
         files = expand_inputs(train)
-        head = PointCloudHead(adapt=adapt, target_points=target_points, position_weight=position_weight, seed=seed)
+        head = PointCloudHead(adapt=adapt, target_points=target_points, position_weight=position_weight,
+                              keep_raw=keep_raw, seed=seed)
         head.fit(files)
         head.save(out)
         typer.echo(f"fitted on {len(files)} clouds (bank {head.fit_info['n_bank']} of {head.fit_info['n_bank_all']} "
@@ -74,6 +78,7 @@ def register(cli) -> None:  # noqa: ANN001 - CliGroups
     ) -> None:
         """Score point clouds: per-point anomaly scores as coloured PLY + PNG views, a result and store entry.
 
+        \b
         Example: oddeye score pointcloud models/part scans/new/ --out results/
         """
         from oddeye.pointcloud.head import PointCloudHead, as_cloud
@@ -103,6 +108,8 @@ def register(cli) -> None:  # noqa: ANN001 - CliGroups
         db: str = typer.Option(None, "--db", help="Review store; default <out>/store.db."),
         out: Path = typer.Option(Path("oddeye-results/eval-pointcloud"), "--out", help="Folder for result + plots."),
         adapt: bool = typer.Option(True, "--adapt/--no-adapt", help="Use the feature adapter."),
+        keep_raw: bool = typer.Option(False, "--keep-raw/--adapted-only",
+                                      help="With --adapt: score on FPFH and adapted features side by side."),
         folds: int = typer.Option(5, help="bunny-defects: how many of the 5 folds to run."),
         variants: int = typer.Option(2, help="bunny-defects: resampled variants per held-out scan."),
         seed: int = typer.Option(0, help="Seed of defects, adapter and coreset."),
@@ -111,6 +118,8 @@ def register(cli) -> None:  # noqa: ANN001 - CliGroups
 
         bunny-defects = real Stanford bunny scans with OUR seeded synthetic defects (registered with bun.conf,
         5 folds of 8 train / 2 test scans).
+
+        \b
         Example: oddeye eval pointcloud --dataset bunny-defects --root ../shared/data/stanford_bunny --no-adapt
         """
         from oddeye.core.report import eval_line, print_eval
@@ -122,18 +131,19 @@ def register(cli) -> None:  # noqa: ANN001 - CliGroups
         t0 = time.perf_counter()
         if dataset == "bunny-defects":
             def make() -> PointCloudHead:
-                return PointCloudHead(adapt=adapt, position_weight=4.0, smooth_k=3, bank_max=100000, seed=seed,
-                                      progress=False)
+                return PointCloudHead(adapt=adapt, keep_raw=keep_raw, position_weight=4.0, smooth_k=3,
+                                      bank_max=100000, seed=seed, progress=False)
 
             metrics, result = eval_bunny(root, make, folds=folds, variants=variants, seed=seed, out=out)
         else:
             def make() -> PointCloudHead:
-                return PointCloudHead(adapt=adapt, seed=seed, progress=False)
+                return PointCloudHead(adapt=adapt, keep_raw=keep_raw, seed=seed, progress=False)
 
             metrics, result = eval_layout(dataset, root, make, out=out)
         result.metrics = {k: v for k, v in metrics.items() if isinstance(v, float)}
         out.mkdir(parents=True, exist_ok=True)
         result.save(out)
-        run = _save(db, out, result, "pointcloud-eval", None, f"{dataset}:{root}", {"adapt": adapt, "seed": seed})
-        line = eval_line(metrics, dataset, len(result.scores), time.perf_counter() - t0, adapted=adapt, store_run=run)
+        run = _save(db, out, result, "pointcloud-eval", None, f"{dataset}:{root}", {"adapt": adapt, "keep_raw": keep_raw, "seed": seed})
+        line = eval_line(metrics, dataset, len(result.scores), time.perf_counter() - t0, adapted=adapt,
+                         keep_raw=keep_raw, store_run=run)
         print_eval(line, title=f"pointcloud on {dataset}", json_path=json_path)

@@ -51,12 +51,12 @@ class PointCloudHead:
     def __init__(self, *, adapt: bool = True, target_points: int = 3000, voxel_size: float | None = None,
                  radii: tuple[float, ...] = (4.0, 8.0), max_nn_fpfh: int = 30, bank_max: int = 20000, k: int = 1,
                  smooth_k: int = 6, topk: int = 5, adapt_steps: int = 400, outliers: bool = False,
-                 plane: bool = False, position_weight: float = 0.0, bank_views: int = 0, seed: int = 0,
+                 plane: bool = False, position_weight: float = 0.0, keep_raw: bool = False, seed: int = 0,
                  progress: bool = True) -> None:
         self.params = {"adapt": adapt, "target_points": target_points, "voxel_size": voxel_size, "radii": list(radii),
                        "max_nn_fpfh": max_nn_fpfh, "bank_max": bank_max, "k": k, "smooth_k": smooth_k, "topk": topk,
                        "adapt_steps": adapt_steps, "outliers": outliers, "plane": plane,
-                       "position_weight": position_weight, "bank_views": bank_views, "seed": seed}
+                       "position_weight": position_weight, "keep_raw": keep_raw, "seed": seed}
         self.progress = progress
         self.cfg: FeatureConfig | None = None
         self.adapter: Adapter | None = None
@@ -82,7 +82,9 @@ class PointCloudHead:
         if self.cfg is None:
             raise ModelError("this PointCloudHead is not fitted", "call fit() or load a model directory")
         vox, f = raw_features(points, self.cfg)
-        z = self.adapter(f) if self.adapter is not None else f
+        z = f
+        if self.adapter is not None:
+            z = np.concatenate([f, self.adapter(f)], axis=1) if self.params.get("keep_raw") else self.adapter(f)
         w = float(self.params.get("position_weight") or 0.0)
         if w > 0:
             z = np.concatenate([z, (w / self.cfg.voxel_size) * vox.points.astype(np.float32)], axis=1)
@@ -107,14 +109,7 @@ class PointCloudHead:
         self.adapter = None
         if p["adapt"]:
             self.adapter = train_adapter(pts, self.cfg, steps=p["adapt_steps"], seed=p["seed"], progress=self.progress)
-        # the bank: every training cloud, plus `bank_views` resampled + jittered copies of each (sampling noise)
-        vrng = np.random.default_rng(p["seed"] + 2)
-        views = list(pts)
-        for _ in range(p["bank_views"]):
-            for x in pts:
-                y = x[vrng.random(len(x)) < 0.9]
-                views.append(y + vrng.normal(scale=0.02 * vs, size=y.shape))
-        feats = [self.embed(x)[1] for x in tqdm(views, desc="bank features", disable=not self.progress, leave=False)]
+        feats = [self.embed(x)[1] for x in tqdm(pts, desc="bank features", disable=not self.progress, leave=False)]
         bank = np.concatenate(feats)
         n_bank = min(p["bank_max"], len(bank))
         ids = greedy_coreset(bank, count=n_bank, seed=p["seed"], progress=False) if n_bank < len(bank) else np.arange(len(bank))
@@ -206,7 +201,8 @@ class PointCloudHead:
         head.adapter = Adapter.load(d) if doc.get("adapted") else None
         head.index = PatchIndex.load(d / "bank")
         head.fit_info = doc.get("fit", {})
-        want = (head.adapter.dim_out if head.adapter else head.cfg.dim) + (3 if head.params["position_weight"] else 0)
+        want = ((head.adapter.dim_out if head.adapter else 0) + (head.cfg.dim if not head.adapter or head.params.get("keep_raw")
+                else 0) + (3 if head.params["position_weight"] else 0))
         if head.index.dim != want:
             raise ModelError(f"{d}: bank dimension {head.index.dim} does not match the features", "refit the model")
         return head
