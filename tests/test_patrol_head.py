@@ -179,3 +179,16 @@ def test_pose_radius_without_poses_is_refused(fitted, route_dirs) -> None:
             fitted.score(d / "qry")
     finally:
         fitted.config.pairing.pose_radius = None
+
+
+def test_unreadable_run_among_several_is_recorded(fitted, route_dirs, tmp_path) -> None:
+    d, r = route_dirs
+    bad = tmp_path / "cut.mp4"
+    bad.write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 64)
+    synth.write_frames(r.query[:3], tmp_path / "few")
+    res = fitted.score([bad, tmp_path / "few"])
+    assert len(res.scores) == 2
+    assert "not scored" in res.scores[0].reason and np.isnan(res.scores[0].score)
+    assert len(res.scores[1].frame_scores) == 3
+    with pytest.raises(InputError):
+        fitted.score(bad)

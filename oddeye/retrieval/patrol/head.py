@@ -163,8 +163,16 @@ class PatrolHead:
         result = Result(head=NAME, threshold=self.config.event_threshold,
                         meta={"reference": ref.meta.get("original_source") or ref.source, "reference_frames": len(ref),
                               "config": asdict(self.config)})
+        queries = list(queries)
         for q in queries:
-            score, events = self._score_run(q, poses, overlays)
+            try:
+                score, events = self._score_run(q, poses, overlays)
+            except OddeyeError as e:
+                if len(queries) == 1:
+                    raise
+                # one unreadable run among several: say so in its Score and go on with the others
+                score, events = Score(sample_id=Path(str(q)).stem or str(q), score=float("nan"),
+                                      reason=f"not scored: {e.message}", meta={"source": str(q)}), []
             result.scores.append(score)
             result.events.extend(events)
         return result
