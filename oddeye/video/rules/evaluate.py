@@ -49,7 +49,7 @@ def evaluate_rules(dataset: Any, shots: int | None = None, out: str | Path | Non
     t0 = time.perf_counter()
     head.fit([v.source for v in train], shots=shots)
     fit_s = time.perf_counter() - t0
-    result = Result(head=HEAD, threshold=0.0, meta={"dataset": dataset.name, "shots": shots,
+    result = Result(head=HEAD, threshold=None, meta={"dataset": dataset.name, "shots": shots,
                                                     "train_clips": len(train), "n_rules": len(head.rules)})
     labels, scores = [], []
     hits = flagged = n_frames = 0

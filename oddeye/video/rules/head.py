@@ -282,7 +282,8 @@ class RulesHead:
     def score(self, samples: Iterable[Any]) -> Result:
         """Score videos -> Result: per-frame scores, events (rule broken) with reasons and boxes."""
         self._check_fitted()
-        result = Result(head=HEAD, threshold=0.0, meta={"n_rules": len(self.rules)})
+        result = Result(head=HEAD, threshold=None, meta={"n_rules": len(self.rules),
+                                                       "events_from": "rule judgements: a rule broken on most frames around"})
         for k, video in enumerate(samples):
             try:
                 sc, verdicts = self.score_video(video)
