@@ -166,7 +166,8 @@ def register(cli: Any) -> None:
         for w in caught:
             if "truncated" in str(w.message):
                 typer.echo(f"warning: {w.message}", err=True)
-        typer.echo(f"threshold {result.threshold:.3g}; {len(result.events)} event(s)")
+        thr = f"threshold {result.threshold:.3g}" if result.threshold is not None else result.meta.get("events_from", "")
+        typer.echo(f"{thr}; {len(result.events)} event(s)")
         for e in result.events:
             when = f"{e.start:.2f}-{e.end:.2f} s" if e.start is not None else ""
             typer.echo(f"  {e.sample_id}: frames {e.start_frame}-{e.end_frame} {when} score {e.score:.2f} {e.reason}")
