@@ -69,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-pixel", action="store_true", help="skip pixel metrics")
     ap.add_argument("--no-record", action="store_true", help="print, do not append to RESULTS.md")
     ap.add_argument("--options", action="store_true", help="also time channels_last x bf16 for the extractor")
+    ap.add_argument("--throughput-only", action="store_true",
+                    help="only time PatchCore scoring (bank of --max-bank from the first 96 training images)")
     args = ap.parse_args(argv)
     if not (args.root / "MT_Free").is_dir():
         print(f"magnetic-tile data not found at {args.root} (expected MT_Free/ etc.); see ../shared/data/README.md",
@@ -94,6 +96,21 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_record:
             record_benchmark("image: Lite0 extractor speed, channels_last x bf16", "random uint8 256x256, batch 16",
                              cmd, figs, notes=f"Shared 2-core machine; load at start: {load0}.")
+    if args.throughput_only:
+        from oddeye.image.patchcore import PatchCoreHead
+
+        load0 = machine_line()
+        model = PatchCoreHead(coreset=1.0, max_bank=args.max_bank, index_kind=args.index, max_pool=args.max_pool,
+                              extractor=ext, seed=args.seed, border=args.border).fit(ds.train[:96])
+        imgs = [cv2.resize(it.load(), (256, 256)) for it in as_items(ds.test[:64])]
+        figs = {**throughput(model, imgs, repeats=8), "bank_size": int(len(model.bank)), "index": model.index.kind}
+        print(json.dumps(figs), flush=True)
+        if not args.no_record:
+            record_benchmark("image: PatchCore scoring throughput (256x256, batch 16, model loaded)",
+                             f"{CITE}; 64 test images resized to 256x256; bank from 96 MT_Free train images",
+                             cmd, figs, notes=f"Load at start: {load0}. Includes features, kNN, re-weighting, "
+                                              f"upsampled + smoothed maps. Extractor {ext}.")
+        return 0
     for head in [h for h in args.heads.split(",") if h]:
         load0 = machine_line()
         m, _, model = evaluate(ds, head=head, pixel=not args.no_pixel, extractor=ext, seed=args.seed, coreset=args.coreset,

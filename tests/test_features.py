@@ -8,7 +8,7 @@ import torch
 
 from oddeye.core.errors import InputError, MissingWeightsError, ModelError
 from oddeye.retrieval.features import build_extractor
-from oddeye.retrieval.features_lite0 import EfficientNetLite0, lite0_weights_path, load_lite0
+from oddeye.retrieval.features_lite0 import EfficientNetLite0, fold_batchnorm, lite0_weights_path, load_lite0
 
 
 @pytest.fixture(scope="module")
@@ -24,6 +24,15 @@ def test_lite0_weights_load_strictly():
     assert model._blocks[3]._depthwise_conv.kernel_size == (5, 5)
     logits = model(torch.zeros(1, 3, 64, 64))
     assert logits.shape == (1, 1000) and torch.isfinite(logits).all()
+
+
+def test_batchnorm_folding_is_exact():
+    x = torch.randn(2, 3, 64, 64)
+    with torch.inference_mode():
+        ref = load_lite0().features(x, (4, 10))
+        fused = fold_batchnorm(load_lite0()).features(x, (4, 10))
+    for a, b in zip(ref, fused):
+        assert torch.allclose(a, b, atol=1e-4 * float(a.abs().max()))
 
 
 def test_lite0_bad_weight_files(tmp_path):

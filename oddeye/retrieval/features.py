@@ -57,13 +57,13 @@ class Lite0Backbone(Backbone):
 
     def __init__(self, blocks: Sequence[int] = DEFAULT_LITE0_BLOCKS, weights: str | None = None,
                  normalize: str = "lite", channels_last: bool = True, bf16: bool = False) -> None:
-        from oddeye.retrieval.features_lite0 import STAGE_ENDS, load_lite0
+        from oddeye.retrieval.features_lite0 import STAGE_ENDS, fold_batchnorm, load_lite0
 
         bad = [b for b in blocks if not 0 <= int(b) <= 15]
         if bad or not blocks:
             raise InputError(f"layers {list(blocks)}: block indices must be in 0..15", "e.g. --layers 4,10")
         self.blocks = tuple(sorted(int(b) for b in blocks))
-        self.model = load_lite0(weights)
+        self.model = fold_batchnorm(load_lite0(weights))  # strict load first; folding is exact and ~1.35x faster
         if normalize not in ("lite", "imagenet"):
             raise InputError(f"normalize={normalize!r}: use 'lite' or 'imagenet'")
         self.normalize = normalize

