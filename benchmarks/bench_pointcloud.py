@@ -20,7 +20,9 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_ROOT = REPO.parent / "shared" / "data" / "stanford_bunny"
 
 
-CONFIGS = {"raw": {"adapt": False}, "adapted": {"adapt": True}, "adapted_concat": {"adapt": True, "keep_raw": True}}
+CONFIGS = {"raw": {"adapt": False}, "adapted": {"adapt": True}, "adapted_concat": {"adapt": True, "keep_raw": True},
+           "raw_surface": {"adapt": False, "surface_weight": 8.0},
+           "adapted_concat_surface": {"adapt": True, "keep_raw": True, "surface_weight": 8.0}}
 
 
 def head_factory(adapt: bool, seed: int = 0, **kw):  # noqa: ANN201
@@ -29,7 +31,8 @@ def head_factory(adapt: bool, seed: int = 0, **kw):  # noqa: ANN201
 
     def make() -> PointCloudHead:
         return PointCloudHead(adapt=adapt, position_weight=4.0, smooth_k=3, bank_max=kw.get("bank_max", 100000),
-                              keep_raw=kw.get("keep_raw", False), seed=seed, progress=False)
+                              keep_raw=kw.get("keep_raw", False), surface_weight=kw.get("surface_weight", 0.0),
+                              seed=seed, progress=False)
 
     return make
 
@@ -63,8 +66,9 @@ def main() -> int:
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--variants", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=10)
-    ap.add_argument("--only", default="raw,adapted,adapted_concat",
-                    help="comma-separated configs: raw (FPFH), adapted (adapter output), adapted_concat (FPFH + adapter)")
+    ap.add_argument("--only", default="raw_surface,raw,adapted_concat_surface",
+                    help="comma-separated configs: raw (FPFH), adapted (adapter output), adapted_concat (FPFH + "
+                         "adapter), *_surface (+ 8 x deviation from the registered training surface)")
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "out" / "pointcloud")
     args = ap.parse_args()
     if not (args.root / "bun000.ply").is_file():

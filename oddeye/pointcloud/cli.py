@@ -52,6 +52,8 @@ def register(cli) -> None:  # noqa: ANN001 - CliGroups
         target_points: int = typer.Option(3000, help="Voxels per training cloud (sets the voxel size)."),
         position_weight: float = typer.Option(0.0, help="Weight of xyz in the features; only for clouds "
                                                          "registered into one frame (0 = off)."),
+        surface_weight: float = typer.Option(0.0, help="Weight of the deviation from the training surface; only "
+                                                        "for clouds registered into one frame (0 = off)."),
         seed: int = typer.Option(0, help="Seed for adapter, coreset and calibration."),
     ) -> None:
         """Learn normal local 3D shape from normal point clouds; writes a model folder.
@@ -63,7 +65,7 @@ def register(cli) -> None:  # noqa: ANN001 - CliGroups
 
         files = expand_inputs(train)
         head = PointCloudHead(adapt=adapt, target_points=target_points, position_weight=position_weight,
-                              keep_raw=keep_raw, seed=seed)
+                              keep_raw=keep_raw, surface_weight=surface_weight, seed=seed)
         head.fit(files)
         head.save(out)
         typer.echo(f"fitted on {len(files)} clouds (bank {head.fit_info['n_bank']} of {head.fit_info['n_bank_all']} "
@@ -113,6 +115,8 @@ def register(cli) -> None:  # noqa: ANN001 - CliGroups
         folds: int = typer.Option(5, help="bunny-defects: how many of the 5 folds to run."),
         variants: int = typer.Option(2, help="bunny-defects: resampled variants per held-out scan."),
         seed: int = typer.Option(0, help="Seed of defects, adapter and coreset."),
+        surface_weight: float = typer.Option(8.0, help="bunny-defects (registered scans): weight of the deviation "
+                                                        "from the training surface (0 = FPFH only)."),
     ) -> None:
         """Evaluate on a data set: object AUROC, point AUROC, AUPRO (organised clouds), points/s; last line JSON.
 
@@ -132,7 +136,7 @@ def register(cli) -> None:  # noqa: ANN001 - CliGroups
         if dataset == "bunny-defects":
             def make() -> PointCloudHead:
                 return PointCloudHead(adapt=adapt, keep_raw=keep_raw, position_weight=4.0, smooth_k=3,
-                                      bank_max=100000, seed=seed, progress=False)
+                                      bank_max=100000, surface_weight=surface_weight, seed=seed, progress=False)
 
             metrics, result = eval_bunny(root, make, folds=folds, variants=variants, seed=seed, out=out)
         else:

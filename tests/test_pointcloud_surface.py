@@ -1,0 +1,52 @@
+"""Surface deviation (registered clouds): a small dent is found, scores survive save/load, bad files are clear."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from oddeye.core.errors import ModelError
+from oddeye.core.synth import make_point_cloud
+from oddeye.pointcloud.head import PointCloudHead
+from oddeye.pointcloud.surface import SurfaceBank
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    train = [make_point_cloud(seed=s, n_points=4000, shape="sphere").points for s in range(3)]
+    head = PointCloudHead(adapt=False, target_points=600, surface_weight=8.0, smooth_k=3, progress=False).fit(train)
+    clean = [make_point_cloud(seed=40 + s, n_points=4000, shape="sphere") for s in range(3)]
+    bad = [make_point_cloud(seed=50 + s, n_points=4000, shape="sphere", defect=d, defect_size=0.05)
+           for s, d in enumerate(["dent", "bulge", "dent"])]
+    return head, clean, bad
+
+
+def test_surface_deviation_separates_small_defects(fitted):
+    from oddeye.core.metrics import auroc, pixel_auroc
+
+    head, clean, bad = fitted
+    res = head.score([c.points for c in clean + bad])
+    assert auroc([0] * 3 + [1] * 3, res.sample_scores()) >= 0.99
+    maps = [s.maps["points"].values for s in res.scores]
+    assert all(len(m) == 4000 for m in maps)
+    assert pixel_auroc([c.labels for c in clean + bad], maps) > 0.9
+
+
+def test_surface_deviation_is_zero_ish_on_the_bank_and_high_off_it():
+    p = make_point_cloud(seed=1, n_points=4000, shape="sphere").points
+    bank = SurfaceBank.fit([p], 0.05)
+    _, on = bank.deviation(p)
+    _, off = bank.deviation(p * 1.1)  # a surface 10% further out
+    assert float(np.median(on)) < 0.3 < float(np.median(off))
+
+
+def test_surface_save_load_and_missing_file(fitted, tmp_path):
+    head, clean, _ = fitted
+    head.save(tmp_path / "m")
+    again = PointCloudHead.load(tmp_path / "m")
+    assert again.surface is not None
+    np.testing.assert_allclose(again.score_points(clean[0].points).points, head.score_points(clean[0].points).points,
+                               rtol=1e-5, atol=1e-6)
+    (tmp_path / "m" / "surface.npz").unlink()
+    with pytest.raises(ModelError, match="surface.npz"):
+        PointCloudHead.load(tmp_path / "m")
