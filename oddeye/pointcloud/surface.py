@@ -3,7 +3,8 @@
 With all clouds in one frame, a dent, bulge, crack or blob moves the surface away from where every normal scan
 put it, even when the defect is smaller than an FPFH voxel. The bank is the union of the training points at a
 fine voxel (default half the FPFH voxel) with normals; a test voxel's deviation is the mean |(p - q) . n_q| over
-its 3 nearest bank points q (in fine voxels), smoothed over 4 spatial neighbours. kNN through PatchIndex only:
+its 3 nearest bank points q (in fine voxels), smoothed over 4 spatial neighbours, and 0 where the training scans
+never saw the surface (nearest bank point over 2 fine voxels away). kNN through PatchIndex only:
 an IVF index (nprobe 8) on xyz, which on bunny scans returned the same neighbours as flat search, ~15x faster.
 """
 
@@ -50,18 +51,23 @@ class SurfaceBank:
         self.index = xyz_index(self.points)
         return self
 
-    def deviation(self, points: np.ndarray, k: int = 3, smooth_k: int = 4) -> tuple[Voxelized, np.ndarray]:
-        """Fine-voxelise points (N, 3) -> (voxels, deviation per voxel (M,) in fine voxel units, smoothed)."""
+    def deviation(self, points: np.ndarray, k: int = 3, smooth_k: int = 4, gate: float = 2.0
+                  ) -> tuple[Voxelized, np.ndarray]:
+        """Fine-voxelise points (N, 3) -> (voxels, deviation per voxel (M,) in fine voxel units, smoothed).
+
+        Where the nearest bank point is over `gate` fine voxels away (after smoothing), no training scan saw that
+        surface and the deviation is undefined there: it is set to 0 (FPFH still scores those voxels).
+        """
         fv = voxel_downsample(points, self.voxel_size)
         q = fv.points.astype(np.float32)
-        _, ids = self.index.search(q, k=k)
+        dist, ids = self.index.search(q, k=k)
         d = np.abs(np.einsum("mkj,mkj->mk", q[:, None, :] - self.points[ids], self.normals[ids])).mean(1)
-        d = d / self.voxel_size
+        d, near = d / self.voxel_size, dist[:, 0] / self.voxel_size
         sk = min(smooth_k, len(q))
         if sk > 1:
             _, nb = xyz_index(q).search(q, k=sk)
-            d = d[nb].mean(1)
-        return fv, d.astype(np.float32)
+            d, near = d[nb].mean(1), near[nb].mean(1)
+        return fv, np.where(near > gate, 0.0, d).astype(np.float32)
 
     def save(self, directory: str | Path) -> Path:
         """Write surface.npz (points, normals, voxel size) into directory."""
