@@ -109,3 +109,17 @@ def test_eval_video_prediction_contract(data: Path, tmp_path: Path, capsys: pyte
 def test_eval_unknown_dataset(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert main(["eval", "video", "--dataset", "kitti", "--root", str(tmp_path)]) == 2
     assert "unknown video data set" in capsys.readouterr().err
+
+
+def test_eval_video_rules_contract_writes_store(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from oddeye.ui.store import open_store
+
+    root = _fake_ped2(tmp_path / "ped2")
+    rc = main(["eval", "video", "--dataset", "ucsd-ped2", "--root", str(root), "--head", "rules",
+               "--out", str(tmp_path / "ev")])
+    assert rc == 0
+    doc = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert doc["dataset"] == "ucsd-ped2" and doc["head"] == "rules" and 0 <= doc["frame_auroc_micro"] <= 1
+    store = open_store(tmp_path / "ev" / "store.db")
+    runs = store.runs()
+    assert len(runs) == 1 and runs[0]["head"] == "video-rules"

@@ -203,6 +203,12 @@ def register(cli: Any) -> None:
             from oddeye.video.rules.evaluate import evaluate_rules
 
             metrics = evaluate_rules(ds, shots, out)
+            from oddeye.core.types import Result
+            from oddeye.ui.store import save_result
+
+            run_id = save_result(db or str(out / "store.db"), Result.load(out), kind="video",
+                                 model=str(out / "model"), data=str(root))
+            typer.echo(f"review store: {db or out / 'store.db'} (run {run_id})", err=True)
             print_eval(eval_line(metrics, ds.name, ds.n_test_frames, time.perf_counter() - t0, head="rules"),
                        title=f"video rules on {ds.name}", json_path=json_path)
             return
