@@ -19,7 +19,7 @@ def run_demo(out: Path, db: str) -> list[str]:
 
     out = Path(out)
     t0 = time.perf_counter()
-    train = make_image_set(seed=1, n_normal=24, n_defect=0)
+    train = make_image_set(seed=1, n_normal=64, n_defect=0)
     test = make_image_set(seed=2, n_normal=12, n_defect=12)
     test_dir = out / "test_images"
     paths = []
@@ -37,7 +37,10 @@ def run_demo(out: Path, db: str) -> list[str]:
     result.save(out)
     run = save_result(db, result, kind="image", model=str(out / "model"), data="synthetic (oddeye.core.synth)",
                       params={"coreset": 0.25, "image_size": 128})
+    flagged = {e.sample_id for e in result.events}
+    true_flags = sum(sc.sample_id in flagged and sc.label == 1 for sc in result.scores)
     return [f"PatchCore on {len(test)} generated images: image AUROC {img_auc:.3f}, pixel AUROC {pix_auc:.3f}, "
-            f"{len(result.events)} flagged ({time.perf_counter() - t0:.0f} s)",
+            f"{len(flagged)} flagged, {true_flags} of {int(labels.sum())} defective among them "
+            f"({time.perf_counter() - t0:.0f} s)",
             f"heatmap overlays: {out / 'overlays'}", f"result: {out / 'result.json'}; model: {out / 'model'}",
             f"review store run {run}: {db}"]
