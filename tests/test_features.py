@@ -95,8 +95,22 @@ def test_target_dim_and_layers():
 def test_bf16_close_to_fp32():
     imgs = np.random.default_rng(4).integers(0, 255, (2, 64, 64, 3), dtype=np.uint8)
     a = build_extractor(image_size=64, bf16=False).extract(imgs)
-    b = build_extractor(image_size=64, bf16=True).extract(imgs)
+    ext = build_extractor(image_size=64, bf16=False)
+    ext.backbone.bf16 = True  # the autocast path itself, even where "auto" would not pick it
+    b = ext.extract(imgs)
     assert float((a - b).norm() / a.norm()) < 0.1
+
+
+def test_bf16_auto_only_where_native():
+    from oddeye.retrieval.features import bf16_is_fast, resolve_bf16
+
+    assert resolve_bf16(False) is False and resolve_bf16(None) is False
+    assert resolve_bf16("auto") is bf16_is_fast("cpu")
+    if not bf16_is_fast("cpu"):
+        with pytest.warns(RuntimeWarning, match="no native bfloat16"):
+            assert resolve_bf16(True) is False
+    else:
+        assert resolve_bf16(True) is True
 
 
 def test_other_backbones(tmp_path):

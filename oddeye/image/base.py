@@ -16,7 +16,7 @@ from oddeye.image.common import (ImageItem, as_items, batches, build_result, cal
 
 FORMAT_VERSION = 1
 DEFAULT_EXTRACTOR: dict[str, Any] = {"name": "efficientnet-lite0", "image_size": 256, "layers": None,
-                                     "target_dim": None, "patch_size": 3, "bf16": True, "channels_last": True}
+                                     "target_dim": None, "patch_size": 3, "bf16": "auto", "channels_last": True}
 
 
 class FeatureMapHead:

@@ -8,6 +8,8 @@ vision model from a local folder or the HF cache; build_extractor("torchscript:<
 from __future__ import annotations
 
 import time
+import warnings
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import cv2
@@ -56,7 +58,7 @@ class Lite0Backbone(Backbone):
     name = "efficientnet-lite0"
 
     def __init__(self, blocks: Sequence[int] = DEFAULT_LITE0_BLOCKS, weights: str | None = None,
-                 normalize: str = "lite", channels_last: bool = True, bf16: bool = False) -> None:
+                 normalize: str = "lite", channels_last: bool = True, bf16: bool | str = "auto") -> None:
         from oddeye.retrieval.features_lite0 import STAGE_ENDS, fold_batchnorm, load_lite0
 
         bad = [b for b in blocks if not 0 <= int(b) <= 15]
@@ -69,7 +71,7 @@ class Lite0Backbone(Backbone):
         self.normalize = normalize
         self.mean, self.std = (LITE_MEAN, LITE_STD) if normalize == "lite" else (IMAGENET_MEAN, IMAGENET_STD)
         self.channels_last = channels_last
-        self.bf16 = bf16
+        self.bf16 = resolve_bf16(bf16)
         if channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.strides = tuple(STAGE_ENDS.get(b, (0, _block_stride(b)))[1] for b in self.blocks)
@@ -94,6 +96,29 @@ class Lite0Backbone(Backbone):
         """Move to `device`."""
         self.model = self.model.to(device)
         return self
+
+
+def bf16_is_fast(device: str = "cpu") -> bool:
+    """Whether bfloat16 autocast runs natively on `device` (CUDA with bf16, or a CPU with AVX512-BF16 / AMX)."""
+    if device.startswith("cuda"):
+        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_bf16(bf16: bool | str | None, device: str = "cpu") -> bool:
+    """bf16 request ('auto', True, False, None) -> whether to autocast; bf16 without native support is ~40x slower
+    on CPU, so a request for it there falls back to float32 with a warning."""
+    if bf16 in (None, False, "false", "off"):
+        return False
+    fast = bf16_is_fast(device)
+    if bf16 in (True, "true", "on") and not fast:
+        warnings.warn(f"bf16 asked for, but this {device} has no native bfloat16 (no avx512_bf16/amx on CPU); "
+                      "running float32, which is far faster here", RuntimeWarning, stacklevel=3)
+    return fast
 
 
 def _block_stride(b: int) -> int:
@@ -209,7 +234,8 @@ def build_extractor(name: str = "efficientnet-lite0", *, device: str = "cpu", im
                     batch_size: int = 16, threads: int | None = None, **kw: Any) -> PatchFeatureExtractor:
     """Build a patch feature extractor: 'efficientnet-lite0', 'hf:<folder or hub id>' or 'torchscript:<file>'.
 
-    kw for Lite0: weights (path), normalize ('lite'|'imagenet'), channels_last (bool), bf16 (bool).
+    kw for Lite0: weights (path), normalize ('lite'|'imagenet'), channels_last (bool), bf16 ('auto' | bool: 'auto' uses it where the
+    device runs bfloat16 natively).
     Missing weights raise MissingWeightsError saying where to put them.
     """
     set_threads(threads)
