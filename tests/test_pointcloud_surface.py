@@ -8,7 +8,7 @@ import pytest
 from oddeye.core.errors import ModelError
 from oddeye.core.synth import make_point_cloud
 from oddeye.pointcloud.head import PointCloudHead
-from oddeye.pointcloud.surface import SurfaceBank
+from oddeye.pointcloud.field import SurfaceField
 
 
 @pytest.fixture(scope="module")
@@ -34,9 +34,9 @@ def test_surface_deviation_separates_small_defects(fitted):
 
 def test_surface_deviation_is_zero_ish_on_the_bank_and_high_off_it():
     p = make_point_cloud(seed=1, n_points=4000, shape="sphere").points
-    bank = SurfaceBank.fit([p], 0.05)
-    _, on = bank.deviation(p)
-    _, off = bank.deviation(p * 1.1)  # a surface 10% further out
+    bank = SurfaceField.fit([p], 0.02)
+    on, _ = bank.deviation(p)
+    off, _ = bank.deviation(p * 1.04)  # a surface 4% further out (inside the field's band)
     assert float(np.median(on)) < 0.3 < float(np.median(off))
 
 
@@ -47,6 +47,6 @@ def test_surface_save_load_and_missing_file(fitted, tmp_path):
     assert again.surface is not None
     np.testing.assert_allclose(again.score_points(clean[0].points).points, head.score_points(clean[0].points).points,
                                rtol=1e-5, atol=1e-6)
-    (tmp_path / "m" / "surface.npz").unlink()
-    with pytest.raises(ModelError, match="surface.npz"):
+    (tmp_path / "m" / "field.npz").unlink()
+    with pytest.raises(ModelError, match="field.npz"):
         PointCloudHead.load(tmp_path / "m")

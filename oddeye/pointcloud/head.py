@@ -1,4 +1,4 @@
-"""PointCloudHead: FPFH (optionally adapted) memory bank in PatchIndex, kNN point scores, object = top-k mean."""
+"""PointCloudHead: FPFH (optionally adapted) memory bank in PatchIndex, kNN point scores; surface field optional."""
 
 from __future__ import annotations
 
@@ -17,10 +17,10 @@ from oddeye.pointcloud.adapt import Adapter, train_adapter
 from oddeye.pointcloud.features import FeatureConfig, auto_voxel_size, raw_features
 from oddeye.pointcloud.io import Cloud, finish_cloud, load_cloud
 from oddeye.pointcloud.preprocess import preprocess
-from oddeye.pointcloud.surface import SurfaceBank
+from oddeye.pointcloud.field import SurfaceField, pool_mean
 
 NAME = "pointcloud"
-FORMAT = 1
+FORMAT = 2
 
 
 @dataclass
@@ -53,17 +53,19 @@ class PointCloudHead:
                  radii: tuple[float, ...] = (4.0, 8.0), max_nn_fpfh: int = 30, bank_max: int = 20000, k: int = 1,
                  smooth_k: int = 6, topk: int = 5, adapt_steps: int = 400, outliers: bool = False,
                  plane: bool = False, position_weight: float = 0.0, keep_raw: bool = False, seed: int = 0,
-                 surface_weight: float = 0.0, surface_voxel: float = 0.5, progress: bool = True) -> None:
+                 surface_weight: float = 0.0, surface_voxel: float = 0.25, surface_pool: float = 5.0,
+                 progress: bool = True) -> None:
         self.params = {"adapt": adapt, "target_points": target_points, "voxel_size": voxel_size, "radii": list(radii),
                        "max_nn_fpfh": max_nn_fpfh, "bank_max": bank_max, "k": k, "smooth_k": smooth_k, "topk": topk,
                        "adapt_steps": adapt_steps, "outliers": outliers, "plane": plane,
                        "position_weight": position_weight, "keep_raw": keep_raw, "seed": seed,
-                       "surface_weight": surface_weight, "surface_voxel": surface_voxel}
+                       "surface_weight": surface_weight, "surface_voxel": surface_voxel,
+                       "surface_pool": surface_pool}
         self.progress = progress
         self.cfg: FeatureConfig | None = None
         self.adapter: Adapter | None = None
         self.index = None
-        self.surface: SurfaceBank | None = None
+        self.surface: SurfaceField | None = None
         self.threshold: float | None = None
         self.fit_info: dict[str, Any] = {}
 
@@ -117,7 +119,7 @@ class PointCloudHead:
         n_bank = min(p["bank_max"], len(bank))
         ids = greedy_coreset(bank, count=n_bank, seed=p["seed"], progress=False) if n_bank < len(bank) else np.arange(len(bank))
         self.index = PatchIndex.build(bank[ids], kind="flat", progress=False)
-        self.surface = SurfaceBank.fit(pts, p["surface_voxel"] * vs) if p.get("surface_weight") else None
+        self.surface = SurfaceField.fit(pts, p["surface_voxel"] * vs) if p.get("surface_weight") else None
         # threshold: the highest object score of augmented (resampled, jittered) views of the training clouds
         rng = np.random.default_rng(p["seed"] + 1)
         calib = []
@@ -134,14 +136,16 @@ class PointCloudHead:
     def score_points(self, points: np.ndarray) -> CloudScores:
         """Score one cloud (N, 3): kNN distance per voxel, smoothed over spatial neighbours, mapped to points.
 
-        With surface_weight w > 0 (registered clouds), scores are on fine voxels: the coarse voxel's score plus
-        w * the point-to-plane deviation from the training surface (surface.py); object score = top-k of those.
+        With surface_weight w > 0 (registered clouds, field.py): point score = its voxel's score + w * its surface
+        deviation (fine voxels) pooled over cells of `surface_pool` fine voxels; object score = the highest point
+        score among cells of 3 points or more (a dent of a few mm is a handful of cells: a top-k mean drowns it).
         """
         from oddeye.retrieval.index import PatchIndex
 
         if self.index is None:
             raise ModelError("this PointCloudHead is not fitted", "call fit() or load a model directory")
-        vox, z = self.embed(np.asarray(points, dtype=np.float64))
+        pts = np.asarray(points, dtype=np.float64)
+        vox, z = self.embed(pts)
         dist, _ = self.index.search(z, k=self.params["k"])
         v = dist.mean(axis=1)
         m = len(v)
@@ -151,15 +155,18 @@ class PointCloudHead:
             _, nb = PatchIndex.build(xyz, kind="flat", progress=False).search(xyz, k=sk)
             v = v[nb].mean(axis=1)
         pv = v[vox.inverse]
-        if self.surface is not None:  # fine voxels: coarse FPFH score + surface_weight * surface deviation
-            fv, dev = self.surface.deviation(np.asarray(points, dtype=np.float64))
-            first = np.zeros(len(fv.points), dtype=np.int64)
-            first[fv.inverse] = np.arange(len(fv.inverse))
-            vox, v = fv, pv[first] + float(self.params["surface_weight"]) * dev
-            pv, m = v[fv.inverse], len(v)
-        top = np.sort(v)[-min(self.params["topk"], m):]
-        return CloudScores(float(top.mean()), pv.astype(np.float32), v.astype(np.float32), vox.points,
-                           vox.points[int(np.argmax(v))])
+        if self.surface is None:
+            top = np.sort(v)[-min(self.params["topk"], m):]
+            return CloudScores(float(top.mean()), pv.astype(np.float32), v.astype(np.float32), vox.points,
+                               vox.points[int(np.argmax(v))])
+        dev, _ = self.surface.deviation(pts)
+        sm, cnt = pool_mean(pts, dev, float(self.params.get("surface_pool", 5.0)) * self.surface.fine)
+        pv = pv + float(self.params["surface_weight"]) * sm
+        ok = cnt >= 3 if (cnt >= 3).any() else np.ones(len(pv), dtype=bool)
+        best = int(np.flatnonzero(ok)[np.argmax(pv[ok])])
+        v = np.full(m, -np.inf)
+        np.maximum.at(v, vox.inverse, pv)
+        return CloudScores(float(pv[best]), pv.astype(np.float32), v.astype(np.float32), vox.points, pts[best])
 
     def score(self, samples: Iterable[Any]) -> Result:
         """Score clouds -> Result: one Score per cloud with a 'points' map (N,), an Event where above threshold."""
@@ -217,7 +224,7 @@ class PointCloudHead:
         head.threshold = conf.get("threshold")
         head.adapter = Adapter.load(d) if doc.get("adapted") else None
         head.index = PatchIndex.load(d / "bank")
-        head.surface = SurfaceBank.load(d) if head.params.get("surface_weight") else None
+        head.surface = SurfaceField.load(d) if head.params.get("surface_weight") else None
         head.fit_info = doc.get("fit", {})
         want = ((head.adapter.dim_out if head.adapter else 0) + (head.cfg.dim if not head.adapter or head.params.get("keep_raw")
                 else 0) + (3 if head.params["position_weight"] else 0))

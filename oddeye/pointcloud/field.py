@@ -1,0 +1,155 @@
+"""Surface field for registered clouds: deviation from, and missing parts of, the union of the normal scans.
+
+Fit: the training scans (one frame) are voxelised at `fine` into bank points with normals; every cell of a grid
+(edge `cell`) within `band` cells of the bank gets the ids of its 3 nearest bank points, found once through
+PatchIndex. Scoring a cloud is then a hash lookup per point (no search at score time): the deviation of a
+point is its mean point-to-plane distance to those bank points, in units of `fine`; where the nearest bank point
+lies far along the surface (tangential distance over `gate` fine voxels) no training scan saw that surface
+and the deviation is 0. Deviations are pooled (mean) over cells of `pool` fine voxels on two grids half a cell
+apart, which stands in for smoothing over spatial neighbours.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from oddeye.core.errors import ModelError
+from oddeye.pointcloud.features import estimate_normals
+from oddeye.pointcloud.preprocess import voxel_downsample
+
+_OFFS = 1 << 20  # grid keys: 21 bits per axis around the field's origin
+
+
+def _keys(ijk: np.ndarray) -> np.ndarray:
+    """Integer cell coordinates (N, 3) -> int64 keys (N,)."""
+    a = ijk.astype(np.int64) + _OFFS
+    return (a[:, 0] << 42) | (a[:, 1] << 21) | a[:, 2]
+
+
+def pool_mean(points: np.ndarray, values: np.ndarray, size: float) -> tuple[np.ndarray, np.ndarray]:
+    """Mean of values (N,) over grid cells of edge `size`, averaged over 2 grids half a cell apart -> (N,), and
+    the number of points (N,) in each point's cell (the smaller of the two grids)."""
+    out = np.zeros(len(points), dtype=np.float64)
+    cnt = np.full(len(points), np.iinfo(np.int64).max, dtype=np.int64)
+    for shift in (0.0, 0.5):
+        _, inv, c = np.unique(_keys(np.floor(points / size + shift)), return_inverse=True, return_counts=True)
+        inv = inv.reshape(-1)
+        out += (np.bincount(inv, values, len(c)) / c)[inv]
+        cnt = np.minimum(cnt, c[inv])
+    return out / 2.0, cnt
+
+
+def orient(points: np.ndarray, normals: np.ndarray, centre: np.ndarray) -> np.ndarray:
+    """Normals (N, 3) turned to the outside. A one-view range scan's normals crowd around the direction to its
+    scanner (taken on the side of `centre`, the object's centre, where the scan lies): turned towards it. A cloud
+    seen from all round (no such axis) gets its normals turned away from `centre`."""
+    vals, vecs = np.linalg.eigh(normals.T @ normals)
+    if vals[-1] < 0.5 * vals.sum():
+        return normals * np.sign(((points - centre) * normals).sum(1) + 1e-12)[:, None]
+    d = vecs[:, -1] if float((points.mean(0) - centre) @ vecs[:, -1]) >= 0 else -vecs[:, -1]
+    return normals * np.sign(normals @ d + 1e-12)[:, None]
+
+
+def oriented_union(clouds: list[np.ndarray], fine: float) -> tuple[np.ndarray, np.ndarray]:
+    """Union of registered scans [(N_i, 3)] at voxel `fine` -> points (B, 3), unit normals (B, 3) pointing out of
+    the object (each scan's normals turned towards its own scanner, then averaged per voxel)."""
+    vox = [voxel_downsample(c, fine).points for c in clouds]
+    centre = np.concatenate(vox).mean(0)
+    nrm = []
+    for v in vox:
+        nrm.append(orient(v, estimate_normals(v, 3.0 * fine, 30), centre))
+    allp, alln = np.concatenate(vox), np.concatenate(nrm)
+    u = voxel_downsample(allp, fine)
+    m = len(u.points)
+    n = np.stack([np.bincount(u.inverse, alln[:, d], m) for d in range(3)], 1)
+    return u.points, n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
+
+
+def xyz_index(points: np.ndarray):  # noqa: ANN201 - PatchIndex
+    """PatchIndex over xyz (N, 3) float32: IVF (about 40-100 points a list, nprobe 8) or flat when small."""
+    from oddeye.retrieval.index import PatchIndex
+
+    n = len(points)
+    if n < 2000:
+        return PatchIndex.build(points, kind="flat", progress=False)
+    return PatchIndex.build(points, kind="ivf", nlist=int(min(1024, n // 40)), nprobe=8, progress=False)
+
+
+@dataclass
+class SurfaceField:
+    """Bank points (B, 3) + unit normals (B, 3) at voxel `fine`; band cells: sorted keys (C,), nearest ids (C, 3)."""
+
+    points: np.ndarray
+    normals: np.ndarray
+    fine: float
+    cell: float
+    keys: np.ndarray
+    nearest: np.ndarray
+
+    @classmethod
+    def fit(cls, clouds: list[np.ndarray], fine: float, cell: float | None = None, band: int = 4,
+            k: int = 6) -> SurfaceField:
+        """Union of registered clouds [(N_i, 3)] at voxel `fine`, normals at 3 fine voxels, band of `band` cells."""
+        pts, nrm = oriented_union(clouds, fine)
+        cell = float(cell or 1.5 * fine)
+        base = np.unique(np.floor(pts / cell).astype(np.int64), axis=0)
+        r = np.arange(-band, band + 1)
+        offs = np.stack(np.meshgrid(r, r, r, indexing="ij"), -1).reshape(-1, 3)
+        offs = offs[(offs**2).sum(1) <= band * band]
+        cells = np.unique(_keys((base[:, None, :] + offs[None]).reshape(-1, 3)))
+        ijk = np.stack([(cells >> 42) & 0x1FFFFF, (cells >> 21) & 0x1FFFFF, cells & 0x1FFFFF], 1) - _OFFS
+        centres = ((ijk + 0.5) * cell).astype(np.float32)
+        _, ids = xyz_index(pts.astype(np.float32)).search(centres, k=k)
+        return cls(pts.astype(np.float32), nrm.astype(np.float32), float(fine), cell, cells, ids.astype(np.int32))
+
+    def lookup(self, points: np.ndarray) -> np.ndarray:
+        """Rows (N, k) of bank ids near each point (N, 3); -1 rows where the point lies outside the band."""
+        q = _keys(np.floor(np.asarray(points, dtype=np.float64) / self.cell))
+        pos = np.minimum(np.searchsorted(self.keys, q), len(self.keys) - 1)
+        hit = self.keys[pos] == q
+        out = np.full((len(q), self.nearest.shape[1]), -1, dtype=np.int32)
+        out[hit] = self.nearest[pos[hit]]
+        return out
+
+    def deviation(self, points: np.ndarray, gate: float = 3.0, facing_min: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+        """Per point (N, 3): deviation (N,) in fine voxels (0 where unseen or outside the band) and its bank ids (N, k)."""
+        q = np.asarray(points, dtype=np.float32)
+        ids = self.lookup(q)
+        ok = ids[:, 0] >= 0
+        dev = np.zeros(len(q), dtype=np.float32)
+        if not ok.any():
+            return dev, ids
+        n = self.normals[ids[ok]]  # (M, k, 3)
+        view = n[:, 0].mean(0)
+        # a one-view scan (outward normals agree on average): bank surface facing away from its scanner is
+        # another sheet (the far side of a thin part), not what this scan saw
+        facing = (n @ (view / np.linalg.norm(view))) > facing_min if np.linalg.norm(view) > 0.3 else np.ones(n.shape[:2], bool)
+        diff = q[ok, None, :] - self.points[ids[ok]]
+        normal = np.einsum("mkj,mkj->mk", diff, n)
+        dist2 = (diff**2).sum(2)
+        along = np.sqrt(np.maximum(dist2 - normal**2, 0.0))
+        good = facing & (along <= gate * self.fine)
+        cnt = good.sum(1)
+        d = np.where(good, np.abs(normal), np.inf).min(1) / self.fine
+        dev[ok] = np.where(cnt > 0, d, 0.0)
+        return dev, ids
+
+    def save(self, directory: str | Path) -> Path:
+        """Write field.npz into directory."""
+        p = Path(directory) / "field.npz"
+        np.savez(p, points=self.points, normals=self.normals, fine=np.float64(self.fine), cell=np.float64(self.cell),
+                 keys=self.keys, nearest=self.nearest)
+        return p
+
+    @classmethod
+    def load(cls, directory: str | Path) -> SurfaceField:
+        """Read field.npz written by save(); a missing or corrupt file is a ModelError."""
+        p = Path(directory) / "field.npz"
+        try:
+            with np.load(p, allow_pickle=False) as z:
+                return cls(z["points"], z["normals"], float(z["fine"]), float(z["cell"]), z["keys"], z["nearest"])
+        except (OSError, KeyError, ValueError) as e:
+            raise ModelError(f"{p} is missing or corrupt ({e})", "refit the model") from None
