@@ -114,8 +114,10 @@ class SurfaceField:
         out[hit] = self.nearest[pos[hit]]
         return out
 
-    def deviation(self, points: np.ndarray, gate: float = 3.0, facing_min: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
-        """Per point (N, 3): deviation (N,) in fine voxels (0 where unseen or outside the band) and its bank ids (N, k)."""
+    def deviation(self, points: np.ndarray, gate: float = 2.0, facing_min: float = 0.0, signed: bool = False
+                  ) -> tuple[np.ndarray, np.ndarray]:
+        """Per point (N, 3): deviation (N,) in fine voxels (0 where unseen or outside the band; signed: + outside
+        the normal surface) and its bank ids (N, k). The plane of the closest of the k bank points counts."""
         q = np.asarray(points, dtype=np.float32)
         ids = self.lookup(q)
         ok = ids[:, 0] >= 0
@@ -133,8 +135,9 @@ class SurfaceField:
         along = np.sqrt(np.maximum(dist2 - normal**2, 0.0))
         good = facing & (along <= gate * self.fine)
         cnt = good.sum(1)
-        d = np.where(good, np.abs(normal), np.inf).min(1) / self.fine
-        dev[ok] = np.where(cnt > 0, d, 0.0)
+        j = np.argmin(np.where(good, np.abs(normal), np.inf), axis=1)
+        d = normal[np.arange(len(j)), j] / self.fine  # signed: + outside the normal surface, - inside
+        dev[ok] = np.where(cnt > 0, d if signed else np.abs(d), 0.0)
         return dev, ids
 
     def save(self, directory: str | Path) -> Path:

@@ -53,14 +53,15 @@ class PointCloudHead:
                  radii: tuple[float, ...] = (4.0, 8.0), max_nn_fpfh: int = 30, bank_max: int = 20000, k: int = 1,
                  smooth_k: int = 6, topk: int = 5, adapt_steps: int = 400, outliers: bool = False,
                  plane: bool = False, position_weight: float = 0.0, keep_raw: bool = False, seed: int = 0,
-                 surface_weight: float = 0.0, surface_voxel: float = 0.25, surface_pool: float = 5.0,
+                 surface_weight: float = 0.0, surface_voxel: float = 0.25, surface_pool: float = 6.0,
+                 surface_region: float = 20.0,
                  progress: bool = True) -> None:
         self.params = {"adapt": adapt, "target_points": target_points, "voxel_size": voxel_size, "radii": list(radii),
                        "max_nn_fpfh": max_nn_fpfh, "bank_max": bank_max, "k": k, "smooth_k": smooth_k, "topk": topk,
                        "adapt_steps": adapt_steps, "outliers": outliers, "plane": plane,
                        "position_weight": position_weight, "keep_raw": keep_raw, "seed": seed,
                        "surface_weight": surface_weight, "surface_voxel": surface_voxel,
-                       "surface_pool": surface_pool}
+                       "surface_pool": surface_pool, "surface_region": surface_region}
         self.progress = progress
         self.cfg: FeatureConfig | None = None
         self.adapter: Adapter | None = None
@@ -139,8 +140,9 @@ class PointCloudHead:
     def score_points(self, points: np.ndarray) -> CloudScores:
         """Score one cloud (N, 3): kNN distance per voxel, smoothed over spatial neighbours, mapped to points.
 
-        With surface_weight w > 0 (registered clouds, field.py): point score = its voxel's score + w * its surface
-        deviation (fine voxels) pooled over cells of `surface_pool` fine voxels; object score = the highest pooled
+        With surface_weight w > 0 (registered clouds, field.py): point score = its voxel's score + w * |its signed
+        surface deviation (fine voxels) pooled over cells of `surface_pool` fine voxels, less the mean over cells of
+        `surface_region` fine voxels|; object score = the highest pooled
         w * deviation among cells of 3 points or more (a dent of a few mm is a handful of cells: a top-k mean drowns it).
         """
         from oddeye.retrieval.index import PatchIndex
@@ -164,9 +166,13 @@ class PointCloudHead:
             top = np.sort(v)[-min(self.params["topk"], m):]
             return CloudScores(float(top.mean()), pv.astype(np.float32), v.astype(np.float32), vox.points,
                                vox.points[int(np.argmax(v))])
-        dev, _ = self.surface.deviation(pts)
-        sm, cnt = pool_mean(pts, dev, float(self.params.get("surface_pool", 5.0)) * self.surface.fine)
-        sm = float(self.params["surface_weight"]) * sm
+        fine = self.surface.fine
+        dev, _ = self.surface.deviation(pts, signed=True)
+        sm, cnt = pool_mean(pts, dev, float(self.params.get("surface_pool", 6.0)) * fine)
+        region = float(self.params.get("surface_region", 0.0))
+        if region > 0:  # relative to the region's own offset: a broad misregistration is not a defect
+            sm = sm - pool_mean(pts, sm, region * fine)[0]
+        sm = float(self.params["surface_weight"]) * np.abs(sm)
         pv = pv + sm
         ok = cnt >= 3 if (cnt >= 3).any() else np.ones(len(pv), dtype=bool)
         # object score from the surface term alone: on held-out bunny scans the features' outliers (view-dependent
