@@ -70,11 +70,18 @@ def load_scans(root: str | Path, names: tuple[str, ...] = SCANS, register: bool 
 
 
 def make_bunny_defects(root: str | Path, fold: int = 0, seed: int = 0, variants: int = 2,
-                       kinds: tuple[str, ...] = KINDS, scans: dict[str, np.ndarray] | None = None
-                       ) -> tuple[dict[str, np.ndarray], list[TestCloud]]:
-    """Training scans {name: (N, 3)} of `fold` and its seeded test set (clean + every defect kind per variant)."""
+                       kinds: tuple[str, ...] = KINDS, scans: dict[str, np.ndarray] | None = None,
+                       validation: bool = False) -> tuple[dict[str, np.ndarray], list[TestCloud]]:
+    """Training scans {name: (N, 3)} of `fold` and its seeded test set (clean + every defect kind per variant).
+
+    validation=True: the fold's validation split instead (6 of its training scans; the other 2 as the test set),
+    for choosing settings without the test scans (use another seed too).
+    """
     test = FOLDS[fold % len(FOLDS)]
     train = tuple(n for n in SCANS if n not in test)
+    if validation:  # tuning without the test scans: of this fold's 8 training scans, fit on 6, test on 2
+        test = FOLDS[(fold + 1) % len(FOLDS)]
+        train = tuple(n for n in train if n not in test)
     scans = scans if scans is not None else load_scans(root)
     rng = np.random.default_rng(seed * 1000 + fold)
     tests: list[TestCloud] = []

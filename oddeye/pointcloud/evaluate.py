@@ -28,8 +28,9 @@ def _safe(fn: Callable[..., float], *a: Any) -> float:
 
 
 def eval_bunny(root: str | Path, make_head: HeadFactory, *, folds: int = len(FOLDS), variants: int = 2, seed: int = 0,
-               out: Path | None = None, progress: bool = True) -> tuple[dict[str, Any], Result]:
-    """bunny-defects: per fold fit on 8 registered scans, score 2 held-out scans clean + each defect kind.
+               out: Path | None = None, progress: bool = True, validation: bool = False) -> tuple[dict[str, Any], Result]:
+    """bunny-defects: per fold fit on 8 registered scans, score 2 held-out scans clean + each defect kind
+    (validation=True: each fold's validation split, 6 of its training scans vs 2 others, no test scan).
 
     Returns metrics (object/point AUROC per kind and their means over kinds; points/s of scoring) and the Result.
     """
@@ -41,7 +42,8 @@ def eval_bunny(root: str | Path, make_head: HeadFactory, *, folds: int = len(FOL
     result = Result(head="pointcloud", meta={"dataset": "bunny-defects", "folds": folds, "variants": variants})
     n_pts, t_score, t_fit = 0, 0.0, 0.0
     for f in tqdm(range(folds), desc="bunny folds", disable=not progress):
-        train, fold_tests = make_bunny_defects(root, fold=f, seed=seed, variants=variants, scans=scans)
+        train, fold_tests = make_bunny_defects(root, fold=f, seed=seed, variants=variants, scans=scans,
+                                                 validation=validation)
         t0 = time.perf_counter()
         head = make_head().fit(list(train.values()))
         t_fit += time.perf_counter() - t0
