@@ -50,3 +50,25 @@ def test_surface_save_load_and_missing_file(fitted, tmp_path):
     (tmp_path / "m" / "field.npz").unlink()
     with pytest.raises(ModelError, match="field.npz"):
         PointCloudHead.load(tmp_path / "m")
+
+
+def test_orient_turns_normals_outwards_for_one_view_scans_and_full_clouds():
+    from oddeye.pointcloud.features import estimate_normals
+    from oddeye.pointcloud.field import orient
+
+    p = make_point_cloud(seed=2, n_points=4000, shape="sphere").points.astype(np.float64)
+    centre = p.mean(0)
+    full = orient(p, estimate_normals(p, 0.15, 30), centre)
+    assert float(np.mean(((p - centre) * full).sum(1) > 0)) > 0.95
+    front = p[p[:, 2] > 0.1]  # one range scan seen from +z: its normals turn towards the scanner
+    one = orient(front, estimate_normals(front, 0.15, 30), centre)
+    assert float(np.mean(one[:, 2] > 0)) > 0.95
+
+
+def test_pool_mean_averages_within_cells_and_counts_points():
+    from oddeye.pointcloud.field import pool_mean
+
+    pts = np.array([[0.1, 0.1, 0.1], [0.2, 0.2, 0.2], [5.1, 5.1, 5.1]])
+    mean, cnt = pool_mean(pts, np.array([1.0, 3.0, 10.0]), 1.0)
+    np.testing.assert_allclose(mean, [2.0, 2.0, 10.0])
+    assert cnt.tolist() == [2, 2, 1]
