@@ -23,7 +23,9 @@ DEFAULT_ROOT = REPO.parent / "shared" / "data" / "stanford_bunny"
 
 CONFIGS = {"raw": {"adapt": False}, "adapted": {"adapt": True}, "adapted_concat": {"adapt": True, "keep_raw": True},
            "raw_surface": {"adapt": False, "surface_weight": 8.0},
-           "adapted_concat_surface": {"adapt": True, "keep_raw": True, "surface_weight": 8.0}}
+           "adapted_concat_surface": {"adapt": True, "keep_raw": True, "surface_weight": 8.0},
+           "raw_surface_holes": {"adapt": False, "surface_weight": 8.0, "hole_weight": 0.05},
+           "adapted_concat_surface_holes": {"adapt": True, "keep_raw": True, "surface_weight": 8.0, "hole_weight": 0.05}}
 
 
 def head_factory(adapt: bool, seed: int = 0, **kw):  # noqa: ANN201
@@ -33,6 +35,7 @@ def head_factory(adapt: bool, seed: int = 0, **kw):  # noqa: ANN201
     def make() -> PointCloudHead:
         return PointCloudHead(adapt=adapt, position_weight=4.0, smooth_k=3, bank_max=kw.get("bank_max", 100000),
                               keep_raw=kw.get("keep_raw", False), surface_weight=kw.get("surface_weight", 0.0),
+                              hole_weight=kw.get("hole_weight", 0.0),
                               seed=seed, progress=False)
 
     return make
@@ -69,7 +72,8 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=10)
     ap.add_argument("--only", default="raw_surface,raw,adapted_concat_surface",
                     help="comma-separated configs: raw (FPFH), adapted (adapter output), adapted_concat (FPFH + "
-                         "adapter), *_surface (+ 8 x deviation from the registered training surface)")
+                         "adapter), *_surface (+ 8 x deviation from the registered training surface), *_holes (+ 0.05 x "
+                         "hole area)")
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "out" / "pointcloud")
     ap.add_argument("--validation", action="store_true",
                     help="the validation splits (each fold: 6 of its training scans vs 2 others; no test scan), seed 1: "

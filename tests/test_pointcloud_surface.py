@@ -72,3 +72,19 @@ def test_pool_mean_averages_within_cells_and_counts_points():
     mean, cnt = pool_mean(pts, np.array([1.0, 3.0, 10.0]), 1.0)
     np.testing.assert_allclose(mean, [2.0, 2.0, 10.0])
     assert cnt.tolist() == [2, 2, 1]
+
+
+def test_holes_finds_missing_surface_in_a_one_view_scan_not_in_a_clean_one():
+    from oddeye.pointcloud.defects import make_defect
+
+    def scan(seed: int) -> np.ndarray:
+        p = make_point_cloud(seed=seed, n_points=12000, shape="sphere").points.astype(np.float64)
+        return p[p[:, 2] > 0.1]  # seen from +z
+
+    field = SurfaceField.fit([scan(s) for s in range(3)], 0.02)
+    clean = scan(7)
+    holed = make_defect(clean, "hole", seed=1, size=0.08)
+    _, clean_score = field.holes(clean, field.deviation(clean)[1])
+    pts, hole_score = field.holes(holed.points, field.deviation(holed.points)[1])
+    assert hole_score > clean_score + 5
+    assert pts[holed.labels == 1].mean() > pts[holed.labels == 0].mean()

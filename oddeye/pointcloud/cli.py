@@ -54,6 +54,8 @@ def register(cli) -> None:  # noqa: ANN001 - CliGroups
                                                          "registered into one frame (0 = off)."),
         surface_weight: float = typer.Option(0.0, help="Weight of the deviation from the training surface; only "
                                                         "for clouds registered into one frame (0 = off)."),
+        hole_weight: float = typer.Option(0.0, help="With --surface-weight: weight of the area of missing surface "
+                                                     "(holes) in a one-view scan (0 = off; bunny eval: 0.05)."),
         seed: int = typer.Option(0, help="Seed for adapter, coreset and calibration."),
     ) -> None:
         """Learn normal local 3D shape from normal point clouds; writes a model folder.
@@ -65,7 +67,7 @@ def register(cli) -> None:  # noqa: ANN001 - CliGroups
 
         files = expand_inputs(train)
         head = PointCloudHead(adapt=adapt, target_points=target_points, position_weight=position_weight,
-                              keep_raw=keep_raw, surface_weight=surface_weight, seed=seed)
+                              keep_raw=keep_raw, surface_weight=surface_weight, hole_weight=hole_weight, seed=seed)
         head.fit(files)
         head.save(out)
         typer.echo(f"fitted on {len(files)} clouds (bank {head.fit_info['n_bank']} of {head.fit_info['n_bank_all']} "
@@ -117,6 +119,8 @@ def register(cli) -> None:  # noqa: ANN001 - CliGroups
         seed: int = typer.Option(0, help="Seed of defects, adapter and coreset."),
         surface_weight: float = typer.Option(8.0, help="bunny-defects (registered scans): weight of the deviation "
                                                         "from the training surface (0 = FPFH only)."),
+        hole_weight: float = typer.Option(0.05, help="bunny-defects: weight of the area of missing surface (holes); "
+                                                     "0 = off (faster)."),
     ) -> None:
         """Evaluate on a data set: object AUROC, point AUROC, AUPRO (organised clouds), points/s; last line JSON.
 
@@ -136,7 +140,8 @@ def register(cli) -> None:  # noqa: ANN001 - CliGroups
         if dataset == "bunny-defects":
             def make() -> PointCloudHead:
                 return PointCloudHead(adapt=adapt, keep_raw=keep_raw, position_weight=4.0, smooth_k=3,
-                                      bank_max=100000, surface_weight=surface_weight, seed=seed, progress=False)
+                                      bank_max=100000, surface_weight=surface_weight, hole_weight=hole_weight, seed=seed,
+                                      progress=False)
 
             metrics, result = eval_bunny(root, make, folds=folds, variants=variants, seed=seed, out=out)
         else:

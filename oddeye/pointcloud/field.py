@@ -140,6 +140,52 @@ class SurfaceField:
         dev[ok] = np.where(cnt > 0, d if signed else np.abs(d), 0.0)
         return dev, ids
 
+    def holes(self, points: np.ndarray, ids: np.ndarray, size: float = 1.5, enclosed: float = 0.8
+              ) -> tuple[np.ndarray, float]:
+        """Holes in a one-view scan: points (N, 3) and their bank ids (N, k) from deviation() -> per-point score (N,)
+        and object score: the area, in cells of `size` fine voxels, of the largest hole near / anywhere.
+
+        A cell is missing where bank surface faces this scan's scanner but no scan point lies in it or next to it;
+        a connected patch of missing cells is a hole when at least `enclosed` of the surface cells around it are
+        covered by the scan (a scan border is bordered by bank surface the scan did not see instead).
+        """
+        from scipy import ndimage
+
+        q = np.asarray(points, dtype=np.float64)
+        out = np.zeros(len(q), dtype=np.float32)
+        hit = ids[:, 0] >= 0
+        view = self.normals[ids[hit, 0]].mean(0) if hit.any() else np.zeros(3)
+        if np.linalg.norm(view) <= 0.3:  # not a one-view scan: no scanner direction to reason with
+            return out, 0.0
+        h = size * self.fine
+        lo, hi = q.min(0) - 3 * h, q.max(0) + 3 * h
+        shape = np.ceil((hi - lo) / h).astype(np.int64)
+        inb = (self.points >= lo).all(1) & (self.points < hi).all(1)
+
+        def cells(x: np.ndarray) -> np.ndarray:
+            c = np.clip(np.floor((x - lo) / h).astype(np.int64), 0, shape - 1)
+            return (c[:, 0] * shape[1] + c[:, 1]) * shape[2] + c[:, 2]
+
+        n, cube = int(np.prod(shape)), np.ones((3, 3, 3), bool)
+        bc = cells(self.points[inb].astype(np.float64))
+        facing = (self.normals[inb] @ (view / np.linalg.norm(view))) > 0.3
+        qc = cells(q)
+        seen = ndimage.maximum_filter((np.bincount(qc, minlength=n) > 0).reshape(shape).astype(np.uint8), size=3) > 0
+        bank = np.bincount(bc, minlength=n).reshape(shape) > 0
+        missing = (np.bincount(bc[facing], minlength=n).reshape(shape) > 0) & ~seen
+        lab, count = ndimage.label(missing, structure=cube)
+        if count == 0:
+            return out, 0.0
+        near = ndimage.grey_dilation(lab, size=(3, 3, 3))
+        shell = (near > 0) & (lab == 0) & (bank | seen)
+        tot = np.bincount(near[shell], minlength=count + 1)
+        full = np.bincount(near[shell], weights=seen[shell].astype(float), minlength=count + 1)
+        area = np.bincount(lab.ravel(), minlength=count + 1).astype(float)
+        area[(full < enclosed * tot) | (tot == 0)] = 0.0
+        area[0] = 0.0
+        out = ndimage.grey_dilation(area[lab], size=(5, 5, 5)).ravel()[qc].astype(np.float32)
+        return out, float(area.max())
+
     def save(self, directory: str | Path) -> Path:
         """Write field.npz into directory."""
         p = Path(directory) / "field.npz"

@@ -54,14 +54,15 @@ class PointCloudHead:
                  smooth_k: int = 6, topk: int = 5, adapt_steps: int = 400, outliers: bool = False,
                  plane: bool = False, position_weight: float = 0.0, keep_raw: bool = False, seed: int = 0,
                  surface_weight: float = 0.0, surface_voxel: float = 0.25, surface_pool: float = 6.0,
-                 surface_region: float = 20.0,
+                 surface_region: float = 20.0, hole_weight: float = 0.0,
                  progress: bool = True) -> None:
         self.params = {"adapt": adapt, "target_points": target_points, "voxel_size": voxel_size, "radii": list(radii),
                        "max_nn_fpfh": max_nn_fpfh, "bank_max": bank_max, "k": k, "smooth_k": smooth_k, "topk": topk,
                        "adapt_steps": adapt_steps, "outliers": outliers, "plane": plane,
                        "position_weight": position_weight, "keep_raw": keep_raw, "seed": seed,
                        "surface_weight": surface_weight, "surface_voxel": surface_voxel,
-                       "surface_pool": surface_pool, "surface_region": surface_region}
+                       "surface_pool": surface_pool, "surface_region": surface_region,
+                       "hole_weight": hole_weight}
         self.progress = progress
         self.cfg: FeatureConfig | None = None
         self.adapter: Adapter | None = None
@@ -144,6 +145,7 @@ class PointCloudHead:
         surface deviation (fine voxels) pooled over cells of `surface_pool` fine voxels, less the mean over cells of
         `surface_region` fine voxels|; object score = the highest pooled
         w * deviation among cells of 3 points or more (a dent of a few mm is a handful of cells: a top-k mean drowns it).
+        With hole_weight h > 0: + h * the area of the largest hole (field.holes) to both, near it for points.
         """
         from oddeye.retrieval.index import PatchIndex
 
@@ -167,20 +169,23 @@ class PointCloudHead:
             return CloudScores(float(top.mean()), pv.astype(np.float32), v.astype(np.float32), vox.points,
                                vox.points[int(np.argmax(v))])
         fine = self.surface.fine
-        dev, _ = self.surface.deviation(pts, signed=True)
+        dev, ids = self.surface.deviation(pts, signed=True)
         sm, cnt = pool_mean(pts, dev, float(self.params.get("surface_pool", 6.0)) * fine)
         region = float(self.params.get("surface_region", 0.0))
         if region > 0:  # relative to the region's own offset: a broad misregistration is not a defect
             sm = sm - pool_mean(pts, sm, region * fine)[0]
         sm = float(self.params["surface_weight"]) * np.abs(sm)
-        pv = pv + sm
+        hw = float(self.params.get("hole_weight") or 0.0)
+        holes, hole = self.surface.holes(pts, ids) if hw > 0 else (0.0, 0.0)
+        pv = pv + sm + hw * holes
         ok = cnt >= 3 if (cnt >= 3).any() else np.ones(len(pv), dtype=bool)
         # object score from the surface term alone: on held-out bunny scans the features' outliers (view-dependent
         # sampling, scan borders) only added noise to the clean clouds' maxima (validation splits, docs)
         best = int(np.flatnonzero(ok)[np.argmax(sm[ok])])
         v = np.full(m, -np.inf)
         np.maximum.at(v, vox.inverse, pv)
-        return CloudScores(float(sm[best]), pv.astype(np.float32), v.astype(np.float32), vox.points, pts[best])
+        return CloudScores(float(sm[best]) + hw * hole, pv.astype(np.float32), v.astype(np.float32), vox.points,
+                           pts[best])
 
     def score(self, samples: Iterable[Any]) -> Result:
         """Score clouds -> Result: one Score per cloud with a 'points' map (N,), an Event where above threshold."""
