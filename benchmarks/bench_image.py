@@ -66,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--index", default="ivf", help="PatchIndex kind of the PatchCore bank")
     ap.add_argument("--max-pool", type=int, default=100000, help="random patch pool for the coreset")
     ap.add_argument("--border", type=int, default=2, help="outer patch ring left out of image scores")
+    ap.add_argument("--intensity", default="raw", help="raw | standardize (per-image mean/std)")
+    ap.add_argument("--score-sigma", type=float, default=1.0, help="patch-score smoothing before the image max")
     ap.add_argument("--no-pixel", action="store_true", help="skip pixel metrics")
     ap.add_argument("--no-record", action="store_true", help="print, do not append to RESULTS.md")
     ap.add_argument("--options", action="store_true", help="also time channels_last x bf16 for the extractor")
@@ -85,7 +87,8 @@ def main(argv: list[str] | None = None) -> int:
 
     set_threads()
     ds = load_image_dataset("magnetic-tile", args.root, seed=args.seed)
-    ext = {"image_size": args.image_size, "layers": [int(x) for x in args.layers.split(",")]}
+    ext = {"image_size": args.image_size, "layers": [int(x) for x in args.layers.split(",")],
+           "intensity": args.intensity}
     split = f"seed {args.seed}: {len(ds.train)} MT_Free train, {len(ds.test)} test ({sum(i.label for i in ds.test)} defective)"
     cmd = "nice -n 10 .venv/bin/python benchmarks/bench_image.py " + " ".join(argv if argv is not None else sys.argv[1:])
     out = {}
@@ -101,7 +104,8 @@ def main(argv: list[str] | None = None) -> int:
 
         load0 = machine_line()
         model = PatchCoreHead(coreset=1.0, max_bank=args.max_bank, index_kind=args.index, max_pool=args.max_pool,
-                              extractor=ext, seed=args.seed, border=args.border).fit(ds.train[:96])
+                              extractor=ext, seed=args.seed, border=args.border,
+                              score_sigma=args.score_sigma).fit(ds.train[:96])
         imgs = [cv2.resize(it.load(), (256, 256)) for it in as_items(ds.test[:64])]
         figs = {**throughput(model, imgs, repeats=8), "bank_size": int(len(model.bank)), "index": model.index.kind}
         print(json.dumps(figs), flush=True)
@@ -114,7 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     for head in [h for h in args.heads.split(",") if h]:
         load0 = machine_line()
         m, _, model = evaluate(ds, head=head, pixel=not args.no_pixel, extractor=ext, seed=args.seed, coreset=args.coreset,
-                        max_bank=args.max_bank, index_kind=args.index, max_pool=args.max_pool, border=args.border)
+                        max_bank=args.max_bank, index_kind=args.index, max_pool=args.max_pool, border=args.border,
+                        score_sigma=args.score_sigma)
         per_type = m.pop("image_auroc_per_type")
         figs = {**{k: v for k, v in m.items() if isinstance(v, (int, float))},
                 **{f"image_auroc_{k}": v for k, v in per_type.items()}}

@@ -202,3 +202,29 @@ def test_border_ring_is_left_out_of_image_scores():
     assert PatchCoreHead(extractor=EXT).interior(pm).max() == 9.0
     with pytest.raises(InputError, match="border"):
         GaussianHead(border=-1)
+
+
+def test_score_sigma_smooths_lone_patches_not_regions():
+    head = PatchCoreHead(score_sigma=1.0, extractor=EXT)
+    lone = np.zeros((1, 12, 12), np.float32)
+    lone[0, 6, 6] = 9.0
+    region = np.zeros((1, 12, 12), np.float32)
+    region[0, 4:9, 4:9] = 5.0
+    assert head.smoothed(region).max() > head.smoothed(lone).max()  # raw max says the opposite
+    assert np.array_equal(PatchCoreHead(score_sigma=0, extractor=EXT).smoothed(lone), lone)
+    with pytest.raises(InputError, match="score_sigma"):
+        GaussianHead(score_sigma=-1)
+
+
+def test_standardized_intensity_ignores_exposure(data):
+    """With intensity='standardize' a uniformly brighter/contrastier copy of an image scores the same."""
+    train, test = data
+    head = PatchCoreHead(coreset=0.2, extractor={**EXT, "intensity": "standardize"}).fit(train)
+    img = test[0].image.astype(np.float32)
+    brighter = np.clip(img * 0.8 + 30, 0, 255).astype(np.uint8)
+    a, b = head.score_arrays([test[0].image, brighter])[0]
+    raw = PatchCoreHead(coreset=0.2, extractor=EXT).fit(train)
+    ra, rb = raw.score_arrays([test[0].image, brighter])[0]
+    assert abs(a - b) < 0.1 * abs(a) and abs(ra - rb) > abs(a - b)
+    with pytest.raises(InputError, match="intensity"):
+        PatchCoreHead(extractor={**EXT, "intensity": "bogus"}).extractor

@@ -26,10 +26,13 @@ class FeatureMapHead:
     what = "patch distance"
 
     def __init__(self, extractor: dict[str, Any] | None = None, batch_size: int = 16, seed: int = 0,
-                 device: str = "cpu", sigma: float = 4.0, border: int = 0) -> None:
+                 device: str = "cpu", sigma: float = 4.0, border: int = 0, score_sigma: float = 1.0) -> None:
         if border < 0:
             raise InputError(f"border must be >= 0 patches, got {border}")
+        if score_sigma < 0:
+            raise InputError(f"score_sigma must be >= 0 patches, got {score_sigma}")
         self.border = int(border)
+        self.score_sigma = float(score_sigma)
         self.extractor_cfg = {**DEFAULT_EXTRACTOR, **(extractor or {})}
         self.batch_size = int(batch_size)
         self.seed = int(seed)
@@ -55,6 +58,16 @@ class FeatureMapHead:
         if b == 0 or pmap.shape[1] <= 2 * b or pmap.shape[2] <= 2 * b:
             return pmap
         return pmap[:, b:-b, b:-b]
+
+    def smoothed(self, pmap: np.ndarray) -> np.ndarray:
+        """Patch scores (B, h, w) Gaussian-smoothed over `score_sigma` patches, for image scores: one odd patch
+        is noise, a defect lights up a neighbourhood."""
+        if self.score_sigma <= 0:
+            return pmap
+        import cv2
+
+        return np.stack([cv2.GaussianBlur(m.astype(np.float32), (0, 0), self.score_sigma,
+                                          borderType=cv2.BORDER_REFLECT) for m in pmap])
 
     def _state(self) -> dict[str, Any]:
         """Extra manifest fields of the head."""
@@ -123,7 +136,8 @@ class FeatureMapHead:
         self._save_arrays(d)
         write_manifest(d, self.name, version=FORMAT_VERSION, extractor=self.extractor_cfg, threshold=self.threshold,
                        pixel_threshold=self.pixel_threshold, n_train=self.n_train, batch_size=self.batch_size,
-                       seed=self.seed, sigma=self.sigma, border=self.border, **self._state())
+                       seed=self.seed, sigma=self.sigma, border=self.border, score_sigma=self.score_sigma,
+                       **self._state())
         return d
 
     @classmethod
@@ -134,7 +148,7 @@ class FeatureMapHead:
         head = cls.__new__(cls)
         FeatureMapHead.__init__(head, extractor=doc["extractor"], batch_size=doc.get("batch_size", 16),
                                 seed=doc.get("seed", 0), device=device, sigma=doc.get("sigma", 4.0),
-                                border=doc.get("border", 0))
+                                border=doc.get("border", 0), score_sigma=doc.get("score_sigma", 0.0))
         head.threshold, head.pixel_threshold = doc.get("threshold"), doc.get("pixel_threshold")
         head.n_train = doc.get("n_train", 0)
         head._load_arrays(d, doc)

@@ -12,9 +12,10 @@ from oddeye.core.errors import InputError
 
 
 def _extractor_cfg(backbone: str, image_size: int, layers: str | None, target_dim: int | None,
-                   bf16: bool | None) -> dict[str, Any]:
+                   bf16: bool | None, intensity: str = "raw") -> dict[str, Any]:
     """Extractor options from command-line strings."""
-    cfg: dict[str, Any] = {"name": backbone, "image_size": image_size, "target_dim": target_dim}
+    cfg: dict[str, Any] = {"name": backbone, "image_size": image_size, "target_dim": target_dim,
+                           "intensity": intensity}
     if layers:
         try:
             cfg["layers"] = [int(x) for x in layers.split(",") if x.strip()]
@@ -52,6 +53,11 @@ def register(cli: Any) -> None:
         layers: str = typer.Option("", "--layers", help="Backbone blocks to use, e.g. 4,10 (default per backbone)."),
         target_dim: int = typer.Option(0, "--target-dim", help="Pool features to this many channels (0: keep)."),
         seed: int = typer.Option(0, "--seed", help="Seed of the coreset and the calibration split."),
+        intensity: str = typer.Option("raw", "--intensity",
+                                      help="raw | standardize (per-image mean/std: ignore exposure differences)."),
+        border: int = typer.Option(0, "--border", help="Outer ring of patches left out of image scores."),
+        score_sigma: float = typer.Option(1.0, "--score-sigma",
+                                          help="Smooth patch scores over this many patches before the image max."),
     ) -> None:
         """Learn what normal images look like; writes a model folder.
 
@@ -59,8 +65,9 @@ def register(cli: Any) -> None:
         """
         from oddeye.image.evaluate import make_head
 
-        ext = _extractor_cfg(backbone, image_size, layers or None, target_dim or None, None)
-        model = make_head(head, coreset=coreset, max_bank=max_bank or None, mode=mode, extractor=ext, seed=seed)
+        ext = _extractor_cfg(backbone, image_size, layers or None, target_dim or None, None, intensity)
+        model = make_head(head, coreset=coreset, max_bank=max_bank or None, mode=mode, extractor=ext, seed=seed,
+                          border=border, score_sigma=score_sigma)
         t0 = time.perf_counter()
         model.fit([train])
         model.save(out)
@@ -112,6 +119,9 @@ def register(cli: Any) -> None:
         no_pixel: bool = typer.Option(False, "--no-pixel", help="Skip pixel metrics (faster)."),
         border: int = typer.Option(0, "--border", help="Outer ring of patches left out of image scores."),
         max_pool: int = typer.Option(100000, "--max-pool", help="PatchCore: random patch pool for the coreset."),
+        intensity: str = typer.Option("raw", "--intensity", help="raw | standardize (per-image mean/std)."),
+        score_sigma: float = typer.Option(1.0, "--score-sigma",
+                                          help="Smooth patch scores over this many patches before the image max."),
     ) -> None:
         """Evaluate an image head on a public data set; prints a table, then ONE JSON line.
 
@@ -126,10 +136,10 @@ def register(cli: Any) -> None:
 
         t0 = time.perf_counter()
         ds = load_image_dataset(dataset, root, category=category or None, seed=seed)
-        ext = _extractor_cfg("efficientnet-lite0", image_size, layers or None, None, None)
+        ext = _extractor_cfg("efficientnet-lite0", image_size, layers or None, None, None, intensity)
         m, result, _ = evaluate(ds, head=head, pixel=not no_pixel, out=out if overlays else None, coreset=coreset,
                              max_bank=max_bank or None, extractor=ext, seed=seed, border=border,
-                             max_pool=max_pool or None)
+                             max_pool=max_pool or None, score_sigma=score_sigma)
         per_type = m.pop("image_auroc_per_type")
         result.meta.update({"dataset": dataset, "root": str(root), "seed": seed, "split": ds.meta})
         result.save(out)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import time
 from typing import Any
 
@@ -28,8 +29,9 @@ def make_head(head: str, **kw: Any) -> Any:
         keys = ("group_size", "percentile", "pool")
     else:
         raise InputError(f"unknown image head {head!r}", f"choose one of {', '.join(HEADS)}")
-    common = ("extractor", "batch_size", "seed", "device", "sigma", "border")
-    return cls(**{k: v for k, v in kw.items() if (k in keys or k in common) and v is not None})
+    common = ("extractor", "batch_size", "seed", "device", "sigma", "border", "score_sigma")
+    accepted = inspect.signature(cls).parameters
+    return cls(**{k: v for k, v in kw.items() if (k in keys or k in common) and k in accepted and v is not None})
 
 
 def load_head(directory: Any, device: str = "cpu") -> Any:

@@ -50,9 +50,10 @@ class GaussianHead(FeatureMapHead):
     what = "Mahalanobis distance"
 
     def __init__(self, mode: str = "local", extractor: dict[str, Any] | None = None, batch_size: int = 16,
-                 seed: int = 0, device: str = "cpu", sigma: float = 4.0, border: int = 0) -> None:
+                 seed: int = 0, device: str = "cpu", sigma: float = 4.0, border: int = 0,
+                 score_sigma: float = 1.0) -> None:
         super().__init__(extractor=extractor, batch_size=batch_size, seed=seed, device=device, sigma=sigma,
-                         border=border)
+                         border=border, score_sigma=score_sigma)
         if mode not in ("local", "global"):
             raise InputError(f"mode={mode!r}: use 'local' (per location) or 'global'")
         self.mode = mode
@@ -102,7 +103,7 @@ class GaussianHead(FeatureMapHead):
             else:
                 dist = mahalanobis(x.reshape(b * h * w, 1, d), self.mean, self.prec).reshape(b, h * w)
         pmap = dist.reshape(b, h, w).numpy()
-        return pmap, self.interior(pmap).reshape(b, -1).max(axis=1).astype(np.float64)
+        return pmap, self.interior(self.smoothed(pmap)).reshape(b, -1).max(axis=1).astype(np.float64)
 
     def _state(self) -> dict[str, Any]:
         return {"mode": self.mode, "grid": list(self.grid) if self.grid else None, "shrinkage": self.shrinkage,

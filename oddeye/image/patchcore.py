@@ -17,7 +17,7 @@ from oddeye.retrieval.index import PatchIndex
 class PatchCoreHead(FeatureMapHead):
     """Memory bank = greedy coreset of normal patches in a PatchIndex; patch score = distance to the nearest.
 
-    Image score = the largest patch score, re-weighted as PatchCore does with the `num_neighbors` bank
+    Image score = the largest patch score (after smoothing over `score_sigma` patches), re-weighted as PatchCore does with the `num_neighbors` bank
     neighbours of that patch's nearest bank entry; the map is upsampled and Gaussian-smoothed (sigma 4).
     """
 
@@ -25,9 +25,10 @@ class PatchCoreHead(FeatureMapHead):
 
     def __init__(self, coreset: float = 0.1, max_bank: int | None = None, num_neighbors: int = 9,
                  index_kind: str = "auto", max_pool: int | None = 200_000, extractor: dict[str, Any] | None = None, batch_size: int = 16,
-                 seed: int = 0, device: str = "cpu", sigma: float = 4.0, border: int = 0) -> None:
+                 seed: int = 0, device: str = "cpu", sigma: float = 4.0, border: int = 0,
+                 score_sigma: float = 1.0) -> None:
         super().__init__(extractor=extractor, batch_size=batch_size, seed=seed, device=device, sigma=sigma,
-                         border=border)
+                         border=border, score_sigma=score_sigma)
         require_range(coreset, "coreset", 1e-6, 1.0)
         if max_bank is not None and max_bank < 1:
             raise InputError(f"max_bank must be >= 1, got {max_bank}")
@@ -63,8 +64,9 @@ class PatchCoreHead(FeatureMapHead):
         cells = np.arange(h * w).reshape(1, h, w)
         allowed = np.full(h * w, -np.inf, np.float32)  # the top patch is taken from the interior only
         allowed[self.interior(cells).ravel()] = 0.0
-        top = (pmap + allowed).argmax(axis=1)
-        s_star = pmap[np.arange(b), top]
+        smooth = self.smoothed(pmap.reshape(b, h, w)).reshape(b, h * w)
+        top = (smooth + allowed).argmax(axis=1)
+        s_star = smooth[np.arange(b), top]
         # PatchCore re-weighting: w = 1 - softmax(|m_test - m_j|)_0 over the support set of the nearest bank patch
         k = min(self.num_neighbors, len(self.index))
         m_star = self.bank[nn[np.arange(b), top]]

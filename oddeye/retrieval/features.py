@@ -135,13 +135,30 @@ def _block_stride(b: int) -> int:
     return stride
 
 
+INTENSITY_MODES = ("raw", "standardize")
+
+
+def standardize_intensity(x: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
+    """Per-image zero mean, unit std over all pixels and channels: (B, C, H, W) -> (B, C, H, W).
+
+    One mean/std per image (not per channel) keeps colour balance; it removes the global brightness and
+    contrast of the exposure, which varies between parts and shots but is rarely the defect.
+    """
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    std = x.std(dim=(1, 2, 3), keepdim=True)
+    return (x - mean) / (std + eps)
+
+
 class PatchFeatureExtractor:
     """Images -> locally aggregated patch features (B, D, h, w) at `.stride` pixels of the `.image_size` input."""
 
     def __init__(self, backbone: Backbone, image_size: int = 256, target_dim: int | None = None,
-                 patch_size: int = 3, device: str = "cpu", batch_size: int = 16) -> None:
+                 patch_size: int = 3, device: str = "cpu", batch_size: int = 16, intensity: str = "raw") -> None:
         if image_size < 32:
             raise InputError(f"image_size must be >= 32, got {image_size}")
+        if intensity not in INTENSITY_MODES:
+            raise InputError(f"intensity={intensity!r}: use one of {', '.join(INTENSITY_MODES)}")
+        self.intensity = intensity
         self.backbone = backbone.to(device)
         self.image_size = int(image_size)
         self.patch_size = int(patch_size)
@@ -175,6 +192,8 @@ class PatchFeatureExtractor:
                 a = cv2.resize(a, (s, s), interpolation=interp)
             batch[i] = a
         x = torch.from_numpy(batch).to(self.device).permute(0, 3, 1, 2).float()
+        if self.intensity == "standardize":
+            return standardize_intensity(x)
         return (x - self._mean) / self._std
 
     def aggregate(self, maps: list[torch.Tensor]) -> torch.Tensor:
@@ -231,9 +250,11 @@ def _as_batch(images: ImagesLike) -> ImagesLike:
 
 def build_extractor(name: str = "efficientnet-lite0", *, device: str = "cpu", image_size: int = 256,
                     layers: Sequence[int] | None = None, target_dim: int | None = None, patch_size: int = 3,
-                    batch_size: int = 16, threads: int | None = None, **kw: Any) -> PatchFeatureExtractor:
+                    batch_size: int = 16, threads: int | None = None, intensity: str = "raw",
+                    **kw: Any) -> PatchFeatureExtractor:
     """Build a patch feature extractor: 'efficientnet-lite0', 'hf:<folder or hub id>' or 'torchscript:<file>'.
 
+    intensity: 'raw' (the backbone's normalisation) or 'standardize' (per-image mean/std: exposure-invariant).
     kw for Lite0: weights (path), normalize ('lite'|'imagenet'), channels_last (bool), bf16 ('auto' | bool: 'auto' uses it where the
     device runs bfloat16 natively).
     Missing weights raise MissingWeightsError saying where to put them.
@@ -253,9 +274,9 @@ def build_extractor(name: str = "efficientnet-lite0", *, device: str = "cpu", im
         raise InputError(f"unknown backbone {name!r}",
                          "use efficientnet-lite0, hf:<local folder or hub id>, or torchscript:<file.pt>")
     ext = PatchFeatureExtractor(backbone, image_size=image_size, target_dim=target_dim, patch_size=patch_size,
-                                device=device, batch_size=batch_size)
+                                device=device, batch_size=batch_size, intensity=intensity)
     ext._config = {"name": name, "image_size": image_size, "layers": list(layers) if layers else None,
-                   "target_dim": target_dim, "patch_size": patch_size,
+                   "target_dim": target_dim, "patch_size": patch_size, "intensity": intensity,
                    **{k: v for k, v in kw.items() if isinstance(v, (str, int, float, bool)) or v is None}}
     return ext
 
