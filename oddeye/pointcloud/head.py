@@ -54,7 +54,8 @@ class PointCloudHead:
                  smooth_k: int = 6, topk: int = 5, adapt_steps: int = 400, outliers: bool = False,
                  plane: bool = False, position_weight: float = 0.0, keep_raw: bool = False, seed: int = 0,
                  surface_weight: float = 0.0, surface_voxel: float = 0.25, surface_pool: float = 6.0,
-                 surface_region: float = 20.0, hole_weight: float = 0.0,
+                 surface_region: float = 20.0, surface_map_scales: tuple[float, ...] = (1.0, 1.5, 2.0),
+                 hole_weight: float = 0.0,
                  progress: bool = True) -> None:
         self.params = {"adapt": adapt, "target_points": target_points, "voxel_size": voxel_size, "radii": list(radii),
                        "max_nn_fpfh": max_nn_fpfh, "bank_max": bank_max, "k": k, "smooth_k": smooth_k, "topk": topk,
@@ -62,6 +63,7 @@ class PointCloudHead:
                        "position_weight": position_weight, "keep_raw": keep_raw, "seed": seed,
                        "surface_weight": surface_weight, "surface_voxel": surface_voxel,
                        "surface_pool": surface_pool, "surface_region": surface_region,
+                       "surface_map_scales": list(surface_map_scales),
                        "hole_weight": hole_weight}
         self.progress = progress
         self.cfg: FeatureConfig | None = None
@@ -170,14 +172,18 @@ class PointCloudHead:
                                vox.points[int(np.argmax(v))])
         fine = self.surface.fine
         dev, ids = self.surface.deviation(pts, signed=True)
-        sm, cnt = pool_mean(pts, dev, float(self.params.get("surface_pool", 6.0)) * fine)
+        pool = float(self.params.get("surface_pool", 6.0)) * fine
+        sm, cnt = pool_mean(pts, dev, pool)
         region = float(self.params.get("surface_region", 0.0))
-        if region > 0:  # relative to the region's own offset: a broad misregistration is not a defect
-            sm = sm - pool_mean(pts, sm, region * fine)[0]
-        sm = float(self.params["surface_weight"]) * np.abs(sm)
+        base = pool_mean(pts, sm, region * fine)[0] if region > 0 else 0.0  # a broad offset is not a defect
+        sw = float(self.params["surface_weight"])
+        # map: mean over pooling at 1, 1.5 and 2 x surface_pool (a defect's rim gets its share); object: 1 x
+        smap = sw * np.mean([np.abs(pool_mean(pts, dev, f * pool)[0] - base) if f > 1 else np.abs(sm - base)
+                             for f in self.params.get("surface_map_scales", (1.0, 1.5, 2.0))], axis=0)
+        sm = sw * np.abs(sm - base)
         hw = float(self.params.get("hole_weight") or 0.0)
         holes, hole = self.surface.holes(pts, ids) if hw > 0 else (0.0, 0.0)
-        pv = pv + sm + hw * holes
+        pv = pv + smap + hw * holes
         ok = cnt >= 3 if (cnt >= 3).any() else np.ones(len(pv), dtype=bool)
         # object score from the surface term alone: on held-out bunny scans the features' outliers (view-dependent
         # sampling, scan borders) only added noise to the clean clouds' maxima (validation splits, docs)
