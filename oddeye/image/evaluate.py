@@ -20,18 +20,14 @@ def make_head(head: str, **kw: Any) -> Any:
     """A fresh head by name with its keyword options (unknown options for that head are dropped)."""
     if head == "patchcore":
         from oddeye.image.patchcore import PatchCoreHead as cls
-        keys = ("coreset", "max_bank", "num_neighbors", "index_kind", "max_pool")
     elif head == "gaussian":
         from oddeye.image.gaussian import GaussianHead as cls
-        keys = ("mode",)
     elif head == "zero-shot":
         from oddeye.image.zeroshot import ZeroShotHead as cls
-        keys = ("group_size", "percentile", "pool")
     else:
         raise InputError(f"unknown image head {head!r}", f"choose one of {', '.join(HEADS)}")
-    common = ("extractor", "batch_size", "seed", "device", "sigma", "border", "score_sigma")
     accepted = inspect.signature(cls).parameters
-    return cls(**{k: v for k, v in kw.items() if (k in keys or k in common) and k in accepted and v is not None})
+    return cls(**{k: v for k, v in kw.items() if k in accepted and v is not None})
 
 
 def load_head(directory: Any, device: str = "cpu") -> Any:
