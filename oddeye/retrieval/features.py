@@ -7,6 +7,7 @@ vision model from a local folder or the HF cache; build_extractor("torchscript:<
 
 from __future__ import annotations
 
+import functools
 import time
 import warnings
 from pathlib import Path
@@ -71,7 +72,8 @@ class Lite0Backbone(Backbone):
         self.normalize = normalize
         self.mean, self.std = (LITE_MEAN, LITE_STD) if normalize == "lite" else (IMAGENET_MEAN, IMAGENET_STD)
         self.channels_last = channels_last
-        self.bf16 = resolve_bf16(bf16)
+        self.bf16_request = bf16
+        self.bf16 = resolve_bf16(bf16, "cpu", warn=False)  # settled (with a warning if need be) by to(device)
         if channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.strides = tuple(STAGE_ENDS.get(b, (0, _block_stride(b)))[1] for b in self.blocks)
@@ -93,11 +95,13 @@ class Lite0Backbone(Backbone):
         return self._run(self.model.embedding, x).float()
 
     def to(self, device: str) -> Backbone:
-        """Move to `device`."""
+        """Move to `device`; bf16 'auto' is decided for that device."""
         self.model = self.model.to(device)
+        self.bf16 = resolve_bf16(self.bf16_request, str(device))
         return self
 
 
+@functools.lru_cache(maxsize=None)
 def bf16_is_fast(device: str = "cpu") -> bool:
     """Whether bfloat16 autocast runs natively on `device` (CUDA with bf16, or a CPU with AVX512-BF16 / AMX)."""
     if device.startswith("cuda"):
@@ -109,13 +113,13 @@ def bf16_is_fast(device: str = "cpu") -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def resolve_bf16(bf16: bool | str | None, device: str = "cpu") -> bool:
+def resolve_bf16(bf16: bool | str | None, device: str = "cpu", warn: bool = True) -> bool:
     """bf16 request ('auto', True, False, None) -> whether to autocast; bf16 without native support is ~40x slower
-    on CPU, so a request for it there falls back to float32 with a warning."""
+    on CPU, so a request for it there falls back to float32 (with a warning when `warn`)."""
     if bf16 in (None, False, "false", "off"):
         return False
     fast = bf16_is_fast(device)
-    if bf16 in (True, "true", "on") and not fast:
+    if warn and bf16 in (True, "true", "on") and not fast:
         warnings.warn(f"bf16 asked for, but this {device} has no native bfloat16 (no avx512_bf16/amx on CPU); "
                       "running float32, which is far faster here", RuntimeWarning, stacklevel=3)
     return fast
