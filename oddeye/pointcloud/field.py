@@ -114,6 +114,17 @@ class SurfaceField:
         out[hit] = self.nearest[pos[hit]]
         return out
 
+    def scan_direction(self, ids: np.ndarray, agree: float = 0.3) -> np.ndarray | None:
+        """Unit direction (3,) towards a one-view scan's scanner from its points' bank ids (N, k): the mean outward
+        normal of their nearest bank points, or None when those normals do not agree (norm <= `agree`: a cloud
+        seen from all round, or no point inside the band)."""
+        hit = ids[:, 0] >= 0
+        if not hit.any():
+            return None
+        view = self.normals[ids[hit, 0]].mean(0)
+        norm = float(np.linalg.norm(view))
+        return view / norm if norm > agree else None
+
     def deviation(self, points: np.ndarray, gate: float = 2.0, facing_min: float = 0.0, signed: bool = False
                   ) -> tuple[np.ndarray, np.ndarray]:
         """Per point (N, 3): deviation (N,) in fine voxels (0 where unseen or outside the band; signed: + outside
@@ -125,10 +136,10 @@ class SurfaceField:
         if not ok.any():
             return dev, ids
         n = self.normals[ids[ok]]  # (M, k, 3)
-        view = n[:, 0].mean(0)
-        # a one-view scan (outward normals agree on average): bank surface facing away from its scanner is
-        # another sheet (the far side of a thin part), not what this scan saw
-        facing = (n @ (view / np.linalg.norm(view))) > facing_min if np.linalg.norm(view) > 0.3 else np.ones(n.shape[:2], bool)
+        view = self.scan_direction(ids)
+        # a one-view scan: bank surface facing away from its scanner is another sheet (the far side of a thin
+        # part), not what this scan saw
+        facing = (n @ view) > facing_min if view is not None else np.ones(n.shape[:2], bool)
         diff = q[ok, None, :] - self.points[ids[ok]]
         normal = np.einsum("mkj,mkj->mk", diff, n)
         dist2 = (diff**2).sum(2)
@@ -153,9 +164,8 @@ class SurfaceField:
 
         q = np.asarray(points, dtype=np.float64)
         out = np.zeros(len(q), dtype=np.float32)
-        hit = ids[:, 0] >= 0
-        view = self.normals[ids[hit, 0]].mean(0) if hit.any() else np.zeros(3)
-        if np.linalg.norm(view) <= 0.3:  # not a one-view scan: no scanner direction to reason with
+        view = self.scan_direction(ids)
+        if view is None:  # not a one-view scan: no scanner direction to reason with
             return out, 0.0
         h = size * self.fine
         lo, hi = q.min(0) - 3 * h, q.max(0) + 3 * h
@@ -168,7 +178,7 @@ class SurfaceField:
 
         n, cube = int(np.prod(shape)), np.ones((3, 3, 3), bool)
         bc = cells(self.points[inb].astype(np.float64))
-        facing = (self.normals[inb] @ (view / np.linalg.norm(view))) > 0.3
+        facing = (self.normals[inb] @ view) > 0.3
         qc = cells(q)
         seen = ndimage.maximum_filter((np.bincount(qc, minlength=n) > 0).reshape(shape).astype(np.uint8), size=3) > 0
         bank = np.bincount(bc, minlength=n).reshape(shape) > 0
