@@ -138,3 +138,24 @@ def test_other_backbones(tmp_path):
     e = build_extractor(f"torchscript:{path}", image_size=64)
     assert e.dim == 24 and e.stride == 4
     assert e.extract(np.zeros((2, 64, 64, 3), np.uint8)).shape == (2, 24, 16, 16)
+
+
+def test_compile_matches_eager_pads_small_batches_and_falls_back(monkeypatch):
+    rng = np.random.default_rng(0)
+    imgs = rng.integers(0, 255, (3, 64, 64, 3), dtype=np.uint8)
+    eager = build_extractor(image_size=64, layers=(2, 4), batch_size=2)
+    comp = build_extractor(image_size=64, layers=(2, 4), batch_size=2, compile=True)
+    ref = eager.extract(imgs)  # batches of 2 then 1: the compiled path pads the last one to 2
+    got = comp.extract(imgs)
+    assert comp.backbone._compiled is not None and comp.backbone._compiled.batch == 2
+    assert torch.allclose(got, ref, atol=1e-4, rtol=1e-4)
+    assert comp.config()["compile"] is True
+
+    def broken(*a, **k):
+        raise RuntimeError("no C++ compiler")
+
+    monkeypatch.setattr(torch, "compile", broken)
+    failing = build_extractor(image_size=64, layers=(2, 4), batch_size=2, compile=True)
+    with pytest.warns(RuntimeWarning, match="torch.compile of the backbone failed"):
+        out = failing.extract(imgs)
+    assert torch.allclose(out, ref, atol=1e-5) and failing.backbone.compile is False

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import torch
 import pytest
 
 from oddeye.core.errors import EmptyDataError, InputError, ModelError
@@ -228,3 +229,23 @@ def test_standardized_intensity_ignores_exposure(data):
     assert abs(a - b) < 0.1 * abs(a) and abs(ra - rb) > abs(a - b)
     with pytest.raises(InputError, match="intensity"):
         PatchCoreHead(extractor={**EXT, "intensity": "bogus"}).extractor
+
+
+def test_cli_score_compile_flag(tmp_path, monkeypatch):
+    from oddeye.cli import main
+
+    cat = _mvtec_tree(tmp_path / "mvtec", np.random.default_rng(1))
+    assert main(["fit", "image", "--train", str(cat / "train" / "good"), "--out", str(tmp_path / "model"),
+                 "--image-size", "64", "--coreset", "0.2"]) == 0
+    calls = []
+    monkeypatch.setattr(torch, "compile", lambda fn, **kw: calls.append(kw) or fn)  # the real one is tested in test_features
+    runs = {}
+    for name, extra in (("plain", []), ("compiled", ["--compile"])):
+        assert main(["score", "image", str(tmp_path / "model"), str(cat / "test" / "crack"), str(cat / "test" / "good"),
+                     "--out", str(tmp_path / name),
+                     *extra]) == 0
+        doc = json.loads((tmp_path / name / "result.json").read_text())
+        runs[name] = sorted((s["sample_id"], s["score"]) for s in doc["scores"])
+    assert calls and calls[0]["dynamic"] is False
+    assert [a for a, _ in runs["plain"]] == [a for a, _ in runs["compiled"]]
+    assert np.allclose([b for _, b in runs["plain"]], [b for _, b in runs["compiled"]], atol=1e-5)

@@ -81,6 +81,9 @@ def register(cli: Any) -> None:
         inputs: list[Path] = typer.Argument(..., help="Image files or folders to score."),
         out: Path = typer.Option(Path("oddeye-results/image"), "--out", help="Folder for result.json and overlays."),
         db: str = typer.Option("", "--db", help="Review store (SQLite path or URL); default <out>/store.db."),
+        compile_backbone: bool = typer.Option(False, "--compile", help=(
+            "torch.compile the Lite0 backbone: 10-40 s once, then ~1.2x faster batches (worth it for hundreds "
+            "of images; needs a C++ compiler, else it warns and runs as usual).")),
     ) -> None:
         """Score images with a fitted model: writes heatmap overlays, result.json and a run in the review store.
 
@@ -89,6 +92,11 @@ def register(cli: Any) -> None:
         from oddeye.image.evaluate import load_head
 
         model = load_head(model_dir)
+        if compile_backbone:
+            if model.extractor_cfg.get("name", "efficientnet-lite0") not in ("efficientnet-lite0", "lite0"):
+                raise InputError(f"--compile works with the efficientnet-lite0 backbone; {model_dir} uses "
+                                 f"{model.extractor_cfg.get('name')}", "leave --compile out")
+            model.extractor_cfg["compile"] = True
         t0 = time.perf_counter()
         result = model.score(inputs, out=out)
         dt = time.perf_counter() - t0

@@ -59,7 +59,8 @@ class Lite0Backbone(Backbone):
     name = "efficientnet-lite0"
 
     def __init__(self, blocks: Sequence[int] = DEFAULT_LITE0_BLOCKS, weights: str | None = None,
-                 normalize: str = "lite", channels_last: bool = True, bf16: bool | str = "auto") -> None:
+                 normalize: str = "lite", channels_last: bool = True, bf16: bool | str = "auto",
+                 compile: bool = False) -> None:
         from oddeye.retrieval.features_lite0 import STAGE_ENDS, fold_batchnorm, load_lite0
 
         bad = [b for b in blocks if not 0 <= int(b) <= 15]
@@ -77,6 +78,8 @@ class Lite0Backbone(Backbone):
         if channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.strides = tuple(STAGE_ENDS.get(b, (0, _block_stride(b)))[1] for b in self.blocks)
+        self.compile = bool(compile)
+        self._compiled: CompiledBlocks | None = None
 
     def _run(self, fn: Callable[[torch.Tensor], Any], x: torch.Tensor) -> Any:
         if self.channels_last:
@@ -88,6 +91,13 @@ class Lite0Backbone(Backbone):
 
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Block outputs (B, C_i, H/s_i, W/s_i), float32."""
+        if self.compile and x.shape[0] > 1 and not torch.is_grad_enabled():
+            if self._compiled is None:
+                self._compiled = CompiledBlocks(lambda t: self._run(lambda u: self.model.features(u, self.blocks), t))
+            out = self._compiled(x)
+            if out is not None:
+                return [f.float() for f in out]
+            self.compile = False  # compilation failed (warned once); eager from now on
         return [f.float() for f in self._run(lambda t: self.model.features(t, self.blocks), x)]
 
     def embedding(self, x: torch.Tensor) -> torch.Tensor:
@@ -99,6 +109,43 @@ class Lite0Backbone(Backbone):
         self.model = self.model.to(device)
         self.bf16 = resolve_bf16(self.bf16_request, str(device))
         return self
+
+
+class CompiledBlocks:
+    """torch.compile (inductor, frozen weights) of a (B, 3, S, S) -> maps function, for one batch size.
+
+    Compiling takes 10-40 s once per process; batches smaller than the first one are zero-padded to its size
+    (no recompilation), larger ones split. Where compilation fails (no C++ compiler, an unsupported op) it
+    warns once and returns None, and the caller runs eagerly.
+    """
+
+    def __init__(self, fn: Callable[[torch.Tensor], list[torch.Tensor]]) -> None:
+        self.fn = fn
+        self.batch = 0
+        self._compiled: Callable[[torch.Tensor], list[torch.Tensor]] | None = None
+
+    def __call__(self, x: torch.Tensor) -> list[torch.Tensor] | None:
+        """Maps for x (B, 3, S, S), or None where compilation failed."""
+        if self.batch == 0:
+            self.batch = int(x.shape[0])
+        b = int(x.shape[0])
+        if b > self.batch:
+            parts = [self(x[i: i + self.batch]) for i in range(0, b, self.batch)]
+            if any(p is None for p in parts):
+                return None
+            return [torch.cat(level) for level in zip(*parts)]
+        if b < self.batch:
+            x = torch.cat([x, x.new_zeros((self.batch - b, *x.shape[1:]))])
+        try:
+            if self._compiled is None:
+                self._compiled = torch.compile(self.fn, dynamic=False, options={"freezing": True})
+            out = self._compiled(x)
+        except Exception as e:  # inductor raises many types; any failure means: run eagerly
+            warnings.warn(f"torch.compile of the backbone failed ({type(e).__name__}: {str(e)[:200]}); "
+                          "running it eagerly (same results, slower). A C++ compiler (gcc/clang) is needed.",
+                          RuntimeWarning, stacklevel=3)
+            return None
+        return [f[:b] for f in out]
 
 
 @functools.lru_cache(maxsize=None)
@@ -260,7 +307,8 @@ def build_extractor(name: str = "efficientnet-lite0", *, device: str = "cpu", im
 
     intensity: 'raw' (the backbone's normalisation) or 'standardize' (per-image mean/std: exposure-invariant).
     kw for Lite0: weights (path), normalize ('lite'|'imagenet'), channels_last (bool), bf16 ('auto' | bool: 'auto' uses it where the
-    device runs bfloat16 natively).
+    device runs bfloat16 natively), compile (bool: torch.compile the backbone; 10-40 s once per process, then
+    faster batches, see docs/image.md).
     Missing weights raise MissingWeightsError saying where to put them.
     """
     set_threads(threads)
