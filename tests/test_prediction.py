@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import warnings
 from pathlib import Path
 
@@ -125,9 +127,11 @@ def test_truncated_video_scores_frames_it_has(trained: tuple[PredictionHead, Pat
             c_out.mux(p)
     data_b = (tmp_path / "cut.avi").read_bytes()
     (tmp_path / "cut.avi").write_bytes(data_b[: len(data_b) // 2])
+    head1 = copy.copy(head)
+    head1.score_cfg = dataclasses.replace(head.score_cfg, stride=1)  # 5 frames survive the cut: < past x 2
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        sc = head.score([tmp_path / "cut.avi"], progress=False).scores[0]
+        sc = head1.score([tmp_path / "cut.avi"], progress=False).scores[0]
     n = sc.meta["truncated_at"]
     assert 0 < n < 120 and len(sc.frame_scores) == n and f"the {n} frames before the cut" in sc.reason
     assert any("stopped at frame" in str(w.message) for w in caught)

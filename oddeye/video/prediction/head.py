@@ -1,4 +1,4 @@
-"""The video-prediction head: predict each frame from the past ones, score = PSNR drop (Head protocol)."""
+"""The video-prediction head: predict each frame from past ones, score its prediction error (Head protocol)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Self
+from typing import Any, Callable, Iterable, Iterator, Self
 
 import numpy as np
 import torch
@@ -20,30 +20,25 @@ from oddeye.core.head import read_manifest, write_manifest
 from oddeye.core.metrics import minmax_normalize
 from oddeye.core.types import AnomalyMap, Result, Score, events_from_scores
 from oddeye.video.io import TruncatedVideoWarning, VideoReader, open_video
-from oddeye.video.prediction.model import Generator, PredictorConfig, frame_psnr, psnr_map
+from oddeye.video.prediction.model import Generator, PredictorConfig, psnr_map
+from oddeye.video.prediction.score import ErrorAccumulator, FrameScorer, LocationStats, ScoreConfig
 from oddeye.video.prediction.train import Trainer, TrainConfig, to_model_range
 
 NAME = "video-prediction"
 WEIGHTS = "generator.safetensors"
-FORMAT_VERSION = 1
-
-
-@dataclass
-class ScoreConfig:
-    """How PSNR becomes a score: worst-patch size (0 = whole frame), temporal smoothing, threshold quantile."""
-
-    patch: int = 0
-    smooth_sigma: float = 3.0
-    quantile: float = 0.99
-    batch_size: int = 128
+LOCATION = "location_stats.safetensors"  # per-pixel normal error (format 2)
+FORMAT_VERSION = 2
 
 
 @dataclass
 class Calibration:
-    """Normal-data statistics from the validation clips: mean/std of PSNR and the threshold on z-scores."""
+    """Normal-data statistics from the validation clips: mean/std of the frame score, threshold on its z-scores.
 
-    psnr_mean: float = 0.0
-    psnr_std: float = 1.0
+    The frame score is -PSNR for norm "none" (format 1 stored psnr_mean = -score_mean).
+    """
+
+    score_mean: float = 0.0
+    score_std: float = 1.0
     threshold: float = 3.0
     n_frames: int = 0
     quantiles: dict[str, float] = field(default_factory=dict)
@@ -51,15 +46,16 @@ class Calibration:
 
 @dataclass
 class VideoSeries:
-    """Per-frame outputs for one video: psnr (T,), indices (T,), times (T,), error maps (T, S, S) or None."""
+    """Per-frame outputs for one video: score (T,) (smoothed, higher = more anomalous), indices (T,), times (T,),
+    error maps (T, S, S) or None."""
 
     name: str
-    psnr: np.ndarray
+    score: np.ndarray
     indices: np.ndarray
     times: np.ndarray
     maps: np.ndarray | None
     truncated_at: int | None = None
-    peak_map: np.ndarray | None = None  # error map (S, S) of the frame with the lowest raw PSNR
+    peak_map: np.ndarray | None = None  # error map (S, S) of the frame with the highest raw score
 
 
 def _as_reader(x: Any, size: int) -> tuple[str, VideoReader]:
@@ -87,6 +83,7 @@ class PredictionHead:
         self.device = get_device(device)
         self.g = Generator(self.cfg).to(self.device).eval()
         self.calibration = Calibration()
+        self.location: LocationStats | None = None  # per-pixel normal error, set by calibrate()
         self.train_info: dict[str, Any] = {}
 
     # ---- fitting -------------------------------------------------------------------------------
@@ -109,7 +106,8 @@ class PredictionHead:
         vids = self.read_frames(samples, progress)
         if not vids:
             raise EmptyDataError("no training videos given", "pass --frames DIR or --video FILE with normal footage")
-        train, val = split_validation(vids, self.train_cfg.val_fraction, self.cfg.past, self.train_cfg.seed)
+        lead = max(self._lead, self.cfg.past * self.train_cfg.stride)
+        train, val = split_validation(vids, self.train_cfg.val_fraction, lead, self.train_cfg.seed)
         trainer = Trainer(self.cfg, self.train_cfg, [v for _, v in train], self.device)
         out_p = Path(out) if out is not None else None
         if resume:
@@ -134,25 +132,39 @@ class PredictionHead:
         return self
 
     def calibrate(self, val_videos: list[np.ndarray]) -> Calibration:
-        """Set the threshold from held-out normal frames: z-scores of the PSNR drop, `quantile` of them."""
-        psnr = np.concatenate([self._series_from_array(v).psnr for v in val_videos if len(v) > self.cfg.past])
-        mu, sd = float(psnr.mean()), float(psnr.std() + 1e-6)
-        z = (mu - psnr) / sd
+        """From held-out normal frames: per-location error statistics, then the threshold (`quantile` of z-scores)."""
+        vids = [v for v in val_videos if len(v) > self._lead]
+        if not vids:
+            raise EmptyDataError(f"no validation video has more than past x stride = {self._lead} frames")
+        acc = ErrorAccumulator()
+        for v in vids:
+            for err, _, _ in self._errors(self._array_batches(v)):
+                acc.add(err)
+        self.location = acc.stats()
+        sc = np.concatenate([self._series_from_array(v).score for v in vids])
+        mu, sd = float(sc.mean()), float(sc.std() + 1e-6)
+        z = (sc - mu) / sd
         q = self.score_cfg.quantile
-        self.calibration = Calibration(mu, sd, float(np.quantile(z, q)), int(len(psnr)),
+        self.calibration = Calibration(mu, sd, float(np.quantile(z, q)), int(len(sc)),
                                        {f"q{int(p * 1000)}": float(np.quantile(z, p)) for p in (0.9, 0.95, 0.99, 0.999)})
         return self.calibration
 
     # ---- scoring -------------------------------------------------------------------------------
+    @property
+    def _lead(self) -> int:
+        """Frames before the first one that can be predicted: past x stride."""
+        return self.cfg.past * self.score_cfg.stride
+
     @torch.inference_mode()
-    def _series(self, frames_iter: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]], name: str,
-                keep_maps: bool) -> VideoSeries:
-        """Predict every frame from its `past` predecessors; per-frame PSNR (first `past` copy the first score)."""
-        g, past = self.g, self.cfg.past
+    def _errors(self, frames_iter: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]]
+                ) -> Iterator[tuple[torch.Tensor, np.ndarray, np.ndarray]]:
+        """Per batch of frames (B, S, S) uint8: squared-error maps (b, 1, S, S) of the frames after the first
+        past x stride of the video (frame t predicted from t - stride * (past..1)), with the batch's indices
+        and times."""
+        g, past, k = self.g, self.cfg.past, self.score_cfg.stride
+        lead = past * k
         prev_x: torch.Tensor | None = None
         prev_f: list[torch.Tensor] | None = None
-        psnr, idx_all, t_all, maps = [], [], [], []
-        peak: tuple[float, np.ndarray | None] = (float("inf"), None)
         for data, idx, times in frames_iter:
             x = to_model_range(data[:, None]).to(self.device)
             feats = g.encode(x)
@@ -161,26 +173,38 @@ class PredictionHead:
                 n_prev = prev_x.shape[0]
                 x = torch.cat([prev_x, x])
                 feats = [torch.cat([a, b]) for a, b in zip(prev_f, feats)]
-            targets = torch.arange(max(past, n_prev), x.shape[0], device=x.device)
+            targets = torch.arange(min(max(lead, n_prev), x.shape[0]), x.shape[0], device=x.device)
+            err = x.new_zeros((0, 1) + tuple(x.shape[-2:]))
             if len(targets):
-                win = targets[:, None] - past + torch.arange(past, device=x.device)[None]
-                pred = g.predict(feats, win, x[targets - 1])
-                err = psnr_map(pred, x[targets])
-                p_batch = frame_psnr(err, self.score_cfg.patch).cpu().numpy()
-                psnr.append(p_batch)
-                k = int(np.argmin(p_batch))
-                if p_batch[k] < peak[0]:
-                    peak = (float(p_batch[k]), err[k, 0].cpu().numpy().astype(np.float32))
+                win = targets[:, None] - lead + k * torch.arange(past, device=x.device)[None]
+                err = psnr_map(g.predict(feats, win, x[targets - k]), x[targets])
+            yield err, idx, times
+            prev_x, prev_f = x[-lead:], [f[-lead:] for f in feats]
+
+    @torch.inference_mode()
+    def _series(self, frames_iter: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]], name: str,
+                keep_maps: bool) -> VideoSeries:
+        """Score every frame from its error map, smoothed in time (the first past x stride copy the first score)."""
+        past = self._lead
+        scorer = FrameScorer(self.score_cfg, self.location, self.device)
+        scores, idx_all, t_all, maps = [], [], [], []
+        peak: tuple[float, np.ndarray | None] = (-float("inf"), None)
+        for err, idx, times in self._errors(frames_iter):
+            if len(err):
+                s_batch = scorer(err).cpu().numpy()
+                scores.append(s_batch)
+                k = int(np.argmax(s_batch))
+                if s_batch[k] > peak[0]:
+                    peak = (float(s_batch[k]), err[k, 0].cpu().numpy().astype(np.float32))
                 if keep_maps:
                     maps.append(err[:, 0].cpu().numpy())
             idx_all.append(idx)
             t_all.append(times)
-            prev_x, prev_f = x[-past:], [f[-past:] for f in feats]
         indices = np.concatenate(idx_all) if idx_all else np.zeros(0, np.int64)
         n = len(indices)
         if n <= past:
-            raise EmptyDataError(f"{name} has {n} frames; the model needs more than past={past}")
-        p = np.concatenate(psnr).astype(np.float64)
+            raise EmptyDataError(f"{name} has {n} frames; the model needs more than past x stride = {past}")
+        p = np.concatenate(scores).astype(np.float64)
         p = np.concatenate([np.full(past, p[0]), p])
         if self.score_cfg.smooth_sigma > 0:
             p = gaussian_filter1d(p, self.score_cfg.smooth_sigma, mode="nearest")
@@ -190,12 +214,16 @@ class PredictionHead:
             m = np.concatenate([np.repeat(m[:1], past, 0), m]).astype(np.float32)
         return VideoSeries(name, p, indices, np.concatenate(t_all), m, peak_map=peak[1])
 
+    def _array_batches(self, frames: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """(frames, indices, times at 25 fps) batches of an in-memory video (T, S, S) uint8."""
+        bs = self.score_cfg.batch_size
+        for a in range(0, len(frames), bs):
+            i = np.arange(a, min(a + bs, len(frames)))
+            yield frames[a: a + bs], i, i / 25.0
+
     def _series_from_array(self, frames: np.ndarray, keep_maps: bool = False) -> VideoSeries:
         """Series of an in-memory video (T, S, S) uint8."""
-        bs = self.score_cfg.batch_size
-        it = ((frames[a: a + bs], np.arange(a, min(a + bs, len(frames))), np.arange(a, min(a + bs, len(frames))) / 25.0)
-              for a in range(0, len(frames), bs))
-        return self._series(it, "array", keep_maps)
+        return self._series(self._array_batches(frames), "array", keep_maps)
 
     def video_series(self, sample: Any, keep_maps: bool = False) -> VideoSeries:
         """Decode and predict one video (path, frame folder, VideoItem or reader) -> VideoSeries."""
@@ -213,11 +241,12 @@ class PredictionHead:
     def to_score(self, s: VideoSeries, label: int | None = None) -> tuple[Score, list]:
         """Turn a VideoSeries into a Score (calibrated z per frame) and its events."""
         c = self.calibration
-        z = (c.psnr_mean - s.psnr) / c.psnr_std
-        reasons = [f"frame hard to predict: PSNR {p:.1f} dB vs {c.psnr_mean:.1f} dB on normal frames" for p in s.psnr]
+        z = (s.score - c.score_mean) / c.score_std
+        scorer = FrameScorer(self.score_cfg, self.location)
+        reasons = [scorer.explain(v, c.score_mean) for v in s.score]
         events = events_from_scores(z, c.threshold, s.name, times=s.times, frame_indices=s.indices,
                                     min_length=2, merge_gap=3, reasons=reasons)
-        maps = {"normalized": AnomalyMap("frame", 1.0 - minmax_normalize(s.psnr)), "psnr": AnomalyMap("frame", s.psnr)}
+        maps = {"normalized": AnomalyMap("frame", minmax_normalize(s.score)), "score": AnomalyMap("frame", s.score)}
         if s.peak_map is not None:
             maps["peak_error"] = AnomalyMap("pixel", s.peak_map)
         reason = f"{len(events)} event(s) above threshold {c.threshold:.2f}"
@@ -235,7 +264,8 @@ class PredictionHead:
         Only the error map of the worst frame is kept per video (memory stays flat on long videos).
         """
         result = Result(head=NAME, threshold=self.calibration.threshold,
-                        meta={"score": "z-score of the PSNR drop vs normal validation frames",
+                        meta={"score": f"z-score of the frame score ({self.score_cfg.describe()}) vs normal "
+                                       "validation frames",
                               "threshold_quantile": self.score_cfg.quantile, "size": self.cfg.size})
         for sample in tqdm(list(samples), desc="score videos", disable=not progress, leave=False):
             sc, ev = self.to_score(self.video_series(sample, keep_maps))
@@ -251,6 +281,9 @@ class PredictionHead:
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
         save_file({k: v.detach().cpu().contiguous() for k, v in self.g.state_dict().items()}, str(d / WEIGHTS))
+        if self.location is not None:
+            save_file({"mean": torch.from_numpy(self.location.mean), "std": torch.from_numpy(self.location.std),
+                       "n_frames": torch.tensor([self.location.n_frames])}, str(d / LOCATION))
         write_manifest(d, NAME, FORMAT_VERSION, model=self.cfg.to_dict(), score=asdict(self.score_cfg),
                        calibration=asdict(self.calibration), train=asdict(self.train_cfg), train_info=self.train_info)
         return d
@@ -264,20 +297,32 @@ class PredictionHead:
             raise ModelError(f"{d} has no {WEIGHTS}", "refit the model")
         try:
             head = cls(PredictorConfig.from_dict(doc["model"]), TrainConfig(**doc.get("train", {})),
-                       ScoreConfig(**doc.get("score", {})), device)
+                       ScoreConfig(**{"stride": 1, **doc.get("score", {})}), device)  # format 1: stride 1
             head.g.load_state_dict(load_file(str(d / WEIGHTS), device=head.device))
+            head.calibration = _calibration_from(doc)
+            if (d / LOCATION).is_file():  # absent in format 1
+                t = load_file(str(d / LOCATION))
+                head.location = LocationStats(t["mean"].numpy(), t["std"].numpy(), int(t["n_frames"][0]))
         except (KeyError, TypeError, RuntimeError) as e:
             raise ModelError(f"{d} holds a broken video-prediction model ({str(e)[:200]})", "refit the model") from None
         head.g.eval()
-        head.calibration = Calibration(**doc.get("calibration", {}))
         head.train_info = doc.get("train_info", {})
         return head
 
     def describe(self) -> str:
         """One line for people: resolution, threshold and how it was chosen."""
         c = self.calibration
-        return (f"video-prediction {self.cfg.size}x{self.cfg.size} gray, past={self.cfg.past}; threshold "
-                f"{c.threshold:.2f} = {self.score_cfg.quantile:.3g} quantile of {c.n_frames} held-out normal frames")
+        return (f"video-prediction {self.cfg.size}x{self.cfg.size} gray, past={self.cfg.past}; score: "
+                f"{self.score_cfg.describe()}; threshold {c.threshold:.2f} = {self.score_cfg.quantile:.3g} "
+                f"quantile of {c.n_frames} held-out normal frames")
+
+
+def _calibration_from(doc: dict) -> Calibration:
+    """Calibration of a manifest; format 1 kept the mean/std of PSNR, whose negative is the frame score."""
+    c = dict(doc.get("calibration", {}))
+    if "psnr_mean" in c:
+        c["score_mean"], c["score_std"] = -c.pop("psnr_mean"), c.pop("psnr_std", 1.0)
+    return Calibration(**c)
 
 
 def split_validation(vids: list[tuple[str, np.ndarray]], fraction: float, past: int,

@@ -25,7 +25,8 @@ STATE = "train_state.json"
 
 @dataclass
 class TrainConfig:
-    """Optimisation settings; `minutes` is this run's wall-clock budget, `max_steps` an optional cap."""
+    """Optimisation settings; `minutes` is this run's wall-clock budget, `max_steps` an optional cap; `stride`:
+    training clips take every stride-th frame (score with the same ScoreConfig.stride)."""
 
     minutes: float = 30.0
     max_steps: int | None = None
@@ -38,6 +39,7 @@ class TrainConfig:
     seed: int = 0
     checkpoint_every_s: float = 60.0
     val_fraction: float = 0.1
+    stride: int = 1
 
 
 def to_model_range(x: np.ndarray | torch.Tensor) -> torch.Tensor:
@@ -68,9 +70,12 @@ class Trainer:
     """Holds G, the two discriminators and their optimisers; run() trains until the budget is spent."""
 
     def __init__(self, cfg: PredictorConfig, tcfg: TrainConfig, videos: list[np.ndarray], device: str = "cpu") -> None:
-        usable = [v for v in videos if v.shape[0] > cfg.past]
+        if tcfg.stride < 1:
+            raise InputError(f"the training stride must be >= 1, got {tcfg.stride}")
+        lead = cfg.past * tcfg.stride
+        usable = [v for v in videos if v.shape[0] > lead]
         if not usable:
-            raise InputError(f"training needs videos with more than past={cfg.past} frames",
+            raise InputError(f"training needs videos with more than past x stride = {lead} frames",
                              "give longer clips or a smaller --past")
         self.cfg, self.tcfg, self.videos, self.device = cfg, tcfg, usable, device
         torch.manual_seed(tcfg.seed)
@@ -83,18 +88,18 @@ class Trainer:
         self.step = 0
         self.train_seconds = 0.0
         self.history: list[dict[str, float]] = []
-        lens = np.array([v.shape[0] - cfg.past for v in usable], np.float64)
+        lens = np.array([v.shape[0] - lead for v in usable], np.float64)
         self._p = lens / lens.sum()
 
     def _batch(self, rng: np.random.Generator) -> torch.Tensor:
-        """Random windows (B, T+1, 1, S, S) in [-1, 1]."""
-        t = self.cfg.past
+        """Random windows (B, T+1, 1, S, S) in [-1, 1], frames `stride` apart."""
+        t, k = self.cfg.past, self.tcfg.stride
         vids = rng.choice(len(self.videos), size=self.tcfg.batch_size, p=self._p)
         clips = []
         for v in vids:
             arr = self.videos[v]
-            s = int(rng.integers(0, arr.shape[0] - t))
-            clips.append(arr[s: s + t + 1])
+            s = int(rng.integers(0, arr.shape[0] - t * k))
+            clips.append(arr[s: s + t * k + 1: k])
         return to_model_range(np.stack(clips)[:, :, None]).to(self.device)
 
     def train_step(self, clip: torch.Tensor) -> dict[str, float]:
