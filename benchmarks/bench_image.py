@@ -71,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-pixel", action="store_true", help="skip pixel metrics")
     ap.add_argument("--no-record", action="store_true", help="print, do not append to RESULTS.md")
     ap.add_argument("--options", action="store_true", help="also time channels_last x bf16 for the extractor")
+    ap.add_argument("--compile", action="store_true", help="torch.compile the backbone (timed after compiling)")
     ap.add_argument("--throughput-only", action="store_true",
                     help="only time PatchCore scoring (bank of --max-bank from the first 96 training images)")
     args = ap.parse_args(argv)
@@ -89,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     ds = load_image_dataset("magnetic-tile", args.root, seed=args.seed)
     ext = {"image_size": args.image_size, "layers": [int(x) for x in args.layers.split(",")],
            "intensity": args.intensity}
+    if args.compile:
+        ext["compile"] = True
     split = f"seed {args.seed}: {len(ds.train)} MT_Free train, {len(ds.test)} test ({sum(i.label for i in ds.test)} defective)"
     cmd = "nice -n 10 .venv/bin/python benchmarks/bench_image.py " + " ".join(argv if argv is not None else sys.argv[1:])
     out = {}
