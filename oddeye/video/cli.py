@@ -113,6 +113,10 @@ def register(cli: Any) -> None:
         batch_size: int = typer.Option(16, "--batch-size"),
         seed: int = typer.Option(0, "--seed"),
         device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda when present)."),
+        score_stride: int = typer.Option(2, "--score-stride", help=(
+            "Score frame t by predicting it from t-k, t-2k, ... (k = this). 2 suits 25 fps footage at 64 px, where "
+            "people move under a pixel a frame; 1 for slow frame rates or fast scenes. The threshold is "
+            "calibrated with it.")),
     ) -> None:
         """Train the frame-prediction GAN on normal footage; the threshold comes from held-out normal clips.
 
@@ -121,6 +125,7 @@ def register(cli: Any) -> None:
         from oddeye.core.errors import require_positive
         from oddeye.video.prediction.head import PredictionHead
         from oddeye.video.prediction.model import PredictorConfig
+        from oddeye.video.prediction.score import ScoreConfig
         from oddeye.video.prediction.train import TrainConfig
 
         from oddeye.core.config import set_threads
@@ -131,10 +136,12 @@ def register(cli: Any) -> None:
             raise InputError(f"--size must be a multiple of 8 (>= 16), got {size}")
         if past < 2:
             raise InputError(f"--past must be >= 2, got {past}")
+        if score_stride < 1:
+            raise InputError(f"--score-stride must be >= 1, got {score_stride}")
         sources = _training_inputs(frames, video)
         head = PredictionHead(PredictorConfig(size=size, past=past),
                               TrainConfig(minutes=minutes, max_steps=max_steps, batch_size=batch_size, seed=seed),
-                              device=device)
+                              score_cfg=ScoreConfig(stride=score_stride), device=device)
         typer.echo(f"training on {len(sources)} video(s) for up to {minutes:g} min on {head.device}")
         head.fit(sources, out=out, resume=resume)
         typer.echo(head.describe())
