@@ -88,3 +88,12 @@ def test_holes_finds_missing_surface_in_a_one_view_scan_not_in_a_clean_one():
     pts, hole_score = field.holes(holed.points, field.deviation(holed.points)[1])
     assert hole_score > clean_score + 5
     assert pts[holed.labels == 1].mean() > pts[holed.labels == 0].mean()
+
+
+def test_bbox_of_true_cells_with_clipped_margin():
+    from oddeye.pointcloud.field import _bbox
+
+    m = np.zeros((6, 7, 8), dtype=bool)
+    m[1, 3, 6] = m[2, 4, 7] = True
+    assert _bbox(m, 2) == (slice(0, 5), slice(1, 7), slice(4, 8))
+    assert _bbox(m, 0) == (slice(1, 3), slice(3, 5), slice(6, 8))
