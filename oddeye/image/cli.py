@@ -14,6 +14,8 @@ from oddeye.core.errors import InputError
 def _extractor_cfg(backbone: str, image_size: int, layers: str | None, target_dim: int | None,
                    bf16: bool | None, intensity: str = "raw") -> dict[str, Any]:
     """Extractor options from command-line strings."""
+    from oddeye.retrieval.features import LITE0_NAMES
+
     cfg: dict[str, Any] = {"name": backbone, "image_size": image_size, "target_dim": target_dim,
                            "intensity": intensity}
     if layers:
@@ -21,7 +23,7 @@ def _extractor_cfg(backbone: str, image_size: int, layers: str | None, target_di
             cfg["layers"] = [int(x) for x in layers.split(",") if x.strip()]
         except ValueError:
             raise InputError(f"--layers {layers!r}: give comma-separated integers, e.g. 4,10") from None
-    if backbone in ("efficientnet-lite0", "lite0"):
+    if backbone in LITE0_NAMES:
         if bf16 is not None:
             cfg["bf16"] = bf16
     else:  # options only the Lite0 backbone understands
@@ -90,10 +92,11 @@ def register(cli: Any) -> None:
         Example: oddeye score image models/bottle data/bottle/test/broken_large --out results/bottle
         """
         from oddeye.image.evaluate import load_head
+        from oddeye.retrieval.features import LITE0_NAMES
 
         model = load_head(model_dir)
         if compile_backbone:
-            if model.extractor_cfg.get("name", "efficientnet-lite0") not in ("efficientnet-lite0", "lite0"):
+            if model.extractor_cfg.get("name", LITE0_NAMES[0]) not in LITE0_NAMES:
                 raise InputError(f"--compile works with the efficientnet-lite0 backbone; {model_dir} uses "
                                  f"{model.extractor_cfg.get('name')}", "leave --compile out")
             model.extractor_cfg["compile"] = True

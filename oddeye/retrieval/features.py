@@ -29,6 +29,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 LITE_MEAN = (127.0 / 255, 127.0 / 255, 127.0 / 255)
 LITE_STD = (128.0 / 255, 128.0 / 255, 128.0 / 255)
 DEFAULT_LITE0_BLOCKS = (4, 10)  # stride 8 (40 ch) and stride 16 (112 ch)
+LITE0_NAMES = ("efficientnet-lite0", "lite0")  # what build_extractor accepts for the built-in backbone
 
 ImagesLike = np.ndarray | Sequence[np.ndarray]
 
@@ -93,12 +94,15 @@ class Lite0Backbone(Backbone):
         """Block outputs (B, C_i, H/s_i, W/s_i), float32."""
         if self.compile and x.shape[0] > 1 and not torch.is_grad_enabled():
             if self._compiled is None:
-                self._compiled = CompiledBlocks(lambda t: self._run(lambda u: self.model.features(u, self.blocks), t))
+                self._compiled = CompiledBlocks(self._blocks)
             out = self._compiled(x)
             if out is not None:
                 return [f.float() for f in out]
             self.compile = False  # compilation failed (warned once); eager from now on
-        return [f.float() for f in self._run(lambda t: self.model.features(t, self.blocks), x)]
+        return [f.float() for f in self._blocks(x)]
+
+    def _blocks(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return self._run(lambda t: self.model.features(t, self.blocks), x)
 
     def embedding(self, x: torch.Tensor) -> torch.Tensor:
         """ImageNet head embedding (B, 1280)."""
@@ -312,7 +316,7 @@ def build_extractor(name: str = "efficientnet-lite0", *, device: str = "cpu", im
     Missing weights raise MissingWeightsError saying where to put them.
     """
     set_threads(threads)
-    if name in ("efficientnet-lite0", "lite0"):
+    if name in LITE0_NAMES:
         backbone: Backbone = Lite0Backbone(blocks=tuple(layers) if layers else DEFAULT_LITE0_BLOCKS, **kw)
     elif name.startswith("hf:"):
         from oddeye.retrieval.features_other import HFBackbone
