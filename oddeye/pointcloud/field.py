@@ -178,20 +178,23 @@ class SurfaceField:
         shape = np.ceil((hi - lo) / h).astype(np.int64)
         inb = (self.points >= lo).all(1) & (self.points < hi).all(1)
 
-        def cells(x: np.ndarray) -> np.ndarray:
-            c = np.clip(np.floor((x - lo) / h).astype(np.int64), 0, shape - 1)
+        def cell(x: np.ndarray) -> np.ndarray:
+            return np.clip(np.floor((x - lo) / h).astype(np.int64), 0, shape - 1)
+
+        def flat(c: np.ndarray) -> np.ndarray:
             return (c[:, 0] * shape[1] + c[:, 1]) * shape[2] + c[:, 2]
 
         n, cube = int(np.prod(shape)), np.ones((3, 3, 3), bool)
-        bc = cells(self.points[inb].astype(np.float64))
+        bc = flat(cell(self.points[inb].astype(np.float64)))
         facing = (self.normals[inb] @ view) > 0.3
-        qc = cells(q)
+        qcell = cell(q)
+        qc = flat(qcell)
         seen = ndimage.maximum_filter((np.bincount(qc, minlength=n) > 0).reshape(shape).astype(np.uint8), size=3) > 0
-        bank = np.bincount(bc, minlength=n).reshape(shape) > 0
         missing = (np.bincount(bc[facing], minlength=n).reshape(shape) > 0) & ~seen
         lab, count = ndimage.label(missing, structure=cube)
         if count == 0:
             return out, 0.0
+        bank = np.bincount(bc, minlength=n).reshape(shape) > 0
         box = _bbox(lab > 0, 1)  # dilations run on the box around the labels only: the same values, less work
         lab_b = lab[box]
         near = ndimage.grey_dilation(lab_b, size=(3, 3, 3))
@@ -205,10 +208,9 @@ class SurfaceField:
             return out, 0.0
         box = _bbox(area[lab] > 0, 2)
         grown = ndimage.grey_dilation(area[lab[box]], size=(5, 5, 5))
-        c = np.stack(np.unravel_index(qc, tuple(shape)), axis=1)
         start = np.array([b.start for b in box])
-        inside = ((c >= start) & (c < [b.stop for b in box])).all(1)
-        ci = c[inside] - start
+        inside = ((qcell >= start) & (qcell < [b.stop for b in box])).all(1)
+        ci = qcell[inside] - start
         out[inside] = grown[ci[:, 0], ci[:, 1], ci[:, 2]]
         return out, float(area.max())
 
