@@ -242,8 +242,7 @@ class PredictionHead:
         """Turn a VideoSeries into a Score (calibrated z per frame) and its events."""
         c = self.calibration
         z = (s.score - c.score_mean) / c.score_std
-        scorer = FrameScorer(self.score_cfg, self.location)
-        reasons = [scorer.explain(v, c.score_mean) for v in s.score]
+        reasons = [self.score_cfg.explain(v, c.score_mean) for v in s.score]
         events = events_from_scores(z, c.threshold, s.name, times=s.times, frame_indices=s.indices,
                                     min_length=2, merge_gap=3, reasons=reasons)
         maps = {"normalized": AnomalyMap("frame", minmax_normalize(s.score)), "score": AnomalyMap("frame", s.score)}

@@ -61,6 +61,15 @@ class ScoreConfig:
         return at + (f"{self.norm} of the error to the per-location normal error, {self.patch}px boxes, "
                      f"{self.reduce} over the frame")
 
+    def explain(self, score: float, normal_mean: float) -> str:
+        """One line for people: what the frame score `score` means next to the normal frames' mean score."""
+        if self.norm == "none":
+            where = "frame" if self.patch == 0 else f"worst {self.patch}px window"
+            return f"frame hard to predict: {where} PSNR {-score:.1f} dB vs {-normal_mean:.1f} dB on normal frames"
+        unit = "dB" if self.norm == "ratio" else "std"
+        return (f"prediction error {score:.1f} {unit} above this place's normal error "
+                f"(normal frames: {normal_mean:.1f} {unit})")
+
 
 @dataclass
 class LocationStats:
@@ -140,13 +149,3 @@ class FrameScorer:
         if self.cfg.norm == "ratio":
             return 10.0 * torch.log10(self._reduce(e / self.scale).clamp_min(1e-8))
         return self._reduce((e - self.center) / self.scale)
-
-    def explain(self, score: float, normal_mean: float) -> str:
-        """One line for people: what the frame score `score` means next to the normal frames' mean score."""
-        c = self.cfg
-        if c.norm == "none":
-            where = "frame" if c.patch == 0 else f"worst {c.patch}px window"
-            return f"frame hard to predict: {where} PSNR {-score:.1f} dB vs {-normal_mean:.1f} dB on normal frames"
-        unit = "dB" if c.norm == "ratio" else "std"
-        return (f"prediction error {score:.1f} {unit} above this place's normal error "
-                f"(normal frames: {normal_mean:.1f} {unit})")
