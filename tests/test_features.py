@@ -143,7 +143,7 @@ def test_other_backbones(tmp_path):
 def test_compile_matches_eager_pads_small_batches_and_falls_back(monkeypatch):
     rng = np.random.default_rng(0)
     imgs = rng.integers(0, 255, (3, 64, 64, 3), dtype=np.uint8)
-    eager = build_extractor(image_size=64, layers=(2, 4), batch_size=2)
+    eager = build_extractor(image_size=64, layers=(2, 4), batch_size=2, runtime="torch")
     comp = build_extractor(image_size=64, layers=(2, 4), batch_size=2, compile=True)
     ref = eager.extract(imgs)  # batches of 2 then 1: the compiled path pads the last one to 2
     got = comp.extract(imgs)

@@ -116,8 +116,9 @@ def to_pixel_map(patch_map: np.ndarray, image_size: int, out_shape: tuple[int, i
                  sigma: float = SIGMA) -> np.ndarray:
     """Patch scores (h, w) -> upsampled to (S, S), Gaussian-smoothed, resized to out_shape (H, W): float32."""
     m = cv2.resize(patch_map.astype(np.float32), (image_size, image_size), interpolation=cv2.INTER_LINEAR)
-    if sigma > 0:
-        m = ndimage.gaussian_filter(m, sigma=sigma, truncate=4.0)
+    if sigma > 0:  # = ndimage.gaussian_filter(m, sigma, truncate=4.0) to ~1e-6, 3-4x faster
+        k = 2 * int(4.0 * sigma + 0.5) + 1
+        m = cv2.GaussianBlur(m, (k, k), sigma, borderType=cv2.BORDER_REFLECT)
     if out_shape is not None and tuple(out_shape) != m.shape:
         m = cv2.resize(m, (out_shape[1], out_shape[0]), interpolation=cv2.INTER_LINEAR)
     return m.astype(np.float32)
