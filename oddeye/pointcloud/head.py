@@ -174,6 +174,8 @@ class PointCloudHead:
         dev, ids = self.surface.deviation(pts, signed=True)
         pool = float(self.params.get("surface_pool", 6.0)) * fine
         sm, cnt = pool_mean(pts, dev, pool)
+        # params missing from a model saved before that option existed read as that version's behaviour
+        # (no regional offset), not as today's default (20)
         region = float(self.params.get("surface_region", 0.0))
         base = pool_mean(pts, sm, region * fine)[0] if region > 0 else 0.0  # a broad offset is not a defect
         sw = float(self.params["surface_weight"])
