@@ -78,6 +78,7 @@ def main() -> int:
     ap.add_argument("--validation", action="store_true",
                     help="the validation splits (each fold: 6 of its training scans vs 2 others; no test scan), seed 1: "
                          "what the settings were chosen on; no speed runs")
+    ap.add_argument("--speed-only", action="store_true", help="only the 40k-point speed runs (no AUROC folds)")
     args = ap.parse_args()
     if not (args.root / "bun000.ply").is_file():
         print(f"stanford_bunny data not found under {args.root}; pass --root (see ../shared/data/README.md)",
@@ -90,6 +91,12 @@ def main() -> int:
     t_all = time.perf_counter()
     for name in args.only.split(","):
         cfg = CONFIGS[name]
+        if args.speed_only:
+            sp = speed(args.root, cfg, args.repeats)
+            print(name, "speed", json.dumps(sp), flush=True)
+            figures.update({f"{name}_points_per_s_40k": sp["points_per_s"], f"{name}_median_s_40k": sp["median_s"],
+                            f"{name}_best_points_per_s_40k": sp["best_points_per_s"]})
+            continue
         m, _ = eval_bunny(args.root, head_factory(**cfg), folds=args.folds, variants=args.variants,
                           out=args.out / name, seed=1 if args.validation else 0, validation=args.validation)
         print(name, json.dumps({k: v for k, v in m.items() if isinstance(v, float)}), flush=True)
@@ -110,7 +117,8 @@ def main() -> int:
         fast = speed(args.root, cfg, args.repeats, bank_max=4000)
         print(name, "speed bank 4000", json.dumps(fast), flush=True)
         figures[f"{name}_points_per_s_40k_bank4000"] = fast["points_per_s"]
-    figures["n_clean_test"], figures["n_defective_test"] = m["n_clean"], m["n_defective"]
+    if not args.speed_only:
+        figures["n_clean_test"], figures["n_defective_test"] = m["n_clean"], m["n_defective"]
     figures["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     figures["wall_s"] = time.perf_counter() - t_all
     notes = ("Stanford bunny range scans (real, Stanford 3D Scanning Repository) registered with bun.conf; "
@@ -127,8 +135,10 @@ def main() -> int:
         notes = ("VALIDATION splits, not the test folds: for each fold, 6 of its 8 training scans fit, 2 others "
                  "(the next fold's test pair) are the test set; defects seed 1. " + notes)
     split = "validation splits (6 fit / 2 other training scans), seed 1" if args.validation else "seed 0"
-    record_benchmark(f"pointcloud: bunny-defects{' VALIDATION' if args.validation else ''} (real scans, our synthetic "
-                     f"defects), {args.only}",
+    if args.speed_only:
+        notes = "SPEED ONLY (no AUROC folds). " + notes
+    record_benchmark(f"pointcloud: bunny-defects{' VALIDATION' if args.validation else ''}"
+                     f"{' speed' if args.speed_only else ''} (real scans, our synthetic defects), {args.only}",
                      f"stanford_bunny ({args.root}), 10 scans, folds={args.folds}, variants={args.variants}, {split}",
                      None, figures, notes=notes)
     print(json.dumps(figures))

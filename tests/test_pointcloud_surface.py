@@ -90,10 +90,23 @@ def test_holes_finds_missing_surface_in_a_one_view_scan_not_in_a_clean_one():
     assert pts[holed.labels == 1].mean() > pts[holed.labels == 0].mean()
 
 
-def test_bbox_of_true_cells_with_clipped_margin():
-    from oddeye.pointcloud.field import _bbox
+@pytest.mark.parametrize("r", [1, 2])
+def test_neighbour_scatter_equals_grey_dilation(r):
+    """holes() dilates by scattering from the few labelled cells; it must equal scipy's dense grey dilation."""
+    from scipy import ndimage
 
-    m = np.zeros((6, 7, 8), dtype=bool)
-    m[1, 3, 6] = m[2, 4, 7] = True
-    assert _bbox(m, 2) == (slice(0, 5), slice(1, 7), slice(4, 8))
-    assert _bbox(m, 0) == (slice(1, 3), slice(3, 5), slice(6, 8))
+    from oddeye.pointcloud.field import _neighbours
+
+    rng = np.random.default_rng(r)
+    shape = np.array([6, 7, 8])
+    lab = np.zeros(shape, np.int64)
+    cells = rng.integers(0, shape, (12, 3))
+    cells[0] = 0  # corners and faces: neighbours outside the grid are dropped, not wrapped
+    cells[1] = shape - 1
+    lab[tuple(cells.T)] = rng.integers(1, 9, len(cells))
+    cells = np.argwhere(lab > 0)
+    nb, src = _neighbours(cells, r, shape)
+    got = np.zeros(lab.size, np.int64)
+    np.maximum.at(got, nb, lab[tuple(cells.T)][src])
+    want = ndimage.grey_dilation(lab, size=(2 * r + 1,) * 3)
+    assert np.array_equal(got.reshape(shape), want)

@@ -78,10 +78,19 @@ def xyz_index(points: np.ndarray):  # noqa: ANN201 - PatchIndex
     return PatchIndex.build(points, kind="ivf", nlist=int(min(1024, n // 40)), nprobe=8, progress=False)
 
 
-def _bbox(mask: np.ndarray, margin: int) -> tuple[slice, ...]:
-    """Slices of the bounding box of a non-empty boolean grid's True cells, grown by `margin` (clipped)."""
-    idx = np.nonzero(mask)
-    return tuple(slice(max(int(i.min()) - margin, 0), min(int(i.max()) + margin + 1, n)) for i, n in zip(idx, mask.shape))
+def _cube(r: int) -> np.ndarray:
+    """Integer offsets (K, 3) of the (2r+1)^3 cube around a grid cell."""
+    a = np.arange(-r, r + 1)
+    return np.stack(np.meshgrid(a, a, a, indexing="ij"), -1).reshape(-1, 3)
+
+
+def _neighbours(cells: np.ndarray, r: int, shape: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Flat ids of the in-grid cells within Chebyshev distance r of cells (M, 3), and the row of `cells` each came from."""
+    nb = (cells[:, None, :] + _cube(r)[None]).reshape(-1, 3)
+    src = np.repeat(np.arange(len(cells)), (2 * r + 1) ** 3)
+    ok = ((nb >= 0) & (nb < shape)).all(1)
+    nb, src = nb[ok], src[ok]
+    return (nb[:, 0] * shape[1] + nb[:, 1]) * shape[2] + nb[:, 2], src
 
 
 @dataclass
@@ -165,6 +174,7 @@ class SurfaceField:
         A cell is missing where bank surface faces this scan's scanner but no scan point lies in it or next to it;
         a connected patch of missing cells is a hole when at least `enclosed` of the surface cells around it are
         covered by the scan (a scan border is bordered by bank surface the scan did not see instead).
+        The grid is dense only for the labelling; dilations are scatters from the few cells that matter.
         """
         from scipy import ndimage
 
@@ -176,42 +186,48 @@ class SurfaceField:
         h = size * self.fine
         lo, hi = q.min(0) - 3 * h, q.max(0) + 3 * h
         shape = np.ceil((hi - lo) / h).astype(np.int64)
+        n = int(np.prod(shape))
         inb = (self.points >= lo).all(1) & (self.points < hi).all(1)
 
         def cell(x: np.ndarray) -> np.ndarray:
             return np.clip(np.floor((x - lo) / h).astype(np.int64), 0, shape - 1)
 
         def flat(c: np.ndarray) -> np.ndarray:
-            return (c[:, 0] * shape[1] + c[:, 1]) * shape[2] + c[:, 2]
+            return (c[..., 0] * shape[1] + c[..., 1]) * shape[2] + c[..., 2]
 
-        n, cube = int(np.prod(shape)), np.ones((3, 3, 3), bool)
-        bc = flat(cell(self.points[inb].astype(np.float64)))
+        bcell = cell(self.points[inb].astype(np.float64))
         facing = (self.normals[inb] @ view) > 0.3
         qcell = cell(q)
-        qc = flat(qcell)
-        seen = ndimage.maximum_filter((np.bincount(qc, minlength=n) > 0).reshape(shape).astype(np.uint8), size=3) > 0
-        missing = (np.bincount(bc[facing], minlength=n).reshape(shape) > 0) & ~seen
-        lab, count = ndimage.label(missing, structure=cube)
-        if count == 0:
+        seen = np.zeros(n, bool)  # scan cells dilated by one: they lie >= 2 cells inside the grid, no clipping
+        seen[(np.unique(flat(qcell))[:, None] + flat(_cube(1))[None]).ravel()] = True
+        bank = np.zeros(n, bool)
+        bank[flat(bcell)] = True
+        facing_cells = np.unique(flat(bcell[facing]))
+        miss = facing_cells[~seen[facing_cells]]
+        if miss.size == 0:
             return out, 0.0
-        bank = np.bincount(bc, minlength=n).reshape(shape) > 0
-        box = _bbox(lab > 0, 1)  # dilations run on the box around the labels only: the same values, less work
-        lab_b = lab[box]
-        near = ndimage.grey_dilation(lab_b, size=(3, 3, 3))
-        shell = (near > 0) & (lab_b == 0) & (bank[box] | seen[box])
+        missing = np.zeros(n, bool)
+        missing[miss] = True
+        lab, count = ndimage.label(missing.reshape(shape), structure=np.ones((3, 3, 3), bool))
+        lab = lab.ravel()
+        mcell = np.stack(np.unravel_index(miss, tuple(shape)), 1)
+        nb, src = _neighbours(mcell, 1, shape)
+        near = np.zeros(n, np.int32)  # the largest label next to each cell (a 3x3x3 grey dilation of the labels)
+        np.maximum.at(near, nb, lab[miss][src])
+        cand = np.unique(nb)
+        shell = cand[(lab[cand] == 0) & (bank[cand] | seen[cand])]
         tot = np.bincount(near[shell], minlength=count + 1)
-        full = np.bincount(near[shell], weights=seen[box][shell].astype(float), minlength=count + 1)
-        area = np.bincount(lab.ravel(), minlength=count + 1).astype(float)
+        full = np.bincount(near[shell], weights=seen[shell].astype(float), minlength=count + 1)
+        area = np.bincount(lab[miss], minlength=count + 1).astype(float)
         area[(full < enclosed * tot) | (tot == 0)] = 0.0
         area[0] = 0.0
         if not area.any():
             return out, 0.0
-        box = _bbox(area[lab] > 0, 2)
-        grown = ndimage.grey_dilation(area[lab[box]], size=(5, 5, 5))
-        start = np.array([b.start for b in box])
-        inside = ((qcell >= start) & (qcell < [b.stop for b in box])).all(1)
-        ci = qcell[inside] - start
-        out[inside] = grown[ci[:, 0], ci[:, 1], ci[:, 2]]
+        hole = area[lab[miss]] > 0
+        nb, src = _neighbours(mcell[hole], 2, shape)
+        grown = np.zeros(n, np.float64)  # largest hole area within 2 cells (a 5x5x5 grey dilation)
+        np.maximum.at(grown, nb, area[lab[miss[hole]]][src])
+        out[:] = grown[flat(qcell)]
         return out, float(area.max())
 
     def save(self, directory: str | Path) -> Path:
