@@ -110,3 +110,21 @@ def test_neighbour_scatter_equals_grey_dilation(r):
     np.maximum.at(got, nb, lab[tuple(cells.T)][src])
     want = ndimage.grey_dilation(lab, size=(2 * r + 1,) * 3)
     assert np.array_equal(got.reshape(shape), want)
+
+
+def test_sparse_components_equal_ndimage_label():
+    """holes() labels missing cells sparsely; the patches must be ndimage.label's (26-connected), in any order."""
+    from scipy import ndimage
+
+    from oddeye.pointcloud.field import _components, _neighbours
+
+    rng = np.random.default_rng(3)
+    shape = np.array([9, 8, 7])
+    grid = rng.random(tuple(shape)) < 0.15
+    want, k = ndimage.label(grid, structure=np.ones((3, 3, 3), bool))
+    cells = np.flatnonzero(grid)
+    nb, src = _neighbours(np.argwhere(grid), 1, shape)
+    got, count = _components(cells, nb, src)
+    assert count == k > 3
+    pairs = set(zip(want.ravel()[cells].tolist(), got.tolist()))
+    assert len(pairs) == k  # a one-to-one map between the two labellings
