@@ -180,14 +180,15 @@ class SurfaceField:
         dev[ok] = np.where(cnt > 0, d if signed else np.abs(d), 0.0)
         return dev, ids
 
-    def holes(self, points: np.ndarray, ids: np.ndarray, size: float = 1.5, enclosed: float = 0.8
-              ) -> tuple[np.ndarray, float]:
+    def holes(self, points: np.ndarray, ids: np.ndarray, size: float = 1.5, enclosed: float = 0.8,
+              facing: float = 0.3) -> tuple[np.ndarray, float]:
         """Holes in a one-view scan: points (N, 3) and their bank ids (N, k) from deviation() -> per-point score (N,)
         and object score: the area, in cells of `size` fine voxels, of the largest hole near / anywhere.
 
         A cell is missing where bank surface faces this scan's scanner but no scan point lies in it or next to it;
         a connected patch of missing cells is a hole when at least `enclosed` of the surface cells around it are
-        covered by the scan (a scan border is bordered by bank surface the scan did not see instead).
+        covered by the scan (a scan border is bordered by bank surface the scan did not see instead). Bank surface
+        faces the scanner where its normal's cosine with the view direction exceeds `facing`.
         Cells are addressed in a dense grid, but labelling and dilations work on the few cells that matter.
         """
         q = np.asarray(points, dtype=np.float64)
@@ -208,13 +209,13 @@ class SurfaceField:
             return (c[..., 0] * shape[1] + c[..., 1]) * shape[2] + c[..., 2]
 
         bcell = cell(self.points[inb].astype(np.float64))
-        facing = (self.normals[inb] @ view) > 0.3
+        faces = (self.normals[inb] @ view) > facing  # bank surface this scan's scanner looks at
         qcell = cell(q)
         seen = np.zeros(n, bool)  # scan cells dilated by one: they lie >= 2 cells inside the grid, no clipping
         seen[(np.unique(flat(qcell))[:, None] + flat(_cube(1))[None]).ravel()] = True
         bank = np.zeros(n, bool)
         bank[flat(bcell)] = True
-        facing_cells = np.unique(flat(bcell[facing]))
+        facing_cells = np.unique(flat(bcell[faces]))
         miss = facing_cells[~seen[facing_cells]]
         if miss.size == 0:
             return out, 0.0
