@@ -95,7 +95,7 @@ def test_target_dim_and_layers():
 def test_bf16_close_to_fp32():
     imgs = np.random.default_rng(4).integers(0, 255, (2, 64, 64, 3), dtype=np.uint8)
     a = build_extractor(image_size=64, bf16=False).extract(imgs)
-    ext = build_extractor(image_size=64, bf16=False)
+    ext = build_extractor(image_size=64, bf16=False, runtime="torch")
     ext.backbone.bf16 = True  # the autocast path itself, even where "auto" would not pick it
     b = ext.extract(imgs)
     assert float((a - b).norm() / a.norm()) < 0.1

@@ -295,7 +295,7 @@ class PatchFeatureExtractor:
 
     def patch_features(self, x: torch.Tensor) -> torch.Tensor:
         """Normalised input (B, 3, S, S) -> patch features (B, D, h, w); channels-last memory under ONNX Runtime."""
-        if getattr(self.backbone, "runtime", "torch") == "onnx":
+        if getattr(self.backbone, "runtime", "torch") == "onnx" and not getattr(self.backbone, "bf16", False):
             if self._onnx is None:  # backbone + pooling in one graph, NHWC out: PatchIndex wants (B*h*w, D) rows
                 self._onnx = OnnxGraph(lambda t: [self.pool_levels(self.backbone.features(t)).permute(0, 2, 3, 1)],
                                        self.backbone.model)
