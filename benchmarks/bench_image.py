@@ -117,7 +117,8 @@ def main(argv: list[str] | None = None) -> int:
                               extractor=ext, seed=args.seed, border=args.border,
                               score_sigma=args.score_sigma).fit(ds.train[:96])
         imgs = [cv2.resize(it.load(), (256, 256)) for it in as_items(ds.test[:64])]
-        figs = {**throughput(model, imgs, repeats=8), "bank_size": int(len(model.bank)), "index": model.index.kind}
+        figs = {**throughput(model, imgs, repeats=8), "bank_size": int(len(model.bank)), "index": model.index.kind,
+                "backbone_runtime": getattr(model.extractor.backbone, "runtime", "torch")}
         print(json.dumps(figs), flush=True)
         if not args.no_record:
             record_benchmark("image: PatchCore scoring throughput (256x256, batch 16, model loaded)",
@@ -136,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         if head != "zero-shot":
             imgs = [cv2.resize(it.load(), (256, 256)) for it in as_items(ds.test[:64])]
             figs.update({f"throughput_{k}": v for k, v in throughput(model, imgs).items()})
+            figs["backbone_runtime"] = getattr(model.extractor.backbone, "runtime", "torch")
             if head == "patchcore":
                 figs["bank_size"] = int(len(model.bank))
         out[head] = figs
