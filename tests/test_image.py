@@ -249,3 +249,43 @@ def test_cli_score_compile_flag(tmp_path, monkeypatch):
     assert calls and calls[0]["dynamic"] is False
     assert [a for a, _ in runs["plain"]] == [a for a, _ in runs["compiled"]]
     assert np.allclose([b for _, b in runs["plain"]], [b for _, b in runs["compiled"]], atol=1e-5)
+
+
+def _blob_tile(rng: np.random.Generator, centre: tuple[int, int]) -> np.ndarray:
+    """64x64 grey tile with a dark disc of radius 7 at `centre`, plus noise."""
+    yy, xx = np.mgrid[:64, :64]
+    img = np.full((64, 64, 3), 180.0)
+    img[(yy - centre[0]) ** 2 + (xx - centre[1]) ** 2 <= 49] = 60.0
+    return np.clip(img + rng.normal(0, 6, img.shape), 0, 255).astype(np.uint8)
+
+
+def test_patchcore_position_weight_compares_patches_at_their_place(tmp_path):
+    """A disc where normal tiles never have it: the patches look normal, the place does not."""
+    rng = np.random.default_rng(0)
+    near = lambda: tuple(int(v) for v in rng.integers(14, 24, 2))  # noqa: E731 (top-left quarter)
+    train = [_blob_tile(rng, near()) for _ in range(16)]
+    test = [_blob_tile(rng, near()) for _ in range(6)] + [_blob_tile(rng, (46, 46)) for _ in range(6)]
+    y = np.array([0] * 6 + [1] * 6)
+    ext = {"image_size": 64, "layers": [2, 4]}
+    plain = PatchCoreHead(coreset=1.0, extractor=ext).fit(train)
+    placed = PatchCoreHead(coreset=1.0, extractor=ext, position_weight=8.0).fit(train)
+    assert placed.bank.shape[1] == plain.bank.shape[1] + 2
+    s_plain, s_placed = plain.score_arrays(test)[0], placed.score_arrays(test)[0]
+    assert auroc(y, s_placed) == 1.0
+
+    def margin(sc: np.ndarray) -> float:  # lowest misplaced disc over highest normal tile
+        return float(sc[y == 1].min() / sc[y == 0].max())
+
+    assert margin(s_placed) > 1.5 * margin(s_plain)  # (CNN features see some of the place by themselves)
+    f = placed.extractor.extract(test[:1])
+    g = placed.with_position(f)
+    rows, cols = np.mgrid[: f.shape[2], : f.shape[3]]
+    np.testing.assert_array_equal(g[0, -2].numpy(), 8.0 * rows)
+    np.testing.assert_array_equal(g[0, -1].numpy(), 8.0 * cols)
+    assert torch.equal(g[:, :-2], f)
+    placed.save(tmp_path / "m")
+    again = PatchCoreHead.load(tmp_path / "m")
+    assert again.position_weight == 8.0
+    np.testing.assert_allclose(again.score_arrays(test)[0], s_placed, rtol=1e-5)
+    with pytest.raises(InputError, match="position_weight"):
+        PatchCoreHead(position_weight=-1.0)

@@ -60,6 +60,9 @@ def register(cli: Any) -> None:
         border: int = typer.Option(0, "--border", help="Outer ring of patches left out of image scores."),
         score_sigma: float = typer.Option(1.0, "--score-sigma",
                                           help="Smooth patch scores over this many patches before the image max."),
+        position_weight: float = typer.Option(0.0, "--position-weight", help=(
+            "PatchCore: compare each patch with normal patches near the same place (weight of its position, in "
+            "patches; for parts aligned in the image, e.g. 8; 0: anywhere).")),
     ) -> None:
         """Learn what normal images look like; writes a model folder.
 
@@ -69,7 +72,7 @@ def register(cli: Any) -> None:
 
         ext = _extractor_cfg(backbone, image_size, layers or None, target_dim or None, None, intensity)
         model = make_head(head, coreset=coreset, max_bank=max_bank or None, mode=mode, extractor=ext, seed=seed,
-                          border=border, score_sigma=score_sigma)
+                          border=border, score_sigma=score_sigma, position_weight=position_weight)
         t0 = time.perf_counter()
         model.fit([train])
         model.save(out)
@@ -133,6 +136,9 @@ def register(cli: Any) -> None:
         intensity: str = typer.Option("raw", "--intensity", help="raw | standardize (per-image mean/std)."),
         score_sigma: float = typer.Option(1.0, "--score-sigma",
                                           help="Smooth patch scores over this many patches before the image max."),
+        position_weight: float = typer.Option(0.0, "--position-weight", help=(
+            "PatchCore: compare each patch with normal patches near the same place (weight of its position, in "
+            "patches; for parts aligned in the image, e.g. 8; 0: anywhere).")),
     ) -> None:
         """Evaluate an image head on a public data set; prints a table, then ONE JSON line.
 
@@ -150,7 +156,7 @@ def register(cli: Any) -> None:
         ext = _extractor_cfg("efficientnet-lite0", image_size, layers or None, None, None, intensity)
         m, result, _ = evaluate(ds, head=head, pixel=not no_pixel, out=out if overlays else None, coreset=coreset,
                              max_bank=max_bank or None, extractor=ext, seed=seed, border=border,
-                             max_pool=max_pool or None, score_sigma=score_sigma)
+                             max_pool=max_pool or None, score_sigma=score_sigma, position_weight=position_weight)
         per_type = m.pop("image_auroc_per_type")
         result.meta.update({"dataset": dataset, "root": str(root), "seed": seed, "split": ds.meta})
         result.save(out)

@@ -19,6 +19,8 @@ class PatchCoreHead(FeatureMapHead):
 
     Image score = the largest patch score (after smoothing over `score_sigma` patches), re-weighted as PatchCore does with the `num_neighbors` bank
     neighbours of that patch's nearest bank entry; the map is upsampled and Gaussian-smoothed (sigma 4).
+    `position_weight` w > 0 appends w * (row, column), in patches, to every feature: a patch is then compared with
+    normal patches found near the same place (for parts that are aligned in the image; 0 = anywhere).
     """
 
     name = "patchcore"
@@ -26,10 +28,13 @@ class PatchCoreHead(FeatureMapHead):
     def __init__(self, coreset: float = 0.1, max_bank: int | None = None, num_neighbors: int = 9,
                  index_kind: str = "auto", max_pool: int | None = 200_000, extractor: dict[str, Any] | None = None, batch_size: int = 16,
                  seed: int = 0, device: str = "cpu", sigma: float = 4.0, border: int = 0,
-                 score_sigma: float = 1.0) -> None:
+                 score_sigma: float = 1.0, position_weight: float = 0.0) -> None:
         super().__init__(extractor=extractor, batch_size=batch_size, seed=seed, device=device, sigma=sigma,
                          border=border, score_sigma=score_sigma)
         require_range(coreset, "coreset", 1e-6, 1.0)
+        if position_weight < 0:
+            raise InputError(f"position_weight must be >= 0, got {position_weight}")
+        self.position_weight = float(position_weight)
         if max_bank is not None and max_bank < 1:
             raise InputError(f"max_bank must be >= 1, got {max_bank}")
         self.coreset = float(coreset)
@@ -40,7 +45,17 @@ class PatchCoreHead(FeatureMapHead):
         self.bank: np.ndarray | None = None  # (M, D) float32
         self.index: PatchIndex | None = None
 
+    def with_position(self, feats: torch.Tensor) -> torch.Tensor:
+        """Features (B, D, h, w) -> (B, D + 2, h, w) with position_weight * (row, column) appended (unchanged if 0)."""
+        if self.position_weight <= 0:
+            return feats
+        b, _, h, w = feats.shape
+        rows, cols = torch.meshgrid(torch.arange(h, dtype=feats.dtype), torch.arange(w, dtype=feats.dtype), indexing="ij")
+        pos = torch.stack([rows, cols])[None].expand(b, 2, h, w) * self.position_weight
+        return torch.cat([feats, pos.to(feats.device)], 1)
+
     def _fit_features(self, feats: torch.Tensor) -> None:
+        feats = self.with_position(feats)
         x = feats.permute(0, 2, 3, 1).reshape(-1, feats.shape[1]).contiguous().numpy()
         n = x.shape[0]
         count = max(1, int(round(self.coreset * n)))
@@ -56,6 +71,7 @@ class PatchCoreHead(FeatureMapHead):
     def _patch_scores(self, feats: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         if self.index is None or self.bank is None:
             raise ModelError("the PatchCore head is not fitted", "call fit() or load a fitted model folder")
+        feats = self.with_position(feats)
         b, d, h, w = feats.shape
         q = feats.permute(0, 2, 3, 1).reshape(-1, d).contiguous().numpy()
         dist, ids = self.index.search(q, k=1)
@@ -79,7 +95,7 @@ class PatchCoreHead(FeatureMapHead):
         return pmap.reshape(b, h, w), (weights * s_star).astype(np.float64)
 
     def _state(self) -> dict[str, Any]:
-        return {"coreset": self.coreset, "max_bank": self.max_bank, "max_pool": self.max_pool, "num_neighbors": self.num_neighbors,
+        return {"coreset": self.coreset, "max_bank": self.max_bank, "position_weight": self.position_weight, "max_pool": self.max_pool, "num_neighbors": self.num_neighbors,
                 "index_kind": self.index.kind if self.index else self.index_kind,
                 "bank_size": 0 if self.bank is None else int(self.bank.shape[0]),
                 "dim": 0 if self.bank is None else int(self.bank.shape[1])}
@@ -95,6 +111,7 @@ class PatchCoreHead(FeatureMapHead):
         self.max_bank = doc.get("max_bank")
         self.max_pool = doc.get("max_pool")
         self.num_neighbors = int(doc.get("num_neighbors", 9))
+        self.position_weight = float(doc.get("position_weight", 0.0))
         self.index_kind = doc.get("index_kind", "auto")
         try:
             self.bank = np.load(directory / "bank.npy")
