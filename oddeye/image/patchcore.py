@@ -95,7 +95,8 @@ class PatchCoreHead(FeatureMapHead):
         return pmap.reshape(b, h, w), (weights * s_star).astype(np.float64)
 
     def _state(self) -> dict[str, Any]:
-        return {"coreset": self.coreset, "max_bank": self.max_bank, "position_weight": self.position_weight, "max_pool": self.max_pool, "num_neighbors": self.num_neighbors,
+        return {"coreset": self.coreset, "max_bank": self.max_bank, "max_pool": self.max_pool,
+                "num_neighbors": self.num_neighbors, "position_weight": self.position_weight,
                 "index_kind": self.index.kind if self.index else self.index_kind,
                 "bank_size": 0 if self.bank is None else int(self.bank.shape[0]),
                 "dim": 0 if self.bank is None else int(self.bank.shape[1])}
