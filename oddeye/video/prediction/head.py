@@ -137,11 +137,15 @@ class PredictionHead:
         if not vids:
             raise EmptyDataError(f"no validation video has more than past x stride = {self._lead} frames")
         acc = ErrorAccumulator()
-        for v in vids:
-            for err, _, _ in self._errors(self._array_batches(v)):
-                acc.add(err)
-        self.location = acc.stats()
-        sc = np.concatenate([self._series_from_array(v).score for v in vids])
+        if self.score_cfg.norm == "none":  # the score does not read the statistics: one pass over the clips
+            sc = np.concatenate([self._series_from_array(v, on_error=acc.add).score for v in vids])
+            self.location = acc.stats()
+        else:  # the score is relative to the statistics of these same frames: those first
+            for v in vids:
+                for err, _, _ in self._errors(self._array_batches(v)):
+                    acc.add(err)
+            self.location = acc.stats()
+            sc = np.concatenate([self._series_from_array(v).score for v in vids])
         mu, sd = float(sc.mean()), float(sc.std() + 1e-6)
         z = (sc - mu) / sd
         q = self.score_cfg.quantile
@@ -183,13 +187,16 @@ class PredictionHead:
 
     @torch.inference_mode()
     def _series(self, frames_iter: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]], name: str,
-                keep_maps: bool) -> VideoSeries:
-        """Score every frame from its error map, smoothed in time (the first past x stride copy the first score)."""
+                keep_maps: bool, on_error: Callable[[torch.Tensor], None] | None = None) -> VideoSeries:
+        """Score every frame from its error map, smoothed in time (the first past x stride copy the first score);
+        `on_error` sees each batch of error maps (b, 1, S, S)."""
         past = self._lead
         scorer = FrameScorer(self.score_cfg, self.location, self.device)
         scores, idx_all, t_all, maps = [], [], [], []
         peak: tuple[float, np.ndarray | None] = (-float("inf"), None)
         for err, idx, times in self._errors(frames_iter):
+            if on_error is not None:
+                on_error(err)
             if len(err):
                 s_batch = scorer(err).cpu().numpy()
                 scores.append(s_batch)
@@ -221,9 +228,10 @@ class PredictionHead:
             i = np.arange(a, min(a + bs, len(frames)))
             yield frames[a: a + bs], i, i / 25.0
 
-    def _series_from_array(self, frames: np.ndarray, keep_maps: bool = False) -> VideoSeries:
+    def _series_from_array(self, frames: np.ndarray, keep_maps: bool = False,
+                           on_error: Callable[[torch.Tensor], None] | None = None) -> VideoSeries:
         """Series of an in-memory video (T, S, S) uint8."""
-        return self._series(self._array_batches(frames), "array", keep_maps)
+        return self._series(self._array_batches(frames), "array", keep_maps, on_error)
 
     def video_series(self, sample: Any, keep_maps: bool = False) -> VideoSeries:
         """Decode and predict one video (path, frame folder, VideoItem or reader) -> VideoSeries."""
