@@ -85,18 +85,16 @@ class Lite0Backbone(Backbone):
         if runtime not in RUNTIMES:
             raise InputError(f"runtime={runtime!r}: use one of {', '.join(RUNTIMES)}")
         self.runtime_request = runtime
-        self.runtime = self._resolve_runtime("cpu", warn=False)  # read by PatchFeatureExtractor
+        self.device = "cpu"
+        self.onnx_failed = False  # set by PatchFeatureExtractor where export or session failed
 
-    def _resolve_runtime(self, device: str, warn: bool = True) -> str:
-        """'onnx' where asked for (or 'auto') on CPU in float32 without torch.compile and onnxruntime is installed."""
-        if self.runtime_request == "torch" or self.compile:
+    @property
+    def runtime(self) -> str:
+        """'onnx' where asked for (or 'auto') on CPU in float32 without torch.compile, onnxruntime installed and
+        not failed; else 'torch'. Read by PatchFeatureExtractor at every batch, so it follows later changes."""
+        if self.runtime_request == "torch" or self.compile or self.bf16 or self.onnx_failed:
             return "torch"
-        usable = str(device) == "cpu" and not self.bf16 and onnx_available()
-        if warn and self.runtime_request == "onnx" and not usable:
-            warnings.warn(f"runtime='onnx' needs a CPU device, float32 and the onnxruntime + onnx packages "
-                          f"(device {device}, bf16 {self.bf16}, installed {onnx_available()}); running PyTorch",
-                          RuntimeWarning, stacklevel=3)
-        return "onnx" if usable else "torch"
+        return "onnx" if self.device == "cpu" and onnx_available() else "torch"
 
     def _run(self, fn: Callable[[torch.Tensor], Any], x: torch.Tensor) -> Any:
         if self.channels_last:
@@ -115,6 +113,7 @@ class Lite0Backbone(Backbone):
             if out is not None:
                 return [f.float() for f in out]
             self.compile = False  # compilation failed (warned once); eager from now on
+            self.runtime_request = "torch"
         return [f.float() for f in self._blocks(x)]
 
     def _blocks(self, x: torch.Tensor) -> list[torch.Tensor]:
@@ -128,7 +127,11 @@ class Lite0Backbone(Backbone):
         """Move to `device`; bf16 'auto' is decided for that device."""
         self.model = self.model.to(device)
         self.bf16 = resolve_bf16(self.bf16_request, str(device))
-        self.runtime = self._resolve_runtime(str(device))
+        self.device = str(device)
+        if self.runtime_request == "onnx" and self.runtime != "onnx":
+            warnings.warn(f"runtime='onnx' needs a CPU device, float32 and the onnxruntime + onnx packages "
+                          f"(device {device}, bf16 {self.bf16}, installed {onnx_available()}); running PyTorch",
+                          RuntimeWarning, stacklevel=2)
         return self
 
 
@@ -295,7 +298,7 @@ class PatchFeatureExtractor:
 
     def patch_features(self, x: torch.Tensor) -> torch.Tensor:
         """Normalised input (B, 3, S, S) -> patch features (B, D, h, w); channels-last memory under ONNX Runtime."""
-        if getattr(self.backbone, "runtime", "torch") == "onnx" and not getattr(self.backbone, "bf16", False):
+        if getattr(self.backbone, "runtime", "torch") == "onnx":
             if self._onnx is None:  # backbone + pooling in one graph, NHWC out: PatchIndex wants (B*h*w, D) rows
                 self._onnx = OnnxGraph(lambda t: [self.pool_levels(self.backbone.features(t)).permute(0, 2, 3, 1)],
                                        self.backbone.model)
@@ -303,7 +306,7 @@ class PatchFeatureExtractor:
             if out is not None:
                 f = out[0].permute(0, 3, 1, 2)
                 return self.reduce_channels(f) if self.target_dim else f
-            self.backbone.runtime = "torch"  # export or session failed (warned once)
+            self.backbone.onnx_failed = True  # export or session failed (warned once)
         return self.aggregate(self.backbone.features(x))
 
     def extract(self, images: ImagesLike) -> torch.Tensor:

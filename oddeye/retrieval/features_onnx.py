@@ -8,6 +8,7 @@ process, in memory (~1 s), for the input's height and width with a dynamic batch
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import io
 import warnings
@@ -19,6 +20,7 @@ import torch
 RUNTIMES = ("auto", "torch", "onnx")
 
 
+@functools.lru_cache(maxsize=None)
 def onnx_available() -> bool:
     """Whether onnxruntime and onnx (the exporter needs it) are importable."""
     return all(importlib.util.find_spec(m) is not None for m in ("onnxruntime", "onnx"))
