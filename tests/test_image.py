@@ -289,3 +289,21 @@ def test_patchcore_position_weight_compares_patches_at_their_place(tmp_path):
     np.testing.assert_allclose(again.score_arrays(test)[0], s_placed, rtol=1e-5)
     with pytest.raises(InputError, match="position_weight"):
         PatchCoreHead(position_weight=-1.0)
+
+
+def test_load_scores_in_the_precision_the_model_was_fitted_with(patchcore, tmp_path, monkeypatch):
+    import oddeye.retrieval.features as features
+
+    patchcore.save(tmp_path / "m")
+    doc = json.loads((tmp_path / "m" / "oddeye_model.json").read_text())
+    assert doc["extractor"]["fit_bf16"] is False  # fitted on this float32 CPU
+    # on a device with native bf16, 'auto' would switch bf16 on; the model keeps the float32 it was fitted in
+    monkeypatch.setattr(features, "bf16_is_fast", lambda device="cpu": True)
+    assert features.build_extractor(**EXT).backbone.bf16 is True
+    assert PatchCoreHead.load(tmp_path / "m").extractor.backbone.bf16 is False
+    # a bf16-fitted model on a device without bf16 runs float32 and says what that costs
+    monkeypatch.setattr(features, "bf16_is_fast", lambda device="cpu": False)
+    doc["extractor"]["fit_bf16"] = True
+    (tmp_path / "m" / "oddeye_model.json").write_text(json.dumps(doc))
+    with pytest.warns(RuntimeWarning, match="fitted with bfloat16"):
+        assert PatchCoreHead.load(tmp_path / "m").extractor.backbone.bf16 is False

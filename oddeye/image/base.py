@@ -134,11 +134,19 @@ class FeatureMapHead:
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
         self._save_arrays(d)
-        write_manifest(d, self.name, version=FORMAT_VERSION, extractor=self.extractor_cfg, threshold=self.threshold,
+        write_manifest(d, self.name, version=FORMAT_VERSION, extractor=self.fitted_extractor_cfg(),
+                       threshold=self.threshold,
                        pixel_threshold=self.pixel_threshold, n_train=self.n_train, batch_size=self.batch_size,
                        seed=self.seed, sigma=self.sigma, border=self.border, score_sigma=self.score_sigma,
                        **self._state())
         return d
+
+    def fitted_extractor_cfg(self) -> dict[str, Any]:
+        """The extractor config plus `fit_bf16`, the precision the features were computed in (pinned at load)."""
+        cfg = dict(self.extractor_cfg)
+        if self._ext is not None and isinstance(getattr(self._ext.backbone, "bf16", None), bool):
+            cfg["fit_bf16"] = self._ext.backbone.bf16
+        return cfg
 
     @classmethod
     def load(cls, directory: str | Path, device: str = "cpu") -> Self:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
@@ -194,7 +195,23 @@ def extractor_from_config(cfg: dict[str, Any], device: str = "cpu") -> Any:
 
     cfg = dict(cfg)
     name = cfg.pop("name", "efficientnet-lite0")
+    fit_bf16 = cfg.pop("fit_bf16", None)
+    if fit_bf16 is not None and cfg.get("bf16", "auto") == "auto":
+        cfg["bf16"] = pinned_bf16(bool(fit_bf16), device)
     return build_extractor(name, device=device, **cfg)
+
+
+def pinned_bf16(fit_bf16: bool, device: str) -> bool:
+    """Score with the precision a model was fitted with: its distances and threshold were measured in it (bf16
+    moves Lite0 features by ~2.5 %). A bf16 model on a device without native bf16 runs float32, with a warning."""
+    from oddeye.retrieval.features import bf16_is_fast
+
+    if fit_bf16 and not bf16_is_fast(device):
+        warnings.warn(f"this model was fitted with bfloat16 features, which this {device} cannot run natively; "
+                      "scoring in float32 instead shifts patch distances by a few per cent: check the threshold, "
+                      "or refit on this machine", RuntimeWarning, stacklevel=3)
+        return False
+    return fit_bf16
 
 
 def check_extractor_dim(ext: Any, dim: int, directory: Path) -> None:
