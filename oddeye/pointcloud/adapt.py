@@ -10,11 +10,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from oddeye.core.errors import ModelError
 from oddeye.pointcloud.features import FeatureConfig, raw_features
+
+if TYPE_CHECKING:
+    from torch import nn
 
 ADAPTER_FILE = "adapter.safetensors"
 
@@ -74,8 +78,8 @@ def make_view_pairs(clouds: list[np.ndarray], cfg: FeatureConfig, n_pairs: int =
     return pairs
 
 
-def build_mlp(dim_in: int, hidden: int = 128, dim_out: int = 64):  # noqa: ANN201 - torch module
-    """The adapter: Linear-ReLU-Linear (dim_in -> hidden -> dim_out); outputs are L2-normalised by adapt()."""
+def build_mlp(dim_in: int, hidden: int = 128, dim_out: int = 64) -> nn.Sequential:
+    """The adapter MLP dim_in -> hidden -> hidden -> dim_out (ReLU between); adapt() L2-normalises its outputs."""
     import torch.nn as nn
 
     return nn.Sequential(nn.Linear(dim_in, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),

@@ -13,11 +13,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from oddeye.core.errors import ModelError
 from oddeye.pointcloud.features import estimate_normals
+
+if TYPE_CHECKING:
+    from oddeye.retrieval.index import PatchIndex
 from oddeye.pointcloud.preprocess import voxel_downsample
 
 _OFFS = 1 << 20  # grid keys: 21 bits per axis around the field's origin
@@ -68,7 +72,7 @@ def oriented_union(clouds: list[np.ndarray], fine: float) -> tuple[np.ndarray, n
     return u.points, n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
 
 
-def xyz_index(points: np.ndarray):  # noqa: ANN201 - PatchIndex
+def xyz_index(points: np.ndarray) -> PatchIndex:
     """PatchIndex over xyz (N, 3) float32: IVF (about 40-100 points a list, nprobe 8) or flat when small."""
     from oddeye.retrieval.index import PatchIndex
 
