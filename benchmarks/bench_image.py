@@ -73,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--intensity", default="raw", help="raw | standardize (per-image mean/std)")
     ap.add_argument("--score-sigma", type=float, default=1.0, help="patch-score smoothing before the image max")
     ap.add_argument("--position-weight", type=float, default=0.0, help="PatchCore: weight of the patch position")
+    ap.add_argument("--exposure-gains", default="", help="PatchCore/Gaussian: also fit on normal images x these gains")
     ap.add_argument("--no-pixel", action="store_true", help="skip pixel metrics")
     ap.add_argument("--no-record", action="store_true", help="print, do not append to RESULTS.md")
     ap.add_argument("--options", action="store_true", help="also time channels_last x bf16 for the extractor")
@@ -116,7 +117,8 @@ def main(argv: list[str] | None = None) -> int:
         load0 = machine_line()
         model = PatchCoreHead(coreset=1.0, max_bank=args.max_bank, index_kind=args.index, max_pool=args.max_pool,
                               extractor=ext, seed=args.seed, border=args.border,
-                              score_sigma=args.score_sigma, position_weight=args.position_weight).fit(ds.train[:96])
+                              score_sigma=args.score_sigma, position_weight=args.position_weight,
+                              exposure_gains=args.exposure_gains).fit(ds.train[:96])
         imgs = [cv2.resize(it.load(), (256, 256)) for it in as_items(ds.test[:64])]
         figs = {**throughput(model, imgs, repeats=8), "bank_size": int(len(model.bank)), "index": model.index.kind,
                 "backbone_runtime": getattr(model.extractor.backbone, "runtime", "torch")}
@@ -131,7 +133,8 @@ def main(argv: list[str] | None = None) -> int:
         load0 = machine_line()
         m, _, model = evaluate(ds, head=head, pixel=not args.no_pixel, extractor=ext, seed=args.seed, coreset=args.coreset,
                         max_bank=args.max_bank, index_kind=args.index, max_pool=args.max_pool, border=args.border,
-                        score_sigma=args.score_sigma, position_weight=args.position_weight)
+                        score_sigma=args.score_sigma, position_weight=args.position_weight,
+                        exposure_gains=args.exposure_gains)
         per_type = m.pop("image_auroc_per_type")
         figs = {**{k: v for k, v in m.items() if isinstance(v, (int, float))},
                 **{f"image_auroc_{k}": v for k, v in per_type.items()}}

@@ -180,7 +180,10 @@ def test_cli_fit_score_eval(tmp_path, capsys):
 
     cat = _mvtec_tree(tmp_path / "mvtec", np.random.default_rng(0))
     assert main(["fit", "image", "--train", str(cat / "train" / "good"), "--out", str(tmp_path / "model"),
-                 "--image-size", "96", "--coreset", "0.2"]) == 0
+                 "--image-size", "96", "--coreset", "0.2", "--exposure-gains", "0.8,1.2"]) == 0
+    assert json.loads((tmp_path / "model" / "oddeye_model.json").read_text())["exposure_gains"] == [0.8, 1.2]
+    assert main(["fit", "image", "--train", str(cat / "train" / "good"), "--out", str(tmp_path / "bad"),
+                 "--exposure-gains", "0.8,x"]) == 2
     assert main(["score", "image", str(tmp_path / "model"), str(cat / "test" / "crack"), "--out",
                  str(tmp_path / "res")]) == 0
     assert (tmp_path / "res" / "result.json").is_file() and (tmp_path / "res" / "store.db").is_file()
@@ -307,3 +310,29 @@ def test_load_scores_in_the_precision_the_model_was_fitted_with(patchcore, tmp_p
     (tmp_path / "m" / "oddeye_model.json").write_text(json.dumps(doc))
     with pytest.warns(RuntimeWarning, match="fitted with bfloat16"):
         assert PatchCoreHead.load(tmp_path / "m").extractor.backbone.bf16 is False
+
+
+def test_exposure_gains_let_normal_images_at_another_exposure_pass(data):
+    from oddeye.image.common import apply_gain
+
+    train, test = data[0], [s.image for s in data[1] if s.label == 0]
+    defects = [s.image for s in data[1] if s.label == 1]
+    plain = PatchCoreHead(extractor=EXT).fit(train)
+    with_gains = PatchCoreHead(extractor=EXT, exposure_gains=(0.6,)).fit(train)
+    darker = [apply_gain(im, 0.6) for im in test]
+    assert plain.score(darker).sample_scores().min() > plain.threshold  # every darker normal tile is a false alarm
+    assert with_gains.score(darker).sample_scores().max() < with_gains.threshold  # none is, with the gain learnt
+    s = with_gains.score(test + defects).sample_scores()
+    assert auroc([0] * len(test) + [1] * len(defects), s) >= 0.9  # defects still stand out
+
+
+def test_apply_gain_and_check_gains():
+    from oddeye.image.common import apply_gain, check_gains
+
+    img = np.array([[0, 100, 200]], np.uint8)
+    assert apply_gain(img, 1.5).tolist() == [[0, 150, 255]]
+    assert apply_gain(img, 1.0) is img
+    assert check_gains("0.8, 1.3,1.3,1") == (0.8, 1.3) and check_gains(None) == () and check_gains([2]) == (2.0,)
+    for bad in ("0", "-1", "x", "nan", "11"):
+        with pytest.raises(InputError, match="gain"):
+            check_gains(bad)

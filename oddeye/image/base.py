@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Iterable, Self
+from typing import Any, Iterable, Self, Sequence
 
 import numpy as np
 import torch
@@ -11,8 +11,8 @@ import torch
 from oddeye.core.errors import InputError
 from oddeye.core.head import read_manifest, write_manifest
 from oddeye.core.types import Result
-from oddeye.image.common import (ImageItem, as_items, batches, build_result, calibrate, check_extractor_dim,
-                                 check_nonempty, extractor_from_config, progress, split_calibration, to_pixel_map)
+from oddeye.image.common import (ImageItem, apply_gain, as_items, batches, build_result, calibrate,
+                                 check_extractor_dim, check_gains, check_nonempty, extractor_from_config, progress, split_calibration, to_pixel_map)
 
 FORMAT_VERSION = 1
 DEFAULT_EXTRACTOR: dict[str, Any] = {"name": "efficientnet-lite0", "image_size": 256, "layers": None,
@@ -26,13 +26,15 @@ class FeatureMapHead:
     what = "patch distance"
 
     def __init__(self, extractor: dict[str, Any] | None = None, batch_size: int = 16, seed: int = 0,
-                 device: str = "cpu", sigma: float = 4.0, border: int = 0, score_sigma: float = 1.0) -> None:
+                 device: str = "cpu", sigma: float = 4.0, border: int = 0, score_sigma: float = 1.0,
+                 exposure_gains: Sequence[float] = ()) -> None:
         if border < 0:
             raise InputError(f"border must be >= 0 patches, got {border}")
         if score_sigma < 0:
             raise InputError(f"score_sigma must be >= 0 patches, got {score_sigma}")
         self.border = int(border)
         self.score_sigma = float(score_sigma)
+        self.exposure_gains = check_gains(exposure_gains)
         self.extractor_cfg = {**DEFAULT_EXTRACTOR, **(extractor or {})}
         self.batch_size = int(batch_size)
         self.seed = int(seed)
@@ -87,18 +89,25 @@ class FeatureMapHead:
             self._ext = extractor_from_config(self.extractor_cfg, device=self.device)
         return self._ext
 
-    def extract(self, items: list[ImageItem], desc: str = "features") -> torch.Tensor:
-        """Patch features (N, D, h, w) of all items, in batches with a progress bar."""
+    def extract(self, items: list[ImageItem], desc: str = "features", gain: float = 1.0) -> torch.Tensor:
+        """Patch features (N, D, h, w) of all items (brightened by `gain`), in batches with a progress bar."""
         n_b = (len(items) + self.batch_size - 1) // self.batch_size
-        out = [self.extractor.extract(imgs) for _, imgs in progress(batches(items, self.batch_size), n_b, desc)]
+        out = [self.extractor.extract([apply_gain(im, gain) for im in imgs])
+               for _, imgs in progress(batches(items, self.batch_size), n_b, desc)]
         return torch.cat(out, dim=0)
+
+    def training_features(self, items: list[ImageItem]) -> torch.Tensor:
+        """Features (N * (1 + len(exposure_gains)), D, h, w) of the training images and their brightened copies."""
+        feats = [self.extract(items, desc=f"{self.name} fit")]
+        feats += [self.extract(items, desc=f"{self.name} fit, gain {g:g}", gain=g) for g in self.exposure_gains]
+        return torch.cat(feats, dim=0) if len(feats) > 1 else feats[0]
 
     def fit(self, samples: Iterable[Any]) -> Self:
         """Learn normal from normal images (paths, folders, arrays, Samples); ~10 % held out to set the threshold."""
         items = as_items(samples)
         check_nonempty(items)
         train, calib = split_calibration(items, seed=self.seed)
-        self._fit_features(self.extract(train, desc=f"{self.name} fit"))
+        self._fit_features(self.training_features(train))
         self.n_train = len(train)
         if calib:
             feats = self.extract(calib, desc="calibrate")
@@ -138,7 +147,7 @@ class FeatureMapHead:
                        threshold=self.threshold,
                        pixel_threshold=self.pixel_threshold, n_train=self.n_train, batch_size=self.batch_size,
                        seed=self.seed, sigma=self.sigma, border=self.border, score_sigma=self.score_sigma,
-                       **self._state())
+                       exposure_gains=list(self.exposure_gains), **self._state())
         return d
 
     def fitted_extractor_cfg(self) -> dict[str, Any]:
@@ -156,7 +165,8 @@ class FeatureMapHead:
         head = cls.__new__(cls)
         FeatureMapHead.__init__(head, extractor=doc["extractor"], batch_size=doc.get("batch_size", 16),
                                 seed=doc.get("seed", 0), device=device, sigma=doc.get("sigma", 4.0),
-                                border=doc.get("border", 0), score_sigma=doc.get("score_sigma", 0.0))
+                                border=doc.get("border", 0), score_sigma=doc.get("score_sigma", 0.0),
+                                exposure_gains=doc.get("exposure_gains", ()))
         head.threshold, head.pixel_threshold = doc.get("threshold"), doc.get("pixel_threshold")
         head.n_train = doc.get("n_train", 0)
         head._load_arrays(d, doc)

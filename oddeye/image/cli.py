@@ -63,16 +63,21 @@ def register(cli: Any) -> None:
         position_weight: float = typer.Option(0.0, "--position-weight", help=(
             "PatchCore: compare each patch with normal patches near the same place (weight of its position, in "
             "patches; for parts aligned in the image, e.g. 8; 0: anywhere).")),
+        exposure_gains: str = typer.Option("", "--exposure-gains", help=(
+            "PatchCore/Gaussian: also learn from every normal image with its intensities times each of these gains, "
+            "e.g. 0.8,1.3,1.6 where shots differ in exposure (costs fit time and memory, not scoring time).")),
     ) -> None:
         """Learn what normal images look like; writes a model folder.
 
         Example: oddeye fit image --train data/bottle/train/good --out models/bottle --head patchcore --coreset 0.1
         """
+        from oddeye.image.common import check_gains
         from oddeye.image.evaluate import make_head
 
         ext = _extractor_cfg(backbone, image_size, layers or None, target_dim or None, None, intensity)
         model = make_head(head, coreset=coreset, max_bank=max_bank or None, mode=mode, extractor=ext, seed=seed,
-                          border=border, score_sigma=score_sigma, position_weight=position_weight)
+                          border=border, score_sigma=score_sigma, position_weight=position_weight,
+                          exposure_gains=check_gains(exposure_gains))
         t0 = time.perf_counter()
         model.fit([train])
         model.save(out)
@@ -139,6 +144,9 @@ def register(cli: Any) -> None:
         position_weight: float = typer.Option(0.0, "--position-weight", help=(
             "PatchCore: compare each patch with normal patches near the same place (weight of its position, in "
             "patches; for parts aligned in the image, e.g. 8; 0: anywhere).")),
+        exposure_gains: str = typer.Option("", "--exposure-gains", help=(
+            "PatchCore/Gaussian: also learn from every normal image with its intensities times each of these gains, "
+            "e.g. 0.8,1.3,1.6 where shots differ in exposure (costs fit time and memory, not scoring time).")),
     ) -> None:
         """Evaluate an image head on a public data set; prints a table, then ONE JSON line.
 
@@ -148,6 +156,7 @@ def register(cli: Any) -> None:
         Example: oddeye eval image --dataset magnetic-tile --root ../shared/data/magnetic_tile --head patchcore
         """
         from oddeye.core.report import eval_line, print_eval
+        from oddeye.image.common import check_gains
         from oddeye.image.datasets import load_image_dataset
         from oddeye.image.evaluate import evaluate
 
@@ -156,7 +165,8 @@ def register(cli: Any) -> None:
         ext = _extractor_cfg("efficientnet-lite0", image_size, layers or None, None, None, intensity)
         m, result, _ = evaluate(ds, head=head, pixel=not no_pixel, out=out if overlays else None, coreset=coreset,
                              max_bank=max_bank or None, extractor=ext, seed=seed, border=border,
-                             max_pool=max_pool or None, score_sigma=score_sigma, position_weight=position_weight)
+                             max_pool=max_pool or None, score_sigma=score_sigma, position_weight=position_weight,
+                             exposure_gains=check_gains(exposure_gains))
         per_type = m.pop("image_auroc_per_type")
         result.meta.update({"dataset": dataset, "root": str(root), "seed": seed, "split": ds.meta})
         result.save(out)

@@ -113,6 +113,33 @@ def batches(items: Sequence[ImageItem], size: int) -> Iterator[tuple[list[ImageI
         yield chunk, [it.load() for it in chunk]
 
 
+def apply_gain(image: np.ndarray, gain: float) -> np.ndarray:
+    """A uint8 image (H, W[, C]) with its intensities multiplied by `gain` and clipped to 255 (an exposure change)."""
+    if gain == 1.0:
+        return image
+    lut = np.clip(np.arange(256) * gain + 0.5, 0, 255).astype(np.uint8)
+    return cv2.LUT(np.ascontiguousarray(image, dtype=np.uint8), lut)
+
+
+def check_gains(gains: Sequence[float] | str | None) -> tuple[float, ...]:
+    """Exposure gains as a tuple of positive floats ("1.3,1.6" or a sequence); 1 and repeats are dropped."""
+    if gains is None:
+        return ()
+    if isinstance(gains, str):
+        try:
+            gains = [float(g) for g in gains.split(",") if g.strip()]
+        except ValueError:
+            raise InputError(f"exposure gains {gains!r}: give comma-separated numbers, e.g. 1.3,1.6,2") from None
+    out: list[float] = []
+    for g in gains:
+        g = float(g)
+        if not (np.isfinite(g) and 0 < g <= 10):
+            raise InputError(f"exposure gain {g:g} must be in (0, 10]", "e.g. --exposure-gains 1.3,1.6,2")
+        if g != 1.0 and g not in out:
+            out.append(g)
+    return tuple(out)
+
+
 def to_pixel_map(patch_map: np.ndarray, image_size: int, out_shape: tuple[int, int] | None,
                  sigma: float = SIGMA) -> np.ndarray:
     """Patch scores (h, w) -> upsampled to (S, S), Gaussian-smoothed, resized to out_shape (H, W): float32."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -51,9 +51,9 @@ class GaussianHead(FeatureMapHead):
 
     def __init__(self, mode: str = "local", extractor: dict[str, Any] | None = None, batch_size: int = 16,
                  seed: int = 0, device: str = "cpu", sigma: float = 4.0, border: int = 0,
-                 score_sigma: float = 1.0) -> None:
+                 score_sigma: float = 1.0, exposure_gains: Sequence[float] = ()) -> None:
         super().__init__(extractor=extractor, batch_size=batch_size, seed=seed, device=device, sigma=sigma,
-                         border=border, score_sigma=score_sigma)
+                         border=border, score_sigma=score_sigma, exposure_gains=exposure_gains)
         if mode not in ("local", "global"):
             raise InputError(f"mode={mode!r}: use 'local' (per location) or 'global'")
         self.mode = mode

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -26,11 +26,11 @@ class PatchCoreHead(FeatureMapHead):
     name = "patchcore"
 
     def __init__(self, coreset: float = 0.1, max_bank: int | None = None, num_neighbors: int = 9,
-                 index_kind: str = "auto", max_pool: int | None = 200_000, extractor: dict[str, Any] | None = None, batch_size: int = 16,
-                 seed: int = 0, device: str = "cpu", sigma: float = 4.0, border: int = 0,
-                 score_sigma: float = 1.0, position_weight: float = 0.0) -> None:
+                 index_kind: str = "auto", max_pool: int | None = 200_000, extractor: dict[str, Any] | None = None,
+                 batch_size: int = 16, seed: int = 0, device: str = "cpu", sigma: float = 4.0, border: int = 0,
+                 score_sigma: float = 1.0, position_weight: float = 0.0, exposure_gains: Sequence[float] = ()) -> None:
         super().__init__(extractor=extractor, batch_size=batch_size, seed=seed, device=device, sigma=sigma,
-                         border=border, score_sigma=score_sigma)
+                         border=border, score_sigma=score_sigma, exposure_gains=exposure_gains)
         require_range(coreset, "coreset", 1e-6, 1.0)
         if position_weight < 0:
             raise InputError(f"position_weight must be >= 0, got {position_weight}")
