@@ -66,6 +66,9 @@ def register(cli: Any) -> None:
         exposure_gains: str = typer.Option("", "--exposure-gains", help=(
             "PatchCore/Gaussian: also learn from every normal image with its intensities times each of these gains, "
             "e.g. 0.8,1.3,1.6 where shots differ in exposure (costs fit time and memory, not scoring time).")),
+        retrieve: int = typer.Option(0, "--retrieve", help=(
+            "PatchCore: compare each image only with the patches of its K nearest normal images (0: one global "
+            "coreset bank); e.g. 20 with --exposure-gains, where normal images differ as a whole.")),
     ) -> None:
         """Learn what normal images look like; writes a model folder.
 
@@ -77,7 +80,7 @@ def register(cli: Any) -> None:
         ext = _extractor_cfg(backbone, image_size, layers or None, target_dim or None, None, intensity)
         model = make_head(head, coreset=coreset, max_bank=max_bank or None, mode=mode, extractor=ext, seed=seed,
                           border=border, score_sigma=score_sigma, position_weight=position_weight,
-                          exposure_gains=check_gains(exposure_gains))
+                          exposure_gains=check_gains(exposure_gains), retrieve=retrieve)
         t0 = time.perf_counter()
         model.fit([train])
         model.save(out)
@@ -147,6 +150,9 @@ def register(cli: Any) -> None:
         exposure_gains: str = typer.Option("", "--exposure-gains", help=(
             "PatchCore/Gaussian: also learn from every normal image with its intensities times each of these gains, "
             "e.g. 0.8,1.3,1.6 where shots differ in exposure (costs fit time and memory, not scoring time).")),
+        retrieve: int = typer.Option(0, "--retrieve", help=(
+            "PatchCore: compare each image only with the patches of its K nearest normal images (0: one global "
+            "coreset bank); e.g. 20 with --exposure-gains, where normal images differ as a whole.")),
     ) -> None:
         """Evaluate an image head on a public data set; prints a table, then ONE JSON line.
 
@@ -166,7 +172,7 @@ def register(cli: Any) -> None:
         m, result, _ = evaluate(ds, head=head, pixel=not no_pixel, out=out if overlays else None, coreset=coreset,
                              max_bank=max_bank or None, extractor=ext, seed=seed, border=border,
                              max_pool=max_pool or None, score_sigma=score_sigma, position_weight=position_weight,
-                             exposure_gains=check_gains(exposure_gains))
+                             exposure_gains=check_gains(exposure_gains), retrieve=retrieve)
         per_type = m.pop("image_auroc_per_type")
         result.meta.update({"dataset": dataset, "root": str(root), "seed": seed, "split": ds.meta})
         result.save(out)

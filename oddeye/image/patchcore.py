@@ -10,6 +10,7 @@ import torch
 
 from oddeye.core.errors import InputError, ModelError, require_range
 from oddeye.image.base import FeatureMapHead
+from oddeye.image.conditioned import ConditionedBank
 from oddeye.retrieval.coreset import greedy_coreset
 from oddeye.retrieval.index import PatchIndex
 
@@ -21,6 +22,9 @@ class PatchCoreHead(FeatureMapHead):
     neighbours of that patch's nearest bank entry; the map is upsampled and Gaussian-smoothed (sigma 4).
     `position_weight` w > 0 appends w * (row, column), in patches, to every feature: a patch is then compared with
     normal patches found near the same place (for parts that are aligned in the image; 0 = anywhere).
+    `retrieve` k > 0 replaces the global coreset bank with an image-conditioned one (`ConditionedBank`): each image
+    is compared with every `retrieve_stride`-th patch of its k nearest normal images; image score = the largest
+    smoothed interior patch score (no re-weighting). For normal images that differ as a whole (exposure, type).
     """
 
     name = "patchcore"
@@ -28,7 +32,8 @@ class PatchCoreHead(FeatureMapHead):
     def __init__(self, coreset: float = 0.1, max_bank: int | None = None, num_neighbors: int = 9,
                  index_kind: str = "auto", max_pool: int | None = 200_000, extractor: dict[str, Any] | None = None,
                  batch_size: int = 16, seed: int = 0, device: str = "cpu", sigma: float = 4.0, border: int = 0,
-                 score_sigma: float = 1.0, position_weight: float = 0.0, exposure_gains: Sequence[float] = ()) -> None:
+                 score_sigma: float = 1.0, position_weight: float = 0.0, exposure_gains: Sequence[float] = (),
+                 retrieve: int = 0, retrieve_stride: int = 2) -> None:
         super().__init__(extractor=extractor, batch_size=batch_size, seed=seed, device=device, sigma=sigma,
                          border=border, score_sigma=score_sigma, exposure_gains=exposure_gains)
         require_range(coreset, "coreset", 1e-6, 1.0)
@@ -44,6 +49,10 @@ class PatchCoreHead(FeatureMapHead):
         self.max_pool = max_pool
         self.bank: np.ndarray | None = None  # (M, D) float32
         self.index: PatchIndex | None = None
+        if retrieve < 0 or retrieve_stride < 1:
+            raise InputError(f"retrieve must be >= 0 and retrieve_stride >= 1, got {retrieve}, {retrieve_stride}")
+        self.retrieve, self.retrieve_stride = int(retrieve), int(retrieve_stride)
+        self.conditioned: ConditionedBank | None = None
 
     def with_position(self, feats: torch.Tensor) -> torch.Tensor:
         """Features (B, D, h, w) -> (B, D + 2, h, w) with position_weight * (row, column) appended (unchanged if 0)."""
@@ -56,6 +65,9 @@ class PatchCoreHead(FeatureMapHead):
 
     def _fit_features(self, feats: torch.Tensor) -> None:
         feats = self.with_position(feats)
+        if self.retrieve:
+            self.conditioned = ConditionedBank(self.retrieve, self.retrieve_stride, self.border).fit(feats)
+            return
         x = feats.permute(0, 2, 3, 1).reshape(-1, feats.shape[1]).contiguous().numpy()
         n = x.shape[0]
         count = max(1, int(round(self.coreset * n)))
@@ -69,6 +81,12 @@ class PatchCoreHead(FeatureMapHead):
         self.index = PatchIndex.build(self.bank, kind=self.index_kind, metric="l2", device="cpu")
 
     def _patch_scores(self, feats: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        if self.retrieve:
+            if self.conditioned is None:
+                raise ModelError("the PatchCore head is not fitted", "call fit() or load a fitted model folder")
+            pmap = self.conditioned.distances(self.with_position(feats))
+            image = self.smoothed(self.interior(pmap)).reshape(len(pmap), -1).max(axis=1)
+            return pmap, image.astype(np.float64)
         if self.index is None or self.bank is None:
             raise ModelError("the PatchCore head is not fitted", "call fit() or load a fitted model folder")
         feats = self.with_position(feats)
@@ -94,14 +112,33 @@ class PatchCoreHead(FeatureMapHead):
         weights = 1.0 - soft[:, 0]
         return pmap.reshape(b, h, w), (weights * s_star).astype(np.float64)
 
+    @property
+    def bank_size(self) -> int:
+        """Number of normal patch vectors kept (coreset bank, or all kept patches of the conditioned bank)."""
+        return int(self._state()["bank_size"])
+
+    @property
+    def bank_kind(self) -> str:
+        """'conditioned' (image-conditioned bank) or the PatchIndex kind of the global bank."""
+        return "conditioned" if self.retrieve else str(self._state()["index_kind"])
+
     def _state(self) -> dict[str, Any]:
-        return {"coreset": self.coreset, "max_bank": self.max_bank, "max_pool": self.max_pool,
-                "num_neighbors": self.num_neighbors, "position_weight": self.position_weight,
-                "index_kind": self.index.kind if self.index else self.index_kind,
-                "bank_size": 0 if self.bank is None else int(self.bank.shape[0]),
-                "dim": 0 if self.bank is None else int(self.bank.shape[1])}
+        state = {"coreset": self.coreset, "max_bank": self.max_bank, "max_pool": self.max_pool,
+                 "num_neighbors": self.num_neighbors, "position_weight": self.position_weight,
+                 "index_kind": self.index.kind if self.index else self.index_kind,
+                 "bank_size": 0 if self.bank is None else int(self.bank.shape[0]),
+                 "dim": 0 if self.bank is None else int(self.bank.shape[1]),
+                 "retrieve": self.retrieve, "retrieve_stride": self.retrieve_stride}
+        if self.conditioned is not None and self.conditioned.patches is not None:
+            state.update(bank_size=self.conditioned.size, dim=int(self.conditioned.patches.shape[2]))
+        return state
 
     def _save_arrays(self, directory: Path) -> None:
+        if self.retrieve:
+            if self.conditioned is None:
+                raise ModelError("cannot save an unfitted PatchCore head", "call fit() first")
+            self.conditioned.save(directory)
+            return
         if self.index is None or self.bank is None:
             raise ModelError("cannot save an unfitted PatchCore head", "call fit() first")
         np.save(directory / "bank.npy", self.bank)
@@ -114,6 +151,11 @@ class PatchCoreHead(FeatureMapHead):
         self.num_neighbors = int(doc.get("num_neighbors", 9))
         self.position_weight = float(doc.get("position_weight", 0.0))
         self.index_kind = doc.get("index_kind", "auto")
+        self.retrieve, self.retrieve_stride = int(doc.get("retrieve", 0)), int(doc.get("retrieve_stride", 2))
+        self.bank, self.index, self.conditioned = None, None, None
+        if self.retrieve:
+            self.conditioned = ConditionedBank.load(directory, self.retrieve, self.retrieve_stride, self.border)
+            return
         try:
             self.bank = np.load(directory / "bank.npy")
         except (OSError, ValueError) as e:

@@ -1,0 +1,87 @@
+"""Image-conditioned memory bank (SPADE's idea): a query image is compared only with the patches of the normal
+images that look most like it as a whole.
+
+Where normal images differ as a whole (exposure, part type), one global bank lets a defect patch find a close
+match in some unrelated normal image; conditioning on the k nearest normal images keeps the comparison among
+images of the same kind. Both searches go through `PatchIndex`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from oddeye.core.errors import InputError, ModelError
+from oddeye.retrieval.index import PatchIndex
+
+
+def image_descriptors(feats: torch.Tensor, border: int = 0) -> np.ndarray:
+    """Patch features (B, D, h, w) -> L2-normalised mean over the interior (without `border` patches), (B, D)."""
+    _, _, h, w = feats.shape
+    if border > 0 and h > 2 * border and w > 2 * border:
+        feats = feats[:, :, border:-border, border:-border]
+    g = feats.float().mean(dim=(2, 3))
+    return torch.nn.functional.normalize(g, dim=1).numpy().astype(np.float32)
+
+
+class ConditionedBank:
+    """Normal patches kept per image (every `stride`-th row and column); `distances` searches those of the `k`
+    normal images nearest to each query image."""
+
+    def __init__(self, k: int = 20, stride: int = 2, border: int = 0) -> None:
+        if k < 1:
+            raise InputError(f"retrieve (images per query) must be >= 1, got {k}")
+        if stride < 1:
+            raise InputError(f"retrieve_stride must be >= 1, got {stride}")
+        self.k, self.stride, self.border = int(k), int(stride), int(border)
+        self.patches: np.ndarray | None = None  # (N, m, D) float16
+        self.gallery: PatchIndex | None = None  # image descriptors (N, D), cosine
+
+    def fit(self, feats: torch.Tensor) -> ConditionedBank:
+        """Keep the patches and image descriptors of normal features (N, D, h, w)."""
+        sub = feats[:, :, :: self.stride, :: self.stride]
+        self.patches = sub.permute(0, 2, 3, 1).reshape(sub.shape[0], -1, sub.shape[1]).numpy().astype(np.float16)
+        self.gallery = PatchIndex.build(image_descriptors(feats, self.border), kind="flat", metric="cosine",
+                                        device="cpu")
+        return self
+
+    def distances(self, feats: torch.Tensor) -> np.ndarray:
+        """Distance of every query patch to the nearest patch of its image's k nearest normal images: (B, h, w)."""
+        if self.patches is None or self.gallery is None:
+            raise ModelError("the image-conditioned bank is not fitted", "call fit() or load a fitted model folder")
+        b, d, h, w = feats.shape
+        _, near = self.gallery.search(image_descriptors(feats, self.border), k=min(self.k, len(self.gallery)))
+        q = feats.permute(0, 2, 3, 1).reshape(b, h * w, d).numpy()
+        out = np.empty((b, h * w), np.float32)
+        for i in range(b):
+            cand = self.patches[near[i]].reshape(-1, d).astype(np.float32)
+            dist, _ = PatchIndex.build(cand, kind="flat", device="cpu").search(np.ascontiguousarray(q[i]), k=1)
+            out[i] = dist[:, 0]
+        return out.reshape(b, h, w)
+
+    @property
+    def size(self) -> int:
+        """Number of stored patches."""
+        return 0 if self.patches is None else int(self.patches.shape[0] * self.patches.shape[1])
+
+    def save(self, directory: Path) -> None:
+        """Write patches.npy (float16) and the gallery index."""
+        if self.patches is None or self.gallery is None:
+            raise ModelError("cannot save an unfitted image-conditioned bank", "call fit() first")
+        np.save(directory / "patches.npy", self.patches)
+        self.gallery.save(directory / "gallery")
+
+    @classmethod
+    def load(cls, directory: Path, k: int, stride: int, border: int) -> ConditionedBank:
+        """Read what save() wrote; a missing or inconsistent file is a ModelError."""
+        bank = cls(k, stride, border)
+        try:
+            bank.patches = np.load(directory / "patches.npy")
+        except (OSError, ValueError) as e:
+            raise ModelError(f"{directory / 'patches.npy'} is missing or corrupt ({e})", "refit the model") from None
+        bank.gallery = PatchIndex.load(directory / "gallery")
+        if bank.patches.ndim != 3 or len(bank.gallery) != bank.patches.shape[0]:
+            raise ModelError(f"{directory}: patches.npy and the gallery index disagree", "refit the model")
+        return bank

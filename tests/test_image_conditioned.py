@@ -1,0 +1,65 @@
+"""The image-conditioned PatchCore bank (`--retrieve`): retrieval, scores, save/load, errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from oddeye.core.errors import InputError, ModelError
+from oddeye.core.metrics import auroc
+from oddeye.core.synth import make_image_set
+from oddeye.image.common import apply_gain
+from oddeye.image.conditioned import ConditionedBank, image_descriptors
+from oddeye.image.patchcore import PatchCoreHead
+
+EXT = {"image_size": 96}
+
+
+def test_distances_come_from_the_nearest_images_only():
+    rng = np.random.default_rng(0)
+    kinds = [torch.from_numpy(rng.normal(size=(1, 8, 1, 1)).astype(np.float32)) for _ in range(2)]
+    # two kinds of normal image: every patch of an image is its kind's vector plus noise
+    train = torch.cat([kinds[i % 2] + 0.01 * torch.randn(1, 8, 6, 6) for i in range(10)])
+    bank = ConditionedBank(k=2, stride=1).fit(train)
+    assert bank.size == 10 * 36
+    # a kind-0 image with one patch of kind 1: only kind-0 images are searched, so that patch stands out
+    q = kinds[0] + 0.01 * torch.randn(1, 8, 6, 6)
+    q[0, :, 3, 3] = kinds[1][0, :, 0, 0]
+    d = bank.distances(q)
+    assert d.shape == (1, 6, 6)
+    assert d[0, 3, 3] > 10 * np.delete(d[0].ravel(), 3 * 6 + 3).max()
+    # with every image in reach the odd patch finds its kind-1 match
+    assert ConditionedBank(k=10, stride=1).fit(train).distances(q)[0, 3, 3] < 0.2
+
+
+def test_image_descriptors_are_unit_mean_of_the_interior():
+    f = torch.zeros(1, 3, 6, 6)
+    f[0, 0] = 1.0
+    f[0, 1, 0, :] = 100.0  # only in the border ring
+    g = image_descriptors(f, border=1)
+    assert np.allclose(g, [[1.0, 0.0, 0.0]])
+
+
+def test_retrieval_head_with_exposure_gains(tmp_path):
+    train = [s.image for s in make_image_set(seed=1, n_normal=20, n_defect=0)]
+    test = make_image_set(seed=2, n_normal=8, n_defect=8)
+    head = PatchCoreHead(extractor=EXT, retrieve=5, exposure_gains=(0.6,), border=1).fit(train)
+    imgs = [apply_gain(s.image, 0.6) if s.label == 0 else s.image for s in test]  # darker normals, plain defects
+    scores = head.score(imgs).sample_scores()
+    assert auroc([s.label for s in test], scores) >= 0.9
+    head.save(tmp_path / "m")
+    loaded = PatchCoreHead.load(tmp_path / "m")
+    assert loaded.retrieve == 5 and np.array_equal(loaded.score(imgs).sample_scores(), scores)
+    (tmp_path / "m" / "patches.npy").write_bytes(b"junk")
+    with pytest.raises(ModelError, match="patches.npy"):
+        PatchCoreHead.load(tmp_path / "m")
+
+
+def test_retrieval_errors():
+    with pytest.raises(InputError, match="retrieve"):
+        PatchCoreHead(retrieve=-1)
+    with pytest.raises(InputError, match="retrieve"):
+        ConditionedBank(k=0)
+    with pytest.raises(ModelError, match="not fitted"):
+        ConditionedBank().distances(torch.zeros(1, 4, 3, 3))
