@@ -63,3 +63,14 @@ def test_retrieval_errors():
         ConditionedBank(k=0)
     with pytest.raises(ModelError, match="not fitted"):
         ConditionedBank().distances(torch.zeros(1, 4, 3, 3))
+
+
+def test_positions_steer_patch_matches_not_image_retrieval():
+    train = [s.image for s in make_image_set(seed=1, n_normal=12, n_defect=0)]
+    plain = PatchCoreHead(extractor=EXT, retrieve=3).fit(train)
+    placed = PatchCoreHead(extractor=EXT, retrieve=3, position_weight=8.0).fit(train)
+    feats = plain.extractor.extract(train[:2])
+    d0 = image_descriptors(feats)
+    # the same images are retrieved with and without the position channels
+    assert np.array_equal(plain.conditioned.gallery.search(d0, k=3)[1], placed.conditioned.gallery.search(d0, k=3)[1])
+    assert placed.conditioned.patches.shape[2] == plain.conditioned.patches.shape[2] + 2

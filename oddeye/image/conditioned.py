@@ -39,20 +39,23 @@ class ConditionedBank:
         self.patches: np.ndarray | None = None  # (N, m, D) float16
         self.gallery: PatchIndex | None = None  # image descriptors (N, D), cosine
 
-    def fit(self, feats: torch.Tensor) -> ConditionedBank:
-        """Keep the patches and image descriptors of normal features (N, D, h, w)."""
+    def fit(self, feats: torch.Tensor, descriptors: np.ndarray | None = None) -> ConditionedBank:
+        """Keep the patches of normal features (N, D, h, w) and their image descriptors (N, D') (default: from
+        `feats`; pass them when `feats` carry channels that should not steer retrieval, e.g. positions)."""
         sub = feats[:, :, :: self.stride, :: self.stride]
         self.patches = sub.permute(0, 2, 3, 1).reshape(sub.shape[0], -1, sub.shape[1]).numpy().astype(np.float16)
-        self.gallery = PatchIndex.build(image_descriptors(feats, self.border), kind="flat", metric="cosine",
-                                        device="cpu")
+        desc = image_descriptors(feats, self.border) if descriptors is None else descriptors
+        self.gallery = PatchIndex.build(desc, kind="flat", metric="cosine", device="cpu")
         return self
 
-    def distances(self, feats: torch.Tensor) -> np.ndarray:
-        """Distance of every query patch to the nearest patch of its image's k nearest normal images: (B, h, w)."""
+    def distances(self, feats: torch.Tensor, descriptors: np.ndarray | None = None) -> np.ndarray:
+        """Distance of every query patch (B, D, h, w) to the nearest patch of its image's k nearest normal images
+        (by `descriptors` (B, D'), default from `feats`): (B, h, w)."""
         if self.patches is None or self.gallery is None:
             raise ModelError("the image-conditioned bank is not fitted", "call fit() or load a fitted model folder")
         b, d, h, w = feats.shape
-        _, near = self.gallery.search(image_descriptors(feats, self.border), k=min(self.k, len(self.gallery)))
+        desc = image_descriptors(feats, self.border) if descriptors is None else descriptors
+        _, near = self.gallery.search(desc, k=min(self.k, len(self.gallery)))
         q = feats.permute(0, 2, 3, 1).reshape(b, h * w, d).numpy()
         out = np.empty((b, h * w), np.float32)
         for i in range(b):

@@ -10,7 +10,7 @@ import torch
 
 from oddeye.core.errors import InputError, ModelError, require_range
 from oddeye.image.base import FeatureMapHead
-from oddeye.image.conditioned import ConditionedBank
+from oddeye.image.conditioned import ConditionedBank, image_descriptors
 from oddeye.retrieval.coreset import greedy_coreset
 from oddeye.retrieval.index import PatchIndex
 
@@ -64,10 +64,11 @@ class PatchCoreHead(FeatureMapHead):
         return torch.cat([feats, pos.to(feats.device)], 1)
 
     def _fit_features(self, feats: torch.Tensor) -> None:
-        feats = self.with_position(feats)
-        if self.retrieve:
-            self.conditioned = ConditionedBank(self.retrieve, self.retrieve_stride, self.border).fit(feats)
+        if self.retrieve:  # images are retrieved by their features alone, patches compared with positions
+            self.conditioned = ConditionedBank(self.retrieve, self.retrieve_stride, self.border).fit(
+                self.with_position(feats), image_descriptors(feats, self.border))
             return
+        feats = self.with_position(feats)
         x = feats.permute(0, 2, 3, 1).reshape(-1, feats.shape[1]).contiguous().numpy()
         n = x.shape[0]
         count = max(1, int(round(self.coreset * n)))
@@ -84,7 +85,7 @@ class PatchCoreHead(FeatureMapHead):
         if self.retrieve:
             if self.conditioned is None:
                 raise ModelError("the PatchCore head is not fitted", "call fit() or load a fitted model folder")
-            pmap = self.conditioned.distances(self.with_position(feats))
+            pmap = self.conditioned.distances(self.with_position(feats), image_descriptors(feats, self.border))
             image = self.smoothed(self.interior(pmap)).reshape(len(pmap), -1).max(axis=1)
             return pmap, image.astype(np.float64)
         if self.index is None or self.bank is None:
