@@ -180,8 +180,9 @@ def test_cli_fit_score_eval(tmp_path, capsys):
 
     cat = _mvtec_tree(tmp_path / "mvtec", np.random.default_rng(0))
     assert main(["fit", "image", "--train", str(cat / "train" / "good"), "--out", str(tmp_path / "model"),
-                 "--image-size", "96", "--coreset", "0.2", "--exposure-gains", "0.8,1.2"]) == 0
-    assert json.loads((tmp_path / "model" / "oddeye_model.json").read_text())["exposure_gains"] == [0.8, 1.2]
+                 "--image-size", "96", "--coreset", "0.2", "--exposure-gains", "0.8,1.2", "--retrieve", "3"]) == 0
+    doc = json.loads((tmp_path / "model" / "oddeye_model.json").read_text())
+    assert doc["exposure_gains"] == [0.8, 1.2] and doc["retrieve"] == 3
     assert main(["fit", "image", "--train", str(cat / "train" / "good"), "--out", str(tmp_path / "bad"),
                  "--exposure-gains", "0.8,x"]) == 2
     assert main(["score", "image", str(tmp_path / "model"), str(cat / "test" / "crack"), "--out",
