@@ -74,3 +74,21 @@ def test_positions_steer_patch_matches_not_image_retrieval():
     # the same images are retrieved with and without the position channels
     assert np.array_equal(plain.conditioned.gallery.search(d0, k=3)[1], placed.conditioned.gallery.search(d0, k=3)[1])
     assert placed.conditioned.patches.shape[2] == plain.conditioned.patches.shape[2] + 2
+
+
+def test_bank_built_pass_by_pass_equals_one_fit():
+    a, b = torch.randn(3, 5, 4, 4), torch.randn(2, 5, 4, 4)
+    whole = ConditionedBank(k=2).fit(torch.cat([a, b]))
+    passes = ConditionedBank(k=2).add(a).add(b)
+    assert np.array_equal(whole.patches, passes.patches) and len(passes.gallery) == 5
+    q = torch.randn(2, 5, 4, 4)
+    assert np.array_equal(whole.distances(q), passes.distances(q))
+    with pytest.raises(InputError, match="do not match"):
+        passes.add(torch.randn(1, 5, 6, 6))
+
+
+def test_retrieval_fit_keeps_every_exposure_pass():
+    train = [s.image for s in make_image_set(seed=1, n_normal=12, n_defect=0)]
+    head = PatchCoreHead(extractor=EXT, retrieve=3, exposure_gains=(0.7, 1.3)).fit(train)
+    n_fit = head.n_train
+    assert head.conditioned.patches.shape[0] == 3 * n_fit and len(head.conditioned.gallery) == 3 * n_fit

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Iterable, Self, Sequence
+from typing import Any, Iterable, Iterator, Self, Sequence
 
 import numpy as np
 import torch
@@ -96,18 +96,23 @@ class FeatureMapHead:
                for _, imgs in progress(batches(items, self.batch_size), n_b, desc)]
         return torch.cat(out, dim=0)
 
-    def training_features(self, items: list[ImageItem]) -> torch.Tensor:
-        """Features (N * (1 + len(exposure_gains)), D, h, w) of the training images and their brightened copies."""
-        feats = [self.extract(items, desc=f"{self.name} fit")]
-        feats += [self.extract(items, desc=f"{self.name} fit, gain {g:g}", gain=g) for g in self.exposure_gains]
-        return torch.cat(feats, dim=0) if len(feats) > 1 else feats[0]
+    def training_passes(self, items: list[ImageItem]) -> Iterator[torch.Tensor]:
+        """Features (N, D, h, w) of the training images, then of their copies at each exposure gain, one pass each."""
+        yield self.extract(items, desc=f"{self.name} fit")
+        for g in self.exposure_gains:
+            yield self.extract(items, desc=f"{self.name} fit, gain {g:g}", gain=g)
+
+    def _fit_passes(self, passes: Iterator[torch.Tensor]) -> None:
+        """Learn from the feature passes; by default all of them at once through _fit_features."""
+        feats = list(passes)
+        self._fit_features(torch.cat(feats, dim=0) if len(feats) > 1 else feats[0])
 
     def fit(self, samples: Iterable[Any]) -> Self:
         """Learn normal from normal images (paths, folders, arrays, Samples); ~10 % held out to set the threshold."""
         items = as_items(samples)
         check_nonempty(items)
         train, calib = split_calibration(items, seed=self.seed)
-        self._fit_features(self.training_features(train))
+        self._fit_passes(self.training_passes(train))
         self.n_train = len(train)
         if calib:
             feats = self.extract(calib, desc="calibrate")

@@ -40,12 +40,24 @@ class ConditionedBank:
         self.gallery: PatchIndex | None = None  # image descriptors (N, D), cosine
 
     def fit(self, feats: torch.Tensor, descriptors: np.ndarray | None = None) -> ConditionedBank:
-        """Keep the patches of normal features (N, D, h, w) and their image descriptors (N, D') (default: from
-        `feats`; pass them when `feats` carry channels that should not steer retrieval, e.g. positions)."""
+        """Keep only the patches of normal features (N, D, h, w) and their image descriptors (N, D'): see add()."""
+        self.patches, self.gallery = None, None
+        return self.add(feats, descriptors)
+
+    def add(self, feats: torch.Tensor, descriptors: np.ndarray | None = None) -> ConditionedBank:
+        """Add normal images' features (N, D, h, w) with their descriptors (N, D') (default: from `feats`; pass them
+        when `feats` carry channels that should not steer retrieval, e.g. positions). Only the kept patches
+        (float16) stay, so images can come in passes without holding every pass's features."""
         sub = feats[:, :, :: self.stride, :: self.stride]
-        self.patches = sub.permute(0, 2, 3, 1).reshape(sub.shape[0], -1, sub.shape[1]).numpy().astype(np.float16)
+        kept = sub.permute(0, 2, 3, 1).reshape(sub.shape[0], -1, sub.shape[1]).numpy().astype(np.float16)
+        if self.patches is not None and kept.shape[1:] != self.patches.shape[1:]:
+            raise InputError(f"features of shape {tuple(feats.shape)} do not match the bank's "
+                             f"{self.patches.shape[1]} patches x {self.patches.shape[2]} dims per image")
+        self.patches = kept if self.patches is None else np.concatenate([self.patches, kept])
         desc = image_descriptors(feats, self.border) if descriptors is None else descriptors
-        self.gallery = PatchIndex.build(desc, kind="flat", metric="cosine", device="cpu")
+        if self.gallery is None:
+            self.gallery = PatchIndex(desc.shape[1], kind="flat", metric="cosine", device="cpu")
+        self.gallery.add(desc)
         return self
 
     def distances(self, feats: torch.Tensor, descriptors: np.ndarray | None = None) -> np.ndarray:

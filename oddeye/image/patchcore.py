@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -62,6 +62,13 @@ class PatchCoreHead(FeatureMapHead):
         rows, cols = torch.meshgrid(torch.arange(h, dtype=feats.dtype), torch.arange(w, dtype=feats.dtype), indexing="ij")
         pos = torch.stack([rows, cols])[None].expand(b, 2, h, w) * self.position_weight
         return torch.cat([feats, pos.to(feats.device)], 1)
+
+    def _fit_passes(self, passes: Iterator[torch.Tensor]) -> None:
+        if not self.retrieve:
+            return super()._fit_passes(passes)
+        self.conditioned = ConditionedBank(self.retrieve, self.retrieve_stride, self.border)
+        for feats in passes:  # one exposure pass at a time: only the kept patches stay in memory
+            self.conditioned.add(self.with_position(feats), image_descriptors(feats, self.border))
 
     def _fit_features(self, feats: torch.Tensor) -> None:
         if self.retrieve:  # images are retrieved by their features alone, patches compared with positions
