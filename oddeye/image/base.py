@@ -12,7 +12,8 @@ from oddeye.core.errors import InputError
 from oddeye.core.head import read_manifest, write_manifest
 from oddeye.core.types import Result
 from oddeye.image.common import (ImageItem, apply_gain, as_items, batches, build_result, calibrate,
-                                 check_extractor_dim, check_gains, check_nonempty, extractor_from_config, progress, split_calibration, to_pixel_map)
+                                 check_extractor_dim, check_gains, check_nonempty, extractor_from_config, progress,
+                                 split_calibration, to_pixel_map)
 
 FORMAT_VERSION = 1
 DEFAULT_EXTRACTOR: dict[str, Any] = {"name": "efficientnet-lite0", "image_size": 256, "layers": None,

@@ -18,8 +18,9 @@ from oddeye.retrieval.index import PatchIndex
 class PatchCoreHead(FeatureMapHead):
     """Memory bank = greedy coreset of normal patches in a PatchIndex; patch score = distance to the nearest.
 
-    Image score = the largest patch score (after smoothing over `score_sigma` patches), re-weighted as PatchCore does with the `num_neighbors` bank
-    neighbours of that patch's nearest bank entry; the map is upsampled and Gaussian-smoothed (sigma 4).
+    Image score = the largest patch score (after smoothing over `score_sigma` patches), re-weighted as PatchCore
+    does with the `num_neighbors` bank neighbours of that patch's nearest bank entry; the map is upsampled and
+    Gaussian-smoothed (sigma 4).
     `position_weight` w > 0 appends w * (row, column), in patches, to every feature: a patch is then compared with
     normal patches found near the same place (for parts that are aligned in the image; 0 = anywhere).
     `retrieve` k > 0 replaces the global coreset bank with an image-conditioned one (`ConditionedBank`): each image
