@@ -11,6 +11,16 @@ import typer
 from oddeye.core.errors import InputError
 
 
+# options that fit image and eval image share
+BORDER_HELP = "Outer ring of patches left out of image scores."
+SCORE_SIGMA_HELP = "Smooth patch scores over this many patches before the image max."
+POSITION_HELP = ("PatchCore: compare each patch with normal patches near the same place (weight of its position, in "
+                 "patches; for parts aligned in the image, e.g. 8; 0: anywhere).")
+GAINS_HELP = ("PatchCore/Gaussian: also learn from every normal image with its intensities times each of these gains, "
+              "e.g. 0.8,1.3,1.6 where shots differ in exposure (costs fit time and memory, not scoring time).")
+RETRIEVE_HELP = ("PatchCore: compare each image only with the patches of its K nearest normal images (0: one global "
+                 "coreset bank); e.g. 20 with --exposure-gains, where normal images differ as a whole.")
+
 def _extractor_cfg(backbone: str, image_size: int, layers: str | None, target_dim: int | None,
                    bf16: bool | None, intensity: str = "raw") -> dict[str, Any]:
     """Extractor options from command-line strings."""
@@ -57,18 +67,11 @@ def register(cli: Any) -> None:
         seed: int = typer.Option(0, "--seed", help="Seed of the coreset and the calibration split."),
         intensity: str = typer.Option("raw", "--intensity",
                                       help="raw | standardize (per-image mean/std: ignore exposure differences)."),
-        border: int = typer.Option(0, "--border", help="Outer ring of patches left out of image scores."),
-        score_sigma: float = typer.Option(1.0, "--score-sigma",
-                                          help="Smooth patch scores over this many patches before the image max."),
-        position_weight: float = typer.Option(0.0, "--position-weight", help=(
-            "PatchCore: compare each patch with normal patches near the same place (weight of its position, in "
-            "patches; for parts aligned in the image, e.g. 8; 0: anywhere).")),
-        exposure_gains: str = typer.Option("", "--exposure-gains", help=(
-            "PatchCore/Gaussian: also learn from every normal image with its intensities times each of these gains, "
-            "e.g. 0.8,1.3,1.6 where shots differ in exposure (costs fit time and memory, not scoring time).")),
-        retrieve: int = typer.Option(0, "--retrieve", help=(
-            "PatchCore: compare each image only with the patches of its K nearest normal images (0: one global "
-            "coreset bank); e.g. 20 with --exposure-gains, where normal images differ as a whole.")),
+        border: int = typer.Option(0, "--border", help=BORDER_HELP),
+        score_sigma: float = typer.Option(1.0, "--score-sigma", help=SCORE_SIGMA_HELP),
+        position_weight: float = typer.Option(0.0, "--position-weight", help=POSITION_HELP),
+        exposure_gains: str = typer.Option("", "--exposure-gains", help=GAINS_HELP),
+        retrieve: int = typer.Option(0, "--retrieve", help=RETRIEVE_HELP),
     ) -> None:
         """Learn what normal images look like; writes a model folder.
 
@@ -139,20 +142,13 @@ def register(cli: Any) -> None:
         layers: str = typer.Option("", "--layers", help="Backbone blocks, e.g. 4,10."),
         overlays: bool = typer.Option(False, "--overlays", help="Write a heatmap overlay per test image."),
         no_pixel: bool = typer.Option(False, "--no-pixel", help="Skip pixel metrics (faster)."),
-        border: int = typer.Option(0, "--border", help="Outer ring of patches left out of image scores."),
+        border: int = typer.Option(0, "--border", help=BORDER_HELP),
         max_pool: int = typer.Option(100000, "--max-pool", help="PatchCore: random patch pool for the coreset."),
         intensity: str = typer.Option("raw", "--intensity", help="raw | standardize (per-image mean/std)."),
-        score_sigma: float = typer.Option(1.0, "--score-sigma",
-                                          help="Smooth patch scores over this many patches before the image max."),
-        position_weight: float = typer.Option(0.0, "--position-weight", help=(
-            "PatchCore: compare each patch with normal patches near the same place (weight of its position, in "
-            "patches; for parts aligned in the image, e.g. 8; 0: anywhere).")),
-        exposure_gains: str = typer.Option("", "--exposure-gains", help=(
-            "PatchCore/Gaussian: also learn from every normal image with its intensities times each of these gains, "
-            "e.g. 0.8,1.3,1.6 where shots differ in exposure (costs fit time and memory, not scoring time).")),
-        retrieve: int = typer.Option(0, "--retrieve", help=(
-            "PatchCore: compare each image only with the patches of its K nearest normal images (0: one global "
-            "coreset bank); e.g. 20 with --exposure-gains, where normal images differ as a whole.")),
+        score_sigma: float = typer.Option(1.0, "--score-sigma", help=SCORE_SIGMA_HELP),
+        position_weight: float = typer.Option(0.0, "--position-weight", help=POSITION_HELP),
+        exposure_gains: str = typer.Option("", "--exposure-gains", help=GAINS_HELP),
+        retrieve: int = typer.Option(0, "--retrieve", help=RETRIEVE_HELP),
     ) -> None:
         """Evaluate an image head on a public data set; prints a table, then ONE JSON line.
 

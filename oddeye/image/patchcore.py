@@ -69,12 +69,12 @@ class PatchCoreHead(FeatureMapHead):
             return super()._fit_passes(passes)
         self.conditioned = ConditionedBank(self.retrieve, self.retrieve_stride, self.border)
         for feats in passes:  # one exposure pass at a time: only the kept patches stay in memory
+            # images are retrieved by their features alone; patches are compared with their positions
             self.conditioned.add(self.with_position(feats), image_descriptors(feats, self.border))
 
     def _fit_features(self, feats: torch.Tensor) -> None:
-        if self.retrieve:  # images are retrieved by their features alone, patches compared with positions
-            self.conditioned = ConditionedBank(self.retrieve, self.retrieve_stride, self.border).fit(
-                self.with_position(feats), image_descriptors(feats, self.border))
+        if self.retrieve:
+            self._fit_passes(iter([feats]))
             return
         feats = self.with_position(feats)
         x = feats.permute(0, 2, 3, 1).reshape(-1, feats.shape[1]).contiguous().numpy()

@@ -19,10 +19,10 @@ import numpy as np
 
 from oddeye.core.errors import ModelError
 from oddeye.pointcloud.features import estimate_normals
+from oddeye.pointcloud.preprocess import voxel_downsample
 
 if TYPE_CHECKING:
     from oddeye.retrieval.index import PatchIndex
-from oddeye.pointcloud.preprocess import voxel_downsample
 
 _OFFS = 1 << 20  # grid keys: 21 bits per axis around the field's origin
 
@@ -88,13 +88,17 @@ def _cube(r: int) -> np.ndarray:
     return np.stack(np.meshgrid(a, a, a, indexing="ij"), -1).reshape(-1, 3)
 
 
+def _flat(c: np.ndarray, shape: np.ndarray) -> np.ndarray:
+    """Flat (C-order) ids of integer cells (..., 3) in a grid of `shape` (3,); also maps offsets linearly."""
+    return (c[..., 0] * shape[1] + c[..., 1]) * shape[2] + c[..., 2]
+
+
 def _neighbours(cells: np.ndarray, r: int, shape: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Flat ids of the in-grid cells within Chebyshev distance r of cells (M, 3), and the row of `cells` each came from."""
     nb = (cells[:, None, :] + _cube(r)[None]).reshape(-1, 3)
     src = np.repeat(np.arange(len(cells)), (2 * r + 1) ** 3)
     ok = ((nb >= 0) & (nb < shape)).all(1)
-    nb, src = nb[ok], src[ok]
-    return (nb[:, 0] * shape[1] + nb[:, 1]) * shape[2] + nb[:, 2], src
+    return _flat(nb[ok], shape), src[ok]
 
 
 def _components(cells: np.ndarray, nb: np.ndarray, src: np.ndarray) -> tuple[np.ndarray, int]:
@@ -209,17 +213,14 @@ class SurfaceField:
         def cell(x: np.ndarray) -> np.ndarray:
             return np.clip(np.floor((x - lo) / h).astype(np.int64), 0, shape - 1)
 
-        def flat(c: np.ndarray) -> np.ndarray:
-            return (c[..., 0] * shape[1] + c[..., 1]) * shape[2] + c[..., 2]
-
         bcell = cell(self.points[inb].astype(np.float64))
         faces = (self.normals[inb] @ view) > facing  # bank surface this scan's scanner looks at
         qcell = cell(q)
         seen = np.zeros(n, bool)  # scan cells dilated by one: they lie >= 2 cells inside the grid, no clipping
-        seen[(np.unique(flat(qcell))[:, None] + flat(_cube(1))[None]).ravel()] = True
+        seen[(np.unique(_flat(qcell, shape))[:, None] + _flat(_cube(1), shape)[None]).ravel()] = True
         bank = np.zeros(n, bool)
-        bank[flat(bcell)] = True
-        facing_cells = np.unique(flat(bcell[faces]))
+        bank[_flat(bcell, shape)] = True
+        facing_cells = np.unique(_flat(bcell[faces], shape))
         miss = facing_cells[~seen[facing_cells]]
         if miss.size == 0:
             return out, 0.0
@@ -243,7 +244,7 @@ class SurfaceField:
         nb, src = _neighbours(mcell[hole], 2, shape)
         grown = np.zeros(n, np.float64)  # largest hole area within 2 cells (a 5x5x5 grey dilation)
         np.maximum.at(grown, nb, area[lab[hole]][src])
-        out[:] = grown[flat(qcell)]
+        out[:] = grown[_flat(qcell, shape)]
         return out, float(area.max())
 
     def save(self, directory: str | Path) -> Path:
