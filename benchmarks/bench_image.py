@@ -74,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--score-sigma", type=float, default=1.0, help="patch-score smoothing before the image max")
     ap.add_argument("--position-weight", type=float, default=0.0, help="PatchCore: weight of the patch position")
     ap.add_argument("--retrieve", type=int, default=0, help="PatchCore: image-conditioned bank of the K nearest images")
+    ap.add_argument("--retrieve-patches", type=int, default=64, help="PatchCore --retrieve: coreset patches per image")
     ap.add_argument("--exposure-gains", default="", help="PatchCore/Gaussian: also fit on normal images x these gains")
     ap.add_argument("--no-pixel", action="store_true", help="skip pixel metrics")
     ap.add_argument("--no-record", action="store_true", help="print, do not append to RESULTS.md")
@@ -119,7 +120,8 @@ def main(argv: list[str] | None = None) -> int:
         model = PatchCoreHead(coreset=1.0, max_bank=args.max_bank, index_kind=args.index, max_pool=args.max_pool,
                               extractor=ext, seed=args.seed, border=args.border,
                               score_sigma=args.score_sigma, position_weight=args.position_weight,
-                              exposure_gains=args.exposure_gains, retrieve=args.retrieve).fit(ds.train[:96])
+                              exposure_gains=args.exposure_gains, retrieve=args.retrieve,
+                              retrieve_patches=args.retrieve_patches).fit(ds.train[:96])
         imgs = [cv2.resize(it.load(), (256, 256)) for it in as_items(ds.test[:64])]
         figs = {**throughput(model, imgs, repeats=8), "bank_size": model.bank_size, "index": model.bank_kind,
                 "backbone_runtime": getattr(model.extractor.backbone, "runtime", "torch")}
@@ -135,7 +137,8 @@ def main(argv: list[str] | None = None) -> int:
         m, _, model = evaluate(ds, head=head, pixel=not args.no_pixel, extractor=ext, seed=args.seed, coreset=args.coreset,
                         max_bank=args.max_bank, index_kind=args.index, max_pool=args.max_pool, border=args.border,
                         score_sigma=args.score_sigma, position_weight=args.position_weight,
-                        exposure_gains=args.exposure_gains, retrieve=args.retrieve)
+                        exposure_gains=args.exposure_gains, retrieve=args.retrieve,
+                        retrieve_patches=args.retrieve_patches)
         per_type = m.pop("image_auroc_per_type")
         figs = {**{k: v for k, v in m.items() if isinstance(v, (int, float))},
                 **{f"image_auroc_{k}": v for k, v in per_type.items()}}

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from oddeye.core.errors import EmptyDataError, InputError
-from oddeye.retrieval.coreset import covering_radius, greedy_coreset
+from oddeye.retrieval.coreset import covering_radius, greedy_coreset, greedy_coreset_batched
 
 
 def _blobs(n: int = 4000, dim: int = 200, seed: int = 0) -> np.ndarray:
@@ -67,3 +67,20 @@ def test_bad_input() -> None:
         greedy_coreset(bad, count=3)
     with pytest.raises(InputError, match="2-D"):
         greedy_coreset(np.zeros(8, np.float32), count=1)
+
+
+def test_batched_matches_one_set_at_a_time() -> None:
+    sets = np.stack([_blobs(n=300, dim=150, seed=s) for s in range(3)])
+    ids = greedy_coreset_batched(sets, count=20, seed=2)
+    assert ids.shape == (3, 20)
+    for x, row in zip(sets, ids):
+        np.testing.assert_array_equal(row, greedy_coreset(x, count=20, seed=2, half=False))
+    assert greedy_coreset_batched(sets[:, :5], count=9).shape == (3, 5)
+    with pytest.raises(InputError, match="B, N, D"):
+        greedy_coreset_batched(sets[0], count=3)
+    with pytest.raises(InputError, match="count"):
+        greedy_coreset_batched(sets, count=0)
+    bad = sets.copy()
+    bad[1, 4, 0] = np.inf
+    with pytest.raises(InputError, match="NaN"):
+        greedy_coreset_batched(bad, count=3)

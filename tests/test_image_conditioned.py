@@ -92,3 +92,35 @@ def test_retrieval_fit_keeps_every_exposure_pass():
     head = PatchCoreHead(extractor=EXT, retrieve=3, exposure_gains=(0.7, 1.3)).fit(train)
     n_fit = head.n_train
     assert head.conditioned.patches.shape[0] == 3 * n_fit and len(head.conditioned.gallery) == 3 * n_fit
+
+
+def test_per_image_coreset_keeps_the_odd_patches():
+    rng = np.random.default_rng(3)
+    train = torch.from_numpy(rng.normal(scale=0.01, size=(4, 6, 8, 8)).astype(np.float32))
+    train[:, 0, 5, 2] = 5.0  # one distinct patch per image: a coreset keeps it, a stride-2 grid does not
+    cs = ConditionedBank(k=2, per_image=4).fit(train)
+    grid = ConditionedBank(k=2, stride=2).fit(train)
+    assert cs.patches.shape == (4, 4, 6) and grid.patches.shape == (4, 16, 6)
+    q = train[:1].clone()
+    assert cs.distances(q)[0, 5, 2] < 0.1 < grid.distances(q)[0, 5, 2]
+    with pytest.raises(InputError, match="retrieve_patches"):
+        ConditionedBank(per_image=-1)
+
+
+def test_coreset_bank_head_saves_its_kind_and_old_models_keep_the_grid(tmp_path):
+    import json
+
+    train = [s.image for s in make_image_set(seed=1, n_normal=12, n_defect=0)]
+    head = PatchCoreHead(extractor=EXT, retrieve=3, retrieve_patches=16).fit(train)
+    assert head.conditioned.patches.shape[1] == 16
+    head.save(tmp_path / "m")
+    assert PatchCoreHead.load(tmp_path / "m").conditioned.per_image == 16
+    grid = PatchCoreHead(extractor=EXT, retrieve=3, retrieve_patches=0).fit(train)
+    assert grid.conditioned.patches.shape[1] == (96 // 8 // 2) ** 2
+    grid.save(tmp_path / "g")
+    doc = json.loads((tmp_path / "g" / "oddeye_model.json").read_text())
+    del doc["retrieve_patches"]  # written before the option existed
+    (tmp_path / "g" / "oddeye_model.json").write_text(json.dumps(doc))
+    old = PatchCoreHead.load(tmp_path / "g")
+    assert old.retrieve_patches == 0 and np.array_equal(old.score(train[:2]).sample_scores(),
+                                                        grid.score(train[:2]).sample_scores())

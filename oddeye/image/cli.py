@@ -19,7 +19,9 @@ POSITION_HELP = ("PatchCore: compare each patch with normal patches near the sam
 GAINS_HELP = ("PatchCore/Gaussian: also learn from every normal image with its intensities times each of these gains, "
               "e.g. 0.8,1.3,1.6 where shots differ in exposure (costs fit time and memory, not scoring time).")
 RETRIEVE_HELP = ("PatchCore: compare each image only with the patches of its K nearest normal images (0: one global "
-                 "coreset bank); e.g. 20 with --exposure-gains, where normal images differ as a whole.")
+                 "coreset bank); e.g. 30 with --exposure-gains, where normal images differ as a whole.")
+RETRIEVE_PATCHES_HELP = ("PatchCore with --retrieve: patches kept per normal image (a coreset of each); more is "
+                         "slower to score (0: every 2nd row and column).")
 
 def _extractor_cfg(backbone: str, image_size: int, layers: str | None, target_dim: int | None,
                    bf16: bool | None, intensity: str = "raw") -> dict[str, Any]:
@@ -72,6 +74,7 @@ def register(cli: Any) -> None:
         position_weight: float = typer.Option(0.0, "--position-weight", help=POSITION_HELP),
         exposure_gains: str = typer.Option("", "--exposure-gains", help=GAINS_HELP),
         retrieve: int = typer.Option(0, "--retrieve", help=RETRIEVE_HELP),
+        retrieve_patches: int = typer.Option(64, "--retrieve-patches", help=RETRIEVE_PATCHES_HELP),
     ) -> None:
         """Learn what normal images look like; writes a model folder.
 
@@ -83,7 +86,8 @@ def register(cli: Any) -> None:
         ext = _extractor_cfg(backbone, image_size, layers or None, target_dim or None, None, intensity)
         model = make_head(head, coreset=coreset, max_bank=max_bank or None, mode=mode, extractor=ext, seed=seed,
                           border=border, score_sigma=score_sigma, position_weight=position_weight,
-                          exposure_gains=check_gains(exposure_gains), retrieve=retrieve)
+                          exposure_gains=check_gains(exposure_gains), retrieve=retrieve,
+                          retrieve_patches=retrieve_patches)
         t0 = time.perf_counter()
         model.fit([train])
         model.save(out)
@@ -149,6 +153,7 @@ def register(cli: Any) -> None:
         position_weight: float = typer.Option(0.0, "--position-weight", help=POSITION_HELP),
         exposure_gains: str = typer.Option("", "--exposure-gains", help=GAINS_HELP),
         retrieve: int = typer.Option(0, "--retrieve", help=RETRIEVE_HELP),
+        retrieve_patches: int = typer.Option(64, "--retrieve-patches", help=RETRIEVE_PATCHES_HELP),
     ) -> None:
         """Evaluate an image head on a public data set; prints a table, then ONE JSON line.
 
@@ -168,7 +173,8 @@ def register(cli: Any) -> None:
         m, result, _ = evaluate(ds, head=head, pixel=not no_pixel, out=out if overlays else None, coreset=coreset,
                              max_bank=max_bank or None, extractor=ext, seed=seed, border=border,
                              max_pool=max_pool or None, score_sigma=score_sigma, position_weight=position_weight,
-                             exposure_gains=check_gains(exposure_gains), retrieve=retrieve)
+                             exposure_gains=check_gains(exposure_gains), retrieve=retrieve,
+                             retrieve_patches=retrieve_patches)
         per_type = m.pop("image_auroc_per_type")
         result.meta.update({"dataset": dataset, "root": str(root), "seed": seed, "split": ds.meta})
         result.save(out)

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from oddeye.core.errors import InputError, ModelError
+from oddeye.retrieval.coreset import greedy_coreset_batched
 from oddeye.retrieval.index import PatchIndex
 
 
@@ -27,15 +28,22 @@ def image_descriptors(feats: torch.Tensor, border: int = 0) -> np.ndarray:
 
 
 class ConditionedBank:
-    """Normal patches kept per image (every `stride`-th row and column); `distances` searches those of the `k`
-    normal images nearest to each query image."""
+    """Normal patches kept per image; `distances` searches those of the `k` normal images nearest to each query.
 
-    def __init__(self, k: int = 20, stride: int = 2, border: int = 0) -> None:
+    Kept per image: a greedy k-centre coreset of `per_image` patches (> 0), or else every `stride`-th row and
+    column. On magnetic tile 64 coreset patches per image match all of every 2nd row and column (256 patches) at
+    a quarter of the search (docs/image.md).
+    """
+
+    def __init__(self, k: int = 20, stride: int = 2, border: int = 0, per_image: int = 0, seed: int = 0) -> None:
         if k < 1:
             raise InputError(f"retrieve (images per query) must be >= 1, got {k}")
         if stride < 1:
             raise InputError(f"retrieve_stride must be >= 1, got {stride}")
+        if per_image < 0:
+            raise InputError(f"retrieve_patches must be >= 0 (0: keep every stride-th patch), got {per_image}")
         self.k, self.stride, self.border = int(k), int(stride), int(border)
+        self.per_image, self.seed = int(per_image), int(seed)
         self.patches: np.ndarray | None = None  # (N, m, D) float16
         self.gallery: PatchIndex | None = None  # image descriptors (N, D), cosine
 
@@ -48,8 +56,7 @@ class ConditionedBank:
         """Add normal images' features (N, D, h, w) with their descriptors (N, D') (default: from `feats`; pass them
         when `feats` carry channels that should not steer retrieval, e.g. positions). Only the kept patches
         (float16) stay, so images can come in passes without holding every pass's features."""
-        sub = feats[:, :, :: self.stride, :: self.stride]
-        kept = sub.permute(0, 2, 3, 1).reshape(sub.shape[0], -1, sub.shape[1]).numpy().astype(np.float16)
+        kept = self.kept_patches(feats).astype(np.float16)
         if self.patches is not None and kept.shape[1:] != self.patches.shape[1:]:
             raise InputError(f"features of shape {tuple(feats.shape)} do not match the bank's "
                              f"{self.patches.shape[1]} patches x {self.patches.shape[2]} dims per image")
@@ -59,6 +66,18 @@ class ConditionedBank:
             self.gallery = PatchIndex(desc.shape[1], kind="flat", metric="cosine", device="cpu")
         self.gallery.add(desc)
         return self
+
+    def kept_patches(self, feats: torch.Tensor) -> np.ndarray:
+        """The patches kept of each image's features (B, D, h, w): (B, m, D) float32."""
+        if self.per_image > 0:
+            out = []
+            for s in range(0, len(feats), 128):  # bounded memory for the projected copies
+                flat = feats[s:s + 128].float().flatten(2).transpose(1, 2)  # (b, h*w, D)
+                ids = torch.from_numpy(greedy_coreset_batched(flat, count=self.per_image, seed=self.seed))
+                out.append(flat[torch.arange(len(flat))[:, None], ids].numpy())
+            return np.concatenate(out)
+        sub = feats[:, :, :: self.stride, :: self.stride]
+        return sub.permute(0, 2, 3, 1).reshape(sub.shape[0], -1, sub.shape[1]).float().numpy()
 
     def distances(self, feats: torch.Tensor, descriptors: np.ndarray | None = None) -> np.ndarray:
         """Distance of every query patch (B, D, h, w) to the nearest patch of its image's k nearest normal images
@@ -89,9 +108,9 @@ class ConditionedBank:
         self.gallery.save(directory / "gallery")
 
     @classmethod
-    def load(cls, directory: Path, k: int, stride: int, border: int) -> ConditionedBank:
+    def load(cls, directory: Path, k: int, stride: int, border: int, per_image: int = 0) -> ConditionedBank:
         """Read what save() wrote; a missing or inconsistent file is a ModelError."""
-        bank = cls(k, stride, border)
+        bank = cls(k, stride, border, per_image)
         try:
             bank.patches = np.load(directory / "patches.npy")
         except (OSError, ValueError) as e:

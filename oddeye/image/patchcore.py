@@ -24,8 +24,9 @@ class PatchCoreHead(FeatureMapHead):
     `position_weight` w > 0 appends w * (row, column), in patches, to every feature: a patch is then compared with
     normal patches found near the same place (for parts that are aligned in the image; 0 = anywhere).
     `retrieve` k > 0 replaces the global coreset bank with an image-conditioned one (`ConditionedBank`): each image
-    is compared with every `retrieve_stride`-th patch of its k nearest normal images; image score = the largest
-    smoothed interior patch score (no re-weighting). For normal images that differ as a whole (exposure, type).
+    is compared with `retrieve_patches` coreset patches (0: every `retrieve_stride`-th row and column) of each of
+    its k nearest normal images; image score = the largest smoothed interior patch score (no re-weighting). For
+    normal images that differ as a whole (exposure, type).
     """
 
     name = "patchcore"
@@ -34,7 +35,7 @@ class PatchCoreHead(FeatureMapHead):
                  index_kind: str = "auto", max_pool: int | None = 200_000, extractor: dict[str, Any] | None = None,
                  batch_size: int = 16, seed: int = 0, device: str = "cpu", sigma: float = 4.0, border: int = 0,
                  score_sigma: float = 1.0, position_weight: float = 0.0, exposure_gains: Sequence[float] = (),
-                 retrieve: int = 0, retrieve_stride: int = 2) -> None:
+                 retrieve: int = 0, retrieve_stride: int = 2, retrieve_patches: int = 64) -> None:
         super().__init__(extractor=extractor, batch_size=batch_size, seed=seed, device=device, sigma=sigma,
                          border=border, score_sigma=score_sigma, exposure_gains=exposure_gains)
         require_range(coreset, "coreset", 1e-6, 1.0)
@@ -50,9 +51,11 @@ class PatchCoreHead(FeatureMapHead):
         self.max_pool = max_pool
         self.bank: np.ndarray | None = None  # (M, D) float32
         self.index: PatchIndex | None = None
-        if retrieve < 0 or retrieve_stride < 1:
-            raise InputError(f"retrieve must be >= 0 and retrieve_stride >= 1, got {retrieve}, {retrieve_stride}")
+        if retrieve < 0 or retrieve_stride < 1 or retrieve_patches < 0:
+            raise InputError("retrieve and retrieve_patches must be >= 0 and retrieve_stride >= 1, got "
+                             f"{retrieve}, {retrieve_patches}, {retrieve_stride}")
         self.retrieve, self.retrieve_stride = int(retrieve), int(retrieve_stride)
+        self.retrieve_patches = int(retrieve_patches)
         self.conditioned: ConditionedBank | None = None
 
     def with_position(self, feats: torch.Tensor) -> torch.Tensor:
@@ -67,7 +70,8 @@ class PatchCoreHead(FeatureMapHead):
     def _fit_passes(self, passes: Iterator[torch.Tensor]) -> None:
         if not self.retrieve:
             return super()._fit_passes(passes)
-        self.conditioned = ConditionedBank(self.retrieve, self.retrieve_stride, self.border)
+        self.conditioned = ConditionedBank(self.retrieve, self.retrieve_stride, self.border, self.retrieve_patches,
+                                           self.seed)
         for feats in passes:  # one exposure pass at a time: only the kept patches stay in memory
             # images are retrieved by their features alone; patches are compared with their positions
             self.conditioned.add(self.with_position(feats), image_descriptors(feats, self.border))
@@ -137,7 +141,8 @@ class PatchCoreHead(FeatureMapHead):
                  "index_kind": self.index.kind if self.index else self.index_kind,
                  "bank_size": 0 if self.bank is None else int(self.bank.shape[0]),
                  "dim": 0 if self.bank is None else int(self.bank.shape[1]),
-                 "retrieve": self.retrieve, "retrieve_stride": self.retrieve_stride}
+                 "retrieve": self.retrieve, "retrieve_stride": self.retrieve_stride,
+                 "retrieve_patches": self.retrieve_patches}
         if self.conditioned is not None and self.conditioned.patches is not None:
             state.update(bank_size=self.conditioned.size, dim=int(self.conditioned.patches.shape[2]))
         return state
@@ -161,9 +166,11 @@ class PatchCoreHead(FeatureMapHead):
         self.position_weight = float(doc.get("position_weight", 0.0))
         self.index_kind = doc.get("index_kind", "auto")
         self.retrieve, self.retrieve_stride = int(doc.get("retrieve", 0)), int(doc.get("retrieve_stride", 2))
+        self.retrieve_patches = int(doc.get("retrieve_patches", 0))  # models saved before it kept strided patches
         self.bank, self.index, self.conditioned = None, None, None
         if self.retrieve:
-            self.conditioned = ConditionedBank.load(directory, self.retrieve, self.retrieve_stride, self.border)
+            self.conditioned = ConditionedBank.load(directory, self.retrieve, self.retrieve_stride, self.border,
+                                                    self.retrieve_patches)
             return
         try:
             self.bank = np.load(directory / "bank.npy")

@@ -131,3 +131,41 @@ def covering_radius(x: np.ndarray, ids: np.ndarray, chunk: int = 4096) -> float:
         dist, _ = index.search(x[s:s + chunk], k=1)
         worst = max(worst, float(dist.max()))
     return worst
+
+
+def greedy_coreset_batched(x: Any, count: int, proj_dim: int = 128, seed: int = 0) -> np.ndarray:
+    """Ids (B, K) int64 of a greedy k-centre coreset of each set in x (B, N, D), in selection order; K = min(count, N).
+
+    The same seeded projection and start point as `greedy_coreset` (so each row matches it on that set), with the
+    sets stepped together: for many small sets (the patches of each image) instead of one large one.
+    """
+    import torch
+
+    t = x.detach() if isinstance(x, torch.Tensor) else torch.from_numpy(np.asarray(x, dtype=np.float32))
+    if t.ndim != 3 or t.shape[0] == 0 or t.shape[1] == 0:
+        raise InputError(f"batched coreset input must be a non-empty (B, N, D) array, got shape {tuple(t.shape)}")
+    if not isinstance(count, (int, np.integer)) or count < 1:
+        raise InputError(f"coreset count must be a positive integer, got {count!r}")
+    b, n, d = t.shape
+    k = int(min(count, n))
+    t = t.float()
+    if not torch.isfinite(t).all():
+        raise InputError("coreset input holds NaN or inf", "check the feature extractor's input")
+    if proj_dim and d > proj_dim:
+        gen = torch.Generator().manual_seed(int(seed))
+        t = t @ (torch.randn(d, proj_dim, generator=gen) / proj_dim**0.5)
+    start = int(torch.randint(n, (1,), generator=torch.Generator().manual_seed(int(seed))))
+    rows = torch.arange(b)
+    with torch.inference_mode():
+        sq = t.pow(2).sum(2)  # (B, N)
+        mind = torch.full((b, n), float("inf"))
+        cur = torch.full((b,), start, dtype=torch.int64)
+        chosen = torch.empty((b, k), dtype=torch.int64)
+        for i in range(k):
+            chosen[:, i] = cur
+            centre = t[rows, cur]  # (B, D')
+            dist = sq - 2.0 * torch.bmm(t, centre[:, :, None])[:, :, 0] + sq[rows, cur][:, None]
+            torch.minimum(mind, dist, out=mind)
+            mind[rows, cur] = -1.0  # chosen points never win again
+            cur = mind.argmax(dim=1)
+    return chosen.numpy()

@@ -179,7 +179,7 @@ class PatrolHead:
         return result
 
     def _score_run(self, source: Any, poses: str | Path | None, overlays: str | Path | None) -> tuple[Score, list]:
-        ref = self._need_reference()
+        self._need_reference()  # raises if no reference run is loaded
         reader = self._open_query(source)
         name = Path(str(reader.source)).stem or str(reader.source)
         n = reader.n_frames
