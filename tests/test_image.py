@@ -337,3 +337,33 @@ def test_apply_gain_and_check_gains():
     for bad in ("0", "-1", "x", "nan", "11"):
         with pytest.raises(InputError, match="gain"):
             check_gains(bad)
+
+
+def test_patchcore_coreset_fit_pools_each_pass_and_drops_it():
+    import gc
+    import weakref
+
+    head = PatchCoreHead(extractor=EXT, coreset=1.0, max_pool=300, exposure_gains=(0.7, 1.3))
+    alive = []
+
+    def passes():
+        for i in range(3):
+            gc.collect()
+            alive.append(sum(r() is not None for r in refs))
+            t = torch.full((4, 5, 6, 6), float(i)) + 0.01 * torch.randn(4, 5, 6, 6)
+            refs.append(weakref.ref(t))
+            yield t
+
+    refs: list = []
+    head._fit_passes(passes())
+    # 3 passes of 144 patches, a pool share of 100 each; every pass is in the bank
+    assert head.bank.shape == (300, 5)
+    assert sorted({round(float(v)) for v in head.bank[:, 0]}) == [0, 1, 2]
+    assert alive[2] <= 1  # when the third pass is made, the first one is gone
+    # one pass: the pool is the seeded draw it always was
+    single = PatchCoreHead(extractor=EXT, coreset=1.0, max_pool=100)
+    feats = torch.randn(4, 5, 6, 6)
+    single._fit_features(feats)
+    x = feats.permute(0, 2, 3, 1).reshape(-1, 5).numpy()
+    expect = x[np.sort(np.random.default_rng(0).choice(144, size=100, replace=False))]
+    assert np.array_equal(single.bank, expect)

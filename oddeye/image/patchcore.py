@@ -68,28 +68,36 @@ class PatchCoreHead(FeatureMapHead):
         return torch.cat([feats, pos.to(feats.device)], 1)
 
     def _fit_passes(self, passes: Iterator[torch.Tensor]) -> None:
-        if not self.retrieve:
-            return super()._fit_passes(passes)
-        self.conditioned = ConditionedBank(self.retrieve, self.retrieve_stride, self.border, self.retrieve_patches,
-                                           self.seed)
-        for feats in passes:  # one exposure pass at a time: only the kept patches stay in memory
-            # images are retrieved by their features alone; patches are compared with their positions
-            self.conditioned.add(self.with_position(feats), image_descriptors(feats, self.border))
+        if self.retrieve:
+            self.conditioned = ConditionedBank(self.retrieve, self.retrieve_stride, self.border, self.retrieve_patches,
+                                               self.seed)
+            for feats in passes:  # one exposure pass at a time: only the kept patches stay in memory
+                # images are retrieved by their features alone; patches are compared with their positions
+                self.conditioned.add(self.with_position(feats), image_descriptors(feats, self.border))
+            return
+        # each exposure pass gives its share of the random pool and is dropped: one pass in memory at a time
+        share = self.max_pool and max(1, self.max_pool // (1 + len(self.exposure_gains)))
+        rng = np.random.default_rng(self.seed)
+        parts, n = [], 0
+        for feats in passes:
+            feats = self.with_position(feats)
+            x = feats.permute(0, 2, 3, 1).reshape(-1, feats.shape[1]).contiguous().numpy()
+            n += x.shape[0]
+            if share and x.shape[0] > share:  # a seeded random pool keeps greedy selection affordable
+                x = x[np.sort(rng.choice(x.shape[0], size=share, replace=False))]
+            parts.append(x)
+        self._build_bank(np.concatenate(parts) if len(parts) > 1 else parts[0], n)
 
     def _fit_features(self, feats: torch.Tensor) -> None:
-        if self.retrieve:
-            self._fit_passes(iter([feats]))
-            return
-        feats = self.with_position(feats)
-        x = feats.permute(0, 2, 3, 1).reshape(-1, feats.shape[1]).contiguous().numpy()
-        n = x.shape[0]
+        self._fit_passes(iter([feats]))
+
+    def _build_bank(self, x: np.ndarray, n: int) -> None:
+        """Bank = greedy coreset of the pooled patches x (M, D), round(coreset * n) of them (n = patches before
+        pooling), at most max_bank; then its PatchIndex."""
         count = max(1, int(round(self.coreset * n)))
-        if self.max_pool and n > self.max_pool:  # a seeded random pool keeps greedy selection affordable
-            pool = np.random.default_rng(self.seed).choice(n, size=self.max_pool, replace=False)
-            x, n = x[np.sort(pool)], self.max_pool
         if self.max_bank:
             count = min(count, self.max_bank)
-        ids = np.arange(n) if count >= n else greedy_coreset(x, count=count, seed=self.seed)
+        ids = np.arange(len(x)) if count >= len(x) else greedy_coreset(x, count=count, seed=self.seed)
         self.bank = np.ascontiguousarray(x[np.sort(ids)])
         self.index = PatchIndex.build(self.bank, kind=self.index_kind, metric="l2", device="cpu")
 
