@@ -367,3 +367,29 @@ def test_patchcore_coreset_fit_pools_each_pass_and_drops_it():
     x = feats.permute(0, 2, 3, 1).reshape(-1, 5).numpy()
     expect = x[np.sort(np.random.default_rng(0).choice(144, size=100, replace=False))]
     assert np.array_equal(single.bank, expect)
+
+
+def test_moment_sums_in_passes_equal_ledoit_wolf_of_all_samples():
+    from oddeye.image.gaussian import MomentSums
+
+    rng = np.random.default_rng(1)
+    x = torch.from_numpy(rng.standard_normal((3, 90, 5)) @ rng.standard_normal((5, 5)) + 40.0)  # far from 0
+    whole = ledoit_wolf(x)
+    parts = MomentSums().add(x[:, :30]).add(x[:, 30:70]).add(x[:, 70:]).ledoit_wolf()
+    for a, b in zip(whole, parts):
+        assert torch.allclose(a, b, rtol=1e-9, atol=1e-9)
+    with pytest.raises(InputError, match="do not match"):
+        MomentSums().add(x).add(x[:2])
+
+
+def test_gaussian_fit_streams_exposure_passes_like_one_fit(data):
+    train = data[0][:12]
+    head = GaussianHead(extractor=EXT, exposure_gains=(0.8,))
+    items = as_items(train)
+    passes = list(head.training_passes(items))
+    head._fit_passes(iter(passes))
+    ref = GaussianHead(extractor=EXT)
+    ref._fit_features(torch.cat(passes))  # one pass of the same features
+    assert torch.allclose(head.mean, ref.mean, atol=1e-5) and torch.allclose(head.prec, ref.prec, rtol=1e-3, atol=1e-3)
+    with pytest.raises(InputError, match="at least 2"):
+        GaussianHead(extractor=EXT)._fit_features(passes[0][:1])

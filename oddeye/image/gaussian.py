@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -11,25 +11,76 @@ import torch
 from oddeye.core.errors import InputError, ModelError
 from oddeye.image.base import FeatureMapHead
 
+GLOBAL_SAMPLE = 200_000  # patches that estimate the one Gaussian of global mode
+
+
+class MomentSums:
+    """Running sums of L sets of D-dim samples, enough for each set's mean and Ledoit-Wolf covariance; samples come
+    in batches (exposure passes) and are not kept. Sums are taken about the first batch's mean (numerical safety)."""
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.shift: torch.Tensor | None = None  # (L, D) float64
+        self.s1: torch.Tensor | None = None  # (L, D): sum of y = x - shift
+        self.s2: torch.Tensor | None = None  # (L, D, D): sum of y y^T
+        self.t: torch.Tensor | None = None  # (L, D): sum of |y|^2 y
+        self.q: torch.Tensor | None = None  # (L,): sum of |y|^4
+
+    def add(self, x: torch.Tensor, chunk: int = 64) -> MomentSums:
+        """Add samples x (L, N, D); locations go in chunks of `chunk` to bound the float64 copies."""
+        big_l, n, d = x.shape
+        if self.shift is None:
+            self.shift = x.double().mean(dim=1)
+            self.s1, self.t = torch.zeros(big_l, d, dtype=torch.float64), torch.zeros(big_l, d, dtype=torch.float64)
+            self.s2 = torch.zeros(big_l, d, d, dtype=torch.float64)
+            self.q = torch.zeros(big_l, dtype=torch.float64)
+        elif (big_l, d) != tuple(self.shift.shape):
+            raise InputError(f"samples of shape {tuple(x.shape)} do not match the earlier {tuple(self.shift.shape)}")
+        for s in range(0, big_l, chunk):
+            y = x[s:s + chunk].double() - self.shift[s:s + chunk, None, :]
+            sq = y.pow(2).sum(-1)  # (l, N)
+            self.s1[s:s + chunk] += y.sum(1)
+            self.s2[s:s + chunk] += y.transpose(1, 2) @ y
+            self.t[s:s + chunk] += (sq[:, :, None] * y).sum(1)
+            self.q[s:s + chunk] += sq.pow(2).sum(1)
+        self.n += n
+        return self
+
+    def ledoit_wolf(self, sl: slice = slice(None)) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(mean (l, D), shrunk covariance (l, D, D), shrinkage (l,)) of the locations in `sl`, as sklearn's
+        ledoit_wolf on all samples added."""
+        if self.shift is None or self.n == 0:
+            raise InputError("no samples were added")
+        n, my = self.n, self.s1[sl] / self.n  # mean of y
+        s2, p = self.s2[sl], self.s2.shape[-1]
+        emp = s2 / n - my[:, :, None] * my[:, None, :]
+        trace = emp.diagonal(dim1=1, dim2=2).sum(1)
+        trace_mean = trace / p
+        # sum_k |y_k - my|^4 from the running sums
+        m2 = my.pow(2).sum(1)
+        ymy = (self.s1[sl] * my).sum(1)  # sum_k y_k . my
+        beta_ = (self.q[sl] + 4 * (my[:, None, :] @ s2 @ my[:, :, None])[:, 0, 0] + n * m2**2
+                 - 4 * (self.t[sl] * my).sum(1) + 2 * m2 * s2.diagonal(dim1=1, dim2=2).sum(1) - 4 * m2 * ymy)
+        delta_ = (emp * emp).sum(dim=(1, 2))
+        beta = (beta_ / n - delta_) / (p * n)
+        delta = (delta_ - 2 * trace_mean * trace + p * trace_mean**2) / p
+        beta = torch.minimum(beta, delta)
+        shrink = torch.where(delta > 0, beta / delta.clamp_min(1e-300), torch.zeros_like(delta))
+        eye = torch.eye(p, dtype=torch.float64)
+        cov = (1 - shrink)[:, None, None] * emp + (shrink * trace_mean)[:, None, None] * eye
+        return my + self.shift[sl], cov, shrink
+
+    def variance(self) -> torch.Tensor:
+        """Unbiased per-dimension variance (L, D) of all samples added."""
+        if self.s2 is None or self.s1 is None or self.n < 2:
+            raise InputError("the variance needs at least 2 samples")
+        my = self.s1 / self.n
+        return (self.s2.diagonal(dim1=1, dim2=2) / self.n - my.pow(2)) * self.n / (self.n - 1)
+
 
 def ledoit_wolf(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Batched Ledoit-Wolf estimate for x (L, N, D): (mean (L, D), shrunk covariance (L, D, D), shrinkage (L,))."""
-    x = x.double()
-    _, n, p = x.shape
-    mu = x.mean(dim=1)
-    xc = x - mu[:, None, :]
-    emp = xc.transpose(1, 2) @ xc / n  # (L, D, D)
-    x2 = xc * xc
-    trace_mean = x2.sum(dim=(1, 2)) / (n * p)  # mu of sklearn: trace(emp) / p
-    beta_ = (x2.transpose(1, 2) @ x2).sum(dim=(1, 2))
-    delta_ = (emp * emp).sum(dim=(1, 2))
-    beta = (beta_ / n - delta_) / (p * n)
-    delta = (delta_ - 2 * trace_mean * emp.diagonal(dim1=1, dim2=2).sum(1) + p * trace_mean**2) / p
-    beta = torch.minimum(beta, delta)
-    shrink = torch.where(delta > 0, beta / delta.clamp_min(1e-300), torch.zeros_like(delta))
-    eye = torch.eye(p, dtype=x.dtype)
-    cov = (1 - shrink)[:, None, None] * emp + (shrink * trace_mean)[:, None, None] * eye
-    return mu, cov, shrink
+    return MomentSums().add(x).ledoit_wolf()
 
 
 def mahalanobis(x: torch.Tensor, mu: torch.Tensor, prec: torch.Tensor) -> torch.Tensor:
@@ -62,30 +113,46 @@ class GaussianHead(FeatureMapHead):
         self.grid: tuple[int, int] | None = None
         self.shrinkage = 0.0
 
+    def _fit_passes(self, passes: Iterator[torch.Tensor]) -> None:
+        """Local: running sums per location, one exposure pass in memory at a time. Global: each pass gives its
+        share of a seeded 200,000-patch sample."""
+        stats, pooled, grid = MomentSums(), [], (0, 0)
+        share = max(1, GLOBAL_SAMPLE // (1 + len(self.exposure_gains)))
+        g = torch.Generator().manual_seed(self.seed)
+        for feats in passes:
+            n, d, h, w = feats.shape
+            grid = (h, w)
+            if self.mode == "local":
+                stats.add(feats.permute(2, 3, 0, 1).reshape(h * w, n, d))  # (L, N, D)
+                continue
+            x = feats.permute(0, 2, 3, 1).reshape(-1, d)
+            pooled.append(x[torch.randperm(len(x), generator=g)[:share]] if len(x) > share else x)
+        if self.mode == "global":
+            stats.add(torch.cat(pooled)[None])
+        elif stats.n < 2:
+            raise InputError("the Gaussian head (local) needs at least 2 training images", "add normal images")
+        self._fit_stats(stats, grid)
+
     def _fit_features(self, feats: torch.Tensor) -> None:
-        n, d, h, w = feats.shape
-        if self.mode == "local":
-            if n < 2:
-                raise InputError("the Gaussian head (local) needs at least 2 training images", "add normal images")
-            x = feats.permute(2, 3, 0, 1).reshape(h * w, n, d)  # (L, N, D)
-        else:
-            x = feats.permute(0, 2, 3, 1).reshape(1, -1, d)
-            if x.shape[1] > 200_000:  # a seeded subsample estimates one Gaussian just as well
-                g = torch.Generator().manual_seed(self.seed)
-                x = x[:, torch.randperm(x.shape[1], generator=g)[:200_000]]
-        means, precs, shr = [], [], []
+        self._fit_passes(iter([feats]))
+
+    def _fit_stats(self, stats: MomentSums, grid: tuple[int, int]) -> None:
+        """Means and precisions (Ledoit-Wolf, plus a small ridge) of every location from its running sums."""
+        assert stats.s2 is not None
+        d = stats.s2.shape[-1]
         # a small ridge (relative to the mean feature variance) keeps constant locations invertible
-        ridge = 1e-3 * float(x.double().var(dim=1).mean()) + 1e-8
+        ridge = 1e-3 * float(stats.variance().mean()) + 1e-8
         eye = torch.eye(d, dtype=torch.float64)
-        for s in range(0, x.shape[0], 64):  # chunks of locations bound the (chunk, D, D) float64 memory
-            mu, cov, sh = ledoit_wolf(x[s:s + 64])
+        means, precs, shr = [], [], []
+        for s in range(0, stats.s2.shape[0], 64):  # chunks of locations bound the (chunk, D, D) float64 memory
+            mu, cov, sh = stats.ledoit_wolf(slice(s, s + 64))
             means.append(mu.float())
             chol = torch.linalg.cholesky(cov + ridge * eye)  # SPD; batched LU inverse trips an MKL bug here
             precs.append(torch.cholesky_inverse(chol).float())
             shr.append(sh)
         self.mean, self.prec = torch.cat(means), torch.cat(precs)
         self.shrinkage = float(torch.cat(shr).mean())
-        self.grid = (h, w)
+        self.grid = grid
 
     def _patch_scores(self, feats: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         if self.mean is None or self.prec is None:
