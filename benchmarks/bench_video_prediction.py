@@ -18,9 +18,10 @@ import torch
 
 from oddeye.core.config import set_threads
 from oddeye.core.report import machine_line, record_benchmark
-from oddeye.video.datasets import load_video_dataset
+from oddeye.video.datasets import VideoDataset, load_video_dataset
 from oddeye.video.prediction.evaluate import HALVES, score_dataset, series_metrics
-from oddeye.video.prediction.head import PredictionHead
+from oddeye.video.prediction.head import PredictionHead, split_validation
+from oddeye.video.prediction.score import ScoreConfig
 from oddeye.video.prediction.model import PredictorConfig
 from oddeye.video.prediction.train import Trainer, TrainConfig
 
@@ -51,6 +52,19 @@ def plot_curve(points: list[dict], path: Path, title: str) -> Path:
     return path
 
 
+def rescored(model: Path, ds: VideoDataset) -> PredictionHead:
+    """A trained model with today's ScoreConfig defaults, re-calibrated on the validation clips it held out."""
+    head = PredictionHead.load(model)
+    head.score_cfg = ScoreConfig()
+    vids = head.read_frames([v.source for v in ds.train], progress=False)
+    lead = max(head.cfg.past * head.score_cfg.stride, head.cfg.past * head.train_cfg.stride)
+    _, val = split_validation(vids, head.train_cfg.val_fraction, lead, head.train_cfg.seed)
+    if [n for n, _ in val] != head.train_info.get("val_videos", [n for n, _ in val]):
+        raise SystemExit(f"{model}: its validation clips {head.train_info.get('val_videos')} differ from this split")
+    head.calibrate([v for _, v in val])
+    return head
+
+
 def main() -> int:
     """Train with periodic evaluation, then a full evaluation (pixel AUROC, frames/s); record the figures."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -61,6 +75,9 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "out" / "video_prediction")
     ap.add_argument("--no-record", action="store_true")
+    ap.add_argument("--model", type=Path, default=None,
+                    help="no training: re-score a model folder this benchmark wrote with the current score defaults, "
+                         "re-calibrated on the model's own validation clips")
     args = ap.parse_args()
     args.out = args.out.resolve()
     if not args.root.is_dir():
@@ -81,15 +98,22 @@ def main() -> int:
 
     args.out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    head.fit([v.source for v in ds.train], out=args.out / "model", callback=checkpoint,
-             callback_every_s=args.eval_every * 60)
+    if args.model is not None:
+        head = rescored(args.model, ds)
+        args.size = head.cfg.size
+    else:
+        head.fit([v.source for v in ds.train], out=args.out / "model", callback=checkpoint,
+                 callback_every_s=args.eval_every * 60)
     series, speed = score_dataset(head, ds, keep_maps=True)
     final = series_metrics(ds, series, pixel=True, halves=True)
     points.append({"train_minutes": round(head.train_info["train_minutes"], 2), "step": head.train_info["steps"],
-                   **{k: final[k] for k in ("frame_auroc_micro", "frame_auroc_macro")}, **speed})
-    (args.out / "curve.json").write_text(json.dumps(points, indent=1))
-    png = plot_curve(points, args.out / "auroc_vs_minutes.png",
-                     f"UCSD Ped2, video-prediction {args.size}x{args.size} gray, {threads} thread(s)")
+                   **{k: final[k] for k in ("frame_auroc_micro", "frame_auroc_macro")}, **speed,
+                   "score": head.score_cfg.describe()})
+    png = None
+    if args.model is None:  # a re-scored model keeps the curve of its training run
+        (args.out / "curve.json").write_text(json.dumps(points, indent=1))
+        png = plot_curve(points, args.out / "auroc_vs_minutes.png",
+                         f"UCSD Ped2, video-prediction {args.size}x{args.size} gray, {threads} thread(s)")
     figures = {"frame_auroc_micro": final["frame_auroc_micro"], "frame_auroc_macro": final["frame_auroc_macro"],
                **{f"frame_auroc_{a}_{h}": round(final[f"frame_auroc_{a}_{h}"], 4) for h in HALVES
                   for a in ("micro", "macro")},
@@ -99,8 +123,10 @@ def main() -> int:
                "resolution": f"{args.size}x{args.size} gray", "threshold": round(head.calibration.threshold, 3),
                "torch_threads": threads, "wall_minutes": round((time.perf_counter() - t0) / 60, 1)}
     curve = ", ".join(f"{p['train_minutes']:.1f} min: {p['frame_auroc_micro']:.3f}" for p in points)
-    shown = png.relative_to(REPO) if png.is_relative_to(REPO) else png
-    notes = (f"AUROC (micro) vs training minutes: {curve}. Curve: {shown} (not committed). "
+    shown = "none (re-scored model)" if png is None else png.relative_to(REPO) if png.is_relative_to(REPO) else png
+    notes = (("Re-scored with the current score defaults, re-calibrated on its own validation clips; no training. "
+              if args.model is not None else "") +
+             f"AUROC (micro) vs training minutes: {curve}. Curve: {shown} (not committed). "
              f"_dev / _held: odd- / even-numbered test videos (score options chosen on dev only). "
              f"frames/s = scoring of all 2,010 test frames, JPEG decode + resize included (wall clock on the shared "
              f"machine; frames_per_cpu_s divides by the CPU time the process got). Pixel AUROC: blurred "
@@ -109,7 +135,9 @@ def main() -> int:
              f"{machine_line()}. Published (GPU, full resolution): future-frame prediction 0.954, CT-D2GAN 0.972.")
     print(json.dumps(figures))
     if not args.no_record:
-        record_benchmark(f"video-prediction: UCSD Ped2 frame AUROC after {args.minutes:g} min CPU training",
+        minutes = round(head.train_info["train_minutes"]) if args.model is not None else args.minutes
+        record_benchmark(f"video-prediction: UCSD Ped2 frame AUROC after {minutes:g} min CPU training"
+                         + (" (saved model re-scored)" if args.model is not None else ""),
                          "UCSD Ped2 (ucsd_ped2; train 16 clips, 2 held out for the threshold; test 12 clips, "
                          "2,010 frames; Mahadevan et al. CVPR 2010)",
                          "nice -n 10 .venv/bin/python benchmarks/bench_video_prediction.py " + " ".join(sys.argv[1:]),

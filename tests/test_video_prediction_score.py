@@ -44,13 +44,32 @@ def test_scorer_normalised_map_finds_error_where_normal_frames_are_quiet() -> No
     odd = torch.zeros(1, 1, SIZE, SIZE)
     odd[0, 0, 24:28, 4:8] = 0.02  # a small object erring as much, on the grass
     maps = torch.cat([crowd, odd])
-    plain = FrameScorer(ScoreConfig(), None)(maps)
+    plain = FrameScorer(ScoreConfig(motion=0), None)(maps)
     assert plain[-1] < plain[:-1].min()  # whole-frame PSNR: the crowd is worse
     for norm in ("ratio", "z"):
         s = FrameScorer(ScoreConfig(norm=norm, patch=3, reduce="max"), loc)(maps)
         assert s[-1] > s[:-1].max(), norm
     s = FrameScorer(ScoreConfig(norm="ratio", patch=3, reduce="top5"), loc)(maps)
     assert s.shape == (5,) and torch.isfinite(s).all()
+
+
+def test_motion_term_scores_error_relative_to_how_much_changed() -> None:
+    c = torch.arange(1, 5, dtype=torch.float32)[:, None, None, None]
+    crowd_err, crowd_copy = 0.002 * c * torch.ones(4, 1, 8, 8), 0.005 * c * torch.ones(4, 1, 8, 8)
+    odd_err, odd_copy = torch.full((1, 1, 8, 8), 0.004), torch.full((1, 1, 8, 8), 0.001)  # little moved, badly predicted
+    err, copy = torch.cat([crowd_err, odd_err]), torch.cat([crowd_copy, odd_copy])
+    plain = FrameScorer(ScoreConfig(motion=0), None)(err, copy)
+    assert plain[-1] < plain[:-1].max()  # plain PSNR: the busiest crowd frame is worse
+    s = FrameScorer(ScoreConfig(motion=0.6), None)(err, copy)
+    assert s[-1] > s[:-1].max()
+    want = -10 * torch.log10(1 / err.flatten(1).mean(1)) - 6 * torch.log10(copy.flatten(1).mean(1) + 1e-5)
+    assert torch.allclose(s, want, atol=1e-4)
+    # a frozen scene stays finite
+    assert torch.isfinite(FrameScorer(ScoreConfig(), None)(torch.zeros(1, 1, 8, 8), torch.zeros(1, 1, 8, 8))).all()
+    with pytest.raises(InputError, match="copy_err"):
+        FrameScorer(ScoreConfig(), None)(err)
+    with pytest.raises(InputError, match="motion"):
+        ScoreConfig(motion=-1)
 
 
 def test_accumulator_matches_numpy() -> None:
@@ -125,7 +144,7 @@ def test_save_load_keeps_location_stats_and_old_models_load(tmp_path: Path) -> N
     assert loaded.calibration == head.calibration and "ratio" in loaded.describe()
 
     # a format-1 model: PSNR calibration in the manifest, no location statistics, stride 1 (no key)
-    head.score_cfg = ScoreConfig(stride=1)
+    head.score_cfg = ScoreConfig(stride=1, motion=0.0, smooth_sigma=3.0)  # what format 1 scored with
     cal = head.calibrate(normal)
     head.save(tmp_path / "v1")
     (tmp_path / "v1" / LOCATION).unlink()
@@ -136,7 +155,7 @@ def test_save_load_keeps_location_stats_and_old_models_load(tmp_path: Path) -> N
     doc["score"] = {"patch": 0, "smooth_sigma": 3.0, "quantile": 0.99, "batch_size": 128}
     (tmp_path / "v1" / "oddeye_model.json").write_text(json.dumps(doc))
     old = PredictionHead.load(tmp_path / "v1")
-    assert old.location is None and old.calibration == cal and old.score_cfg.stride == 1
+    assert old.location is None and old.calibration == cal and old.score_cfg.stride == 1 and old.score_cfg.motion == 0
     sc, _ = old.to_score(old._series_from_array(test))
     np.testing.assert_allclose(sc.frame_scores, head.to_score(head._series_from_array(test))[0].frame_scores,
                                rtol=1e-5)

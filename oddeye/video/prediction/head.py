@@ -142,7 +142,7 @@ class PredictionHead:
             self.location = acc.stats()
         else:  # the score is relative to the statistics of these same frames: those first
             for v in vids:
-                for err, _, _ in self._errors(self._array_batches(v)):
+                for err, _, _, _ in self._errors(self._array_batches(v)):
                     acc.add(err)
             self.location = acc.stats()
             sc = np.concatenate([self._series_from_array(v).score for v in vids])
@@ -161,10 +161,10 @@ class PredictionHead:
 
     @torch.inference_mode()
     def _errors(self, frames_iter: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]]
-                ) -> Iterator[tuple[torch.Tensor, np.ndarray, np.ndarray]]:
+                ) -> Iterator[tuple[torch.Tensor, torch.Tensor, np.ndarray, np.ndarray]]:
         """Per batch of frames (B, S, S) uint8: squared-error maps (b, 1, S, S) of the frames after the first
-        past x stride of the video (frame t predicted from t - stride * (past..1)), with the batch's indices
-        and times."""
+        past x stride of the video (frame t predicted from t - stride * (past..1)), those of copying frame
+        t - stride instead (b, 1, S, S), and the batch's indices and times."""
         g, past, k = self.g, self.cfg.past, self.score_cfg.stride
         lead = past * k
         prev_x: torch.Tensor | None = None
@@ -178,11 +178,12 @@ class PredictionHead:
                 x = torch.cat([prev_x, x])
                 feats = [torch.cat([a, b]) for a, b in zip(prev_f, feats)]
             targets = torch.arange(min(max(lead, n_prev), x.shape[0]), x.shape[0], device=x.device)
-            err = x.new_zeros((0, 1) + tuple(x.shape[-2:]))
+            err = copy = x.new_zeros((0, 1) + tuple(x.shape[-2:]))
             if len(targets):
                 win = targets[:, None] - lead + k * torch.arange(past, device=x.device)[None]
                 err = psnr_map(g.predict(feats, win, x[targets - k]), x[targets])
-            yield err, idx, times
+                copy = psnr_map(x[targets - k], x[targets])
+            yield err, copy, idx, times
             prev_x, prev_f = x[-lead:], [f[-lead:] for f in feats]
 
     @torch.inference_mode()
@@ -194,11 +195,11 @@ class PredictionHead:
         scorer = FrameScorer(self.score_cfg, self.location, self.device)
         scores, idx_all, t_all, maps = [], [], [], []
         peak: tuple[float, np.ndarray | None] = (-float("inf"), None)
-        for err, idx, times in self._errors(frames_iter):
+        for err, copy, idx, times in self._errors(frames_iter):
             if on_error is not None:
                 on_error(err)
             if len(err):
-                s_batch = scorer(err).cpu().numpy()
+                s_batch = scorer(err, copy).cpu().numpy()
                 scores.append(s_batch)
                 k = int(np.argmax(s_batch))
                 if s_batch[k] > peak[0]:
@@ -304,7 +305,8 @@ class PredictionHead:
             raise ModelError(f"{d} has no {WEIGHTS}", "refit the model")
         try:
             head = cls(PredictorConfig.from_dict(doc["model"]), TrainConfig(**doc.get("train", {})),
-                       ScoreConfig(**{"stride": 1, **doc.get("score", {})}), device)  # format 1: stride 1
+                       # format 1: stride 1; saved before the motion term: none
+                       ScoreConfig(**{"stride": 1, "motion": 0.0, **doc.get("score", {})}), device)
             head.g.load_state_dict(load_file(str(d / WEIGHTS), device=head.device))
             head.calibration = _calibration_from(doc)
             if (d / LOCATION).is_file():  # absent in format 1

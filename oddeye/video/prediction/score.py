@@ -39,7 +39,9 @@ class ScoreConfig:
     norm: str = "none"
     reduce: str = "max"
     floor: float = 0.1
-    smooth_sigma: float = 3.0
+    motion: float = 0.6  # chosen on the dev half of Ped2 with smooth_sigma 5 (docs/video.md); old models load 0
+    motion_floor: float = 1e-5
+    smooth_sigma: float = 5.0
     quantile: float = 0.99
     batch_size: int = 128
 
@@ -52,12 +54,15 @@ class ScoreConfig:
             raise InputError(f"score stride must be >= 1, got {self.stride}")
         if self.patch < 0 or self.floor < 0:
             raise InputError(f"score patch and floor must be >= 0, got patch={self.patch} floor={self.floor}")
+        if self.motion < 0 or self.motion_floor <= 0:
+            raise InputError(f"score motion must be >= 0 and motion_floor > 0, got {self.motion}, {self.motion_floor}")
 
     def describe(self) -> str:
         """The frame score in a few words."""
         at = f"frame t predicted from t-{self.stride}, t-{2 * self.stride}, ...: " if self.stride > 1 else ""
         if self.norm == "none":
-            return at + ("-PSNR of the whole frame" if self.patch == 0 else f"-PSNR of the worst {self.patch}px window")
+            what = "-PSNR of the whole frame" if self.patch == 0 else f"-PSNR of the worst {self.patch}px window"
+            return at + what + (f" + {self.motion:g} x PSNR of copying the earlier frame" if self.motion else "")
         return at + (f"{self.norm} of the error to the per-location normal error, {self.patch}px boxes, "
                      f"{self.reduce} over the frame")
 
@@ -65,6 +70,9 @@ class ScoreConfig:
         """One line for people: what the frame score `score` means next to the normal frames' mean score."""
         if self.norm == "none":
             where = "frame" if self.patch == 0 else f"worst {self.patch}px window"
+            if self.motion:
+                return (f"frame hard to predict for its motion: {where} score {score:.1f} dB vs {normal_mean:.1f} dB "
+                        "on normal frames")
             return f"frame hard to predict: {where} PSNR {-score:.1f} dB vs {-normal_mean:.1f} dB on normal frames"
         unit = "dB" if self.norm == "ratio" else "std"
         return (f"prediction error {score:.1f} {unit} above this place's normal error "
@@ -141,10 +149,16 @@ class FrameScorer:
         k = max(1, int(round(f.shape[1] * float(self.cfg.reduce[3:]) / 100)))
         return f.topk(k, 1).values.mean(1)
 
-    def __call__(self, err: torch.Tensor) -> torch.Tensor:
-        """Frame scores (B,) of error maps (B, 1, S, S); higher = more anomalous."""
+    def __call__(self, err: torch.Tensor, copy_err: torch.Tensor | None = None) -> torch.Tensor:
+        """Frame scores (B,) of error maps (B, 1, S, S) (and of copying the earlier frame, the same shape, used by
+        norm "none" with motion > 0); higher = more anomalous."""
         if self.cfg.norm == "none":
-            return -frame_psnr(err, self.cfg.patch)
+            s = -frame_psnr(err, self.cfg.patch)
+            if self.cfg.motion:
+                if copy_err is None:
+                    raise InputError("score motion > 0 needs the error of copying the earlier frame (copy_err)")
+                s = s - self.cfg.motion * 10.0 * torch.log10(copy_err.flatten(1).mean(1) + self.cfg.motion_floor)
+            return s
         e = box(err, max(self.cfg.patch, 1))
         if self.cfg.norm == "ratio":
             return 10.0 * torch.log10(self._reduce(e / self.scale).clamp_min(1e-8))
