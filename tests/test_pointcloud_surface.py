@@ -52,6 +52,26 @@ def test_surface_save_load_and_missing_file(fitted, tmp_path):
         PointCloudHead.load(tmp_path / "m")
 
 
+def test_coverage_weights_surface_only_one_training_scan_saw(tmp_path):
+    p = make_point_cloud(seed=1, n_points=4000, shape="sphere").points
+    upper, lower = p[p[:, 2] > -0.2], p[p[:, 2] < 0.2]  # overlap in a band around the equator
+    field = SurfaceField.fit([upper, lower], 0.02)
+    z = field.points[:, 2]
+    assert (field.coverage[np.abs(z) < 0.1] == 2).mean() > 0.9 and (field.coverage[np.abs(z) > 0.5] == 1).all()
+    q = p * 1.04  # off the surface everywhere
+    full, _ = field.deviation(q)
+    weighted, ids = field.deviation(q, single=0.25)
+    once = field.coverage[ids[:, 0]] == 1
+    np.testing.assert_allclose(weighted[once], 0.25 * full[once], rtol=1e-6)
+    np.testing.assert_array_equal(weighted[~once & (ids[:, 0] >= 0)], full[~once & (ids[:, 0] >= 0)])
+    field.save(tmp_path)
+    assert np.array_equal(SurfaceField.load(tmp_path).coverage, field.coverage)
+    with np.load(tmp_path / "field.npz") as zf:  # a field saved before coverage existed: no weighting
+        np.savez(tmp_path / "field.npz", **{k: zf[k] for k in zf.files if k != "coverage"})
+    old = SurfaceField.load(tmp_path)
+    assert old.coverage is None and np.array_equal(old.deviation(q, single=0.25)[0], full)
+
+
 def test_orient_turns_normals_outwards_for_one_view_scans_and_full_clouds():
     from oddeye.pointcloud.features import estimate_normals
     from oddeye.pointcloud.field import orient

@@ -5,7 +5,9 @@ Fit: the training scans (one frame) are voxelised at `fine` into bank points wit
 PatchIndex. Scoring a cloud is then a hash lookup per point (no search at score time): the deviation of a
 point is its mean point-to-plane distance to those bank points, in units of `fine`; where the nearest bank point
 lies far along the surface (tangential distance over `gate` fine voxels) no training scan saw that surface
-and the deviation is 0. Deviations are pooled (mean) over cells of `pool` fine voxels on two grids half a cell
+and the deviation is 0. Each bank point knows how many training scans saw it (`coverage`): where only one did,
+a scan that differs from it may be that scan's registration error as much as a defect, and its deviation can
+be weighted down (`single`). Deviations are pooled (mean) over cells of `pool` fine voxels on two grids half a cell
 apart, which stands in for smoothing over spatial neighbours.
 """
 
@@ -72,6 +74,15 @@ def oriented_union(clouds: list[np.ndarray], fine: float) -> tuple[np.ndarray, n
     return u.points, n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
 
 
+def coverage(points: np.ndarray, clouds: list[np.ndarray], size: float) -> np.ndarray:
+    """How many of the clouds [(N_i, 3)] have a point in the voxel (edge `size`) of each of points (B, 3): (B,)."""
+    keys = _keys(np.floor(np.asarray(points, dtype=np.float64) / size))
+    out = np.zeros(len(keys), dtype=np.int16)
+    for c in clouds:
+        out += np.isin(keys, np.unique(_keys(np.floor(np.asarray(c, dtype=np.float64) / size))))
+    return out
+
+
 def xyz_index(points: np.ndarray) -> PatchIndex:
     """PatchIndex over xyz (N, 3) float32: IVF (about 40-100 points a list, nprobe 8) or flat when small."""
     from oddeye.retrieval.index import PatchIndex
@@ -117,7 +128,9 @@ def _components(cells: np.ndarray, nb: np.ndarray, src: np.ndarray) -> tuple[np.
 
 @dataclass
 class SurfaceField:
-    """Bank points (B, 3) + unit normals (B, 3) at voxel `fine`; band cells: sorted keys (C,), nearest ids (C, 3)."""
+    """Bank points (B, 3) + unit normals (B, 3) at voxel `fine`; band cells: sorted keys (C,), nearest ids (C, k);
+    coverage (B,): how many training scans have a point in each bank point's voxel of 3 fine voxels (None for
+    fields saved before it existed)."""
 
     points: np.ndarray
     normals: np.ndarray
@@ -125,6 +138,7 @@ class SurfaceField:
     cell: float
     keys: np.ndarray
     nearest: np.ndarray
+    coverage: np.ndarray | None = None
 
     @classmethod
     def fit(cls, clouds: list[np.ndarray], fine: float, cell: float | None = None, band: int = 4,
@@ -140,7 +154,8 @@ class SurfaceField:
         ijk = np.stack([(cells >> 42) & 0x1FFFFF, (cells >> 21) & 0x1FFFFF, cells & 0x1FFFFF], 1) - _OFFS
         centres = ((ijk + 0.5) * cell).astype(np.float32)
         _, ids = xyz_index(pts.astype(np.float32)).search(centres, k=k)
-        return cls(pts.astype(np.float32), nrm.astype(np.float32), float(fine), cell, cells, ids.astype(np.int32))
+        return cls(pts.astype(np.float32), nrm.astype(np.float32), float(fine), cell, cells, ids.astype(np.int32),
+                   coverage(pts, clouds, 3.0 * fine))
 
     def lookup(self, points: np.ndarray) -> np.ndarray:
         """Rows (N, k) of bank ids near each point (N, 3); -1 rows where the point lies outside the band."""
@@ -162,10 +177,11 @@ class SurfaceField:
         norm = float(np.linalg.norm(view))
         return view / norm if norm > agree else None
 
-    def deviation(self, points: np.ndarray, gate: float = 2.0, facing_min: float = 0.0, signed: bool = False
-                  ) -> tuple[np.ndarray, np.ndarray]:
+    def deviation(self, points: np.ndarray, gate: float = 2.0, facing_min: float = 0.0, signed: bool = False,
+                  single: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
         """Per point (N, 3): deviation (N,) in fine voxels (0 where unseen or outside the band; signed: + outside
-        the normal surface) and its bank ids (N, k). The plane of the closest of the k bank points counts."""
+        the normal surface) and its bank ids (N, k). The plane of the closest of the k bank points counts; where
+        only one training scan saw the nearest bank point, the deviation is multiplied by `single`."""
         q = np.asarray(points, dtype=np.float32)
         ids = self.lookup(q)
         ok = ids[:, 0] >= 0
@@ -186,6 +202,8 @@ class SurfaceField:
         j = np.argmin(np.where(good, np.abs(normal), np.inf), axis=1)
         d = normal[np.arange(len(j)), j] / self.fine  # signed: + outside the normal surface, - inside
         dev[ok] = np.where(cnt > 0, d if signed else np.abs(d), 0.0)
+        if single != 1.0 and self.coverage is not None:
+            dev[ok] *= np.where(self.coverage[ids[ok, 0]] >= 2, 1.0, single).astype(np.float32)
         return dev, ids
 
     def holes(self, points: np.ndarray, ids: np.ndarray, size: float = 1.5, enclosed: float = 0.8,
@@ -250,8 +268,9 @@ class SurfaceField:
     def save(self, directory: str | Path) -> Path:
         """Write field.npz into directory."""
         p = Path(directory) / "field.npz"
+        extra = {} if self.coverage is None else {"coverage": self.coverage}
         np.savez(p, points=self.points, normals=self.normals, fine=np.float64(self.fine), cell=np.float64(self.cell),
-                 keys=self.keys, nearest=self.nearest)
+                 keys=self.keys, nearest=self.nearest, **extra)
         return p
 
     @classmethod
@@ -260,6 +279,10 @@ class SurfaceField:
         p = Path(directory) / "field.npz"
         try:
             with np.load(p, allow_pickle=False) as z:
-                return cls(z["points"], z["normals"], float(z["fine"]), float(z["cell"]), z["keys"], z["nearest"])
+                cov = z["coverage"] if "coverage" in z.files else None
+                field = cls(z["points"], z["normals"], float(z["fine"]), float(z["cell"]), z["keys"], z["nearest"], cov)
         except (OSError, KeyError, ValueError) as e:
             raise ModelError(f"{p} is missing or corrupt ({e})", "refit the model") from None
+        if field.coverage is not None and len(field.coverage) != len(field.points):
+            raise ModelError(f"{p}: coverage and bank points disagree", "refit the model")
+        return field

@@ -10,7 +10,7 @@ from typing import Any, Iterable, Self
 
 import numpy as np
 
-from oddeye.core.errors import EmptyDataError, InputError, ModelError
+from oddeye.core.errors import EmptyDataError, ModelError
 from oddeye.core.head import read_manifest, write_manifest
 from oddeye.core.types import AnomalyMap, Event, Result, Score
 from oddeye.pointcloud.adapt import Adapter, train_adapter
@@ -55,7 +55,7 @@ class PointCloudHead:
                  plane: bool = False, position_weight: float = 0.0, keep_raw: bool = False, seed: int = 0,
                  surface_weight: float = 0.0, surface_voxel: float = 0.25, surface_pool: float = 6.0,
                  surface_region: float = 20.0, surface_map_scales: tuple[float, ...] = (1.0, 1.5, 2.0),
-                 hole_weight: float = 0.0,
+                 hole_weight: float = 0.0, surface_single: float = 0.25,
                  progress: bool = True) -> None:
         self.params = {"adapt": adapt, "target_points": target_points, "voxel_size": voxel_size, "radii": list(radii),
                        "max_nn_fpfh": max_nn_fpfh, "bank_max": bank_max, "k": k, "smooth_k": smooth_k, "topk": topk,
@@ -64,7 +64,7 @@ class PointCloudHead:
                        "surface_weight": surface_weight, "surface_voxel": surface_voxel,
                        "surface_pool": surface_pool, "surface_region": surface_region,
                        "surface_map_scales": list(surface_map_scales),
-                       "hole_weight": hole_weight}
+                       "hole_weight": hole_weight, "surface_single": surface_single}
         self.progress = progress
         self.cfg: FeatureConfig | None = None
         self.adapter: Adapter | None = None
@@ -171,7 +171,8 @@ class PointCloudHead:
             return CloudScores(float(top.mean()), pv.astype(np.float32), v.astype(np.float32), vox.points,
                                vox.points[int(np.argmax(v))])
         fine = self.surface.fine
-        dev, ids = self.surface.deviation(pts, signed=True)
+        # models saved before surface_single existed: no weighting (1.0)
+        dev, ids = self.surface.deviation(pts, signed=True, single=float(self.params.get("surface_single", 1.0)))
         pool = float(self.params.get("surface_pool", 6.0)) * fine
         sm, cnt = pool_mean(pts, dev, pool)
         # params missing from a model saved before that option existed read as that version's behaviour
