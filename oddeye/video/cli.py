@@ -117,6 +117,10 @@ def register(cli: Any) -> None:
             "Score frame t by predicting it from t-k, t-2k, ... (k = this). 2 suits 25 fps footage at 64 px, where "
             "people move under a pixel a frame; 1 for slow frame rates or fast scenes. The threshold is "
             "calibrated with it.")),
+        motion: float = typer.Option(0.6, "--motion", help=(
+            "Score the prediction error relative to how much the scene changed: -PSNR + this x the PSNR of "
+            "copying frame t-k, so busy normal frames do not outrank an odd one (0: plain -PSNR, where how much "
+            "moves is itself the anomaly).")),
     ) -> None:
         """Train the frame-prediction GAN on normal footage; the threshold comes from held-out normal clips.
 
@@ -138,10 +142,12 @@ def register(cli: Any) -> None:
             raise InputError(f"--past must be >= 2, got {past}")
         if score_stride < 1:
             raise InputError(f"--score-stride must be >= 1, got {score_stride}")
+        if motion < 0:
+            raise InputError(f"--motion must be >= 0, got {motion}")
         sources = _training_inputs(frames, video)
         head = PredictionHead(PredictorConfig(size=size, past=past),
                               TrainConfig(minutes=minutes, max_steps=max_steps, batch_size=batch_size, seed=seed),
-                              score_cfg=ScoreConfig(stride=score_stride), device=device)
+                              score_cfg=ScoreConfig(stride=score_stride, motion=motion), device=device)
         typer.echo(f"training on {len(sources)} video(s) for up to {minutes:g} min on {head.device}")
         head.fit(sources, out=out, resume=resume)
         typer.echo(head.describe())
