@@ -52,10 +52,10 @@ def plot_curve(points: list[dict], path: Path, title: str) -> Path:
     return path
 
 
-def rescored(model: Path, ds: VideoDataset) -> PredictionHead:
-    """A trained model with today's ScoreConfig defaults, re-calibrated on the validation clips it held out."""
+def rescored(model: Path, ds: VideoDataset, score_cfg: ScoreConfig) -> PredictionHead:
+    """A trained model with `score_cfg`, re-calibrated on the validation clips it held out."""
     head = PredictionHead.load(model)
-    head.score_cfg = ScoreConfig()
+    head.score_cfg = score_cfg
     vids = head.read_frames([v.source for v in ds.train], progress=False)
     lead = max(head.cfg.past * head.score_cfg.stride, head.cfg.past * head.train_cfg.stride)
     _, val = split_validation(vids, head.train_cfg.val_fraction, lead, head.train_cfg.seed)
@@ -75,9 +75,11 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "out" / "video_prediction")
     ap.add_argument("--no-record", action="store_true")
+    ap.add_argument("--perspective", type=float, default=1.0,
+                    help="score: top-row / bottom-row weight of the error (1: off; see ScoreConfig)")
     ap.add_argument("--model", type=Path, default=None,
-                    help="no training: re-score a model folder this benchmark wrote with the current score defaults, "
-                         "re-calibrated on the model's own validation clips")
+                    help="no training: re-score a model folder this benchmark wrote with the current score defaults "
+                         "(and --perspective), re-calibrated on the model's own validation clips")
     args = ap.parse_args()
     args.out = args.out.resolve()
     if not args.root.is_dir():
@@ -86,7 +88,8 @@ def main() -> int:
         return 2
     threads = set_threads(args.threads)
     ds = load_video_dataset("ucsd-ped2", args.root)
-    head = PredictionHead(PredictorConfig(size=args.size), TrainConfig(minutes=args.minutes))
+    score_cfg = ScoreConfig(perspective=args.perspective)
+    head = PredictionHead(PredictorConfig(size=args.size), TrainConfig(minutes=args.minutes), score_cfg=score_cfg)
     points: list[dict] = []
 
     def checkpoint(tr: Trainer) -> None:
@@ -99,7 +102,7 @@ def main() -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     if args.model is not None:
-        head = rescored(args.model, ds)
+        head = rescored(args.model, ds, score_cfg)
         args.size = head.cfg.size
     else:
         head.fit([v.source for v in ds.train], out=args.out / "model", callback=checkpoint,

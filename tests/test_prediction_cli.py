@@ -128,10 +128,10 @@ def test_eval_video_rules_contract_writes_store(tmp_path: Path, capsys: pytest.C
 def test_fit_score_stride_is_stored_and_used(data: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     rc = main(["fit", "video-prediction", "--frames", str(data / "train"), "--out", str(tmp_path / "m1"),
                "--minutes", "0.5", "--size", "32", "--max-steps", "2", "--batch-size", "2", "--score-stride", "1",
-               "--motion", "0"])
+               "--motion", "0", "--perspective", "4"])
     assert rc == 0
     man = json.loads((tmp_path / "m1" / "oddeye_model.json").read_text())
-    assert man["score"]["stride"] == 1 and man["score"]["motion"] == 0
+    assert man["score"]["stride"] == 1 and man["score"]["motion"] == 0 and man["score"]["perspective"] == 4
     assert "t-2" not in capsys.readouterr().out  # describe() names the stride only when it is > 1
     assert main(["fit", "video-prediction", "--frames", str(data / "train"), "--out", str(tmp_path / "m0"),
                  "--score-stride", "0"]) == 2
@@ -139,3 +139,6 @@ def test_fit_score_stride_is_stored_and_used(data: Path, tmp_path: Path, capsys:
     assert main(["fit", "video-prediction", "--frames", str(data / "train"), "--out", str(tmp_path / "m0"),
                  "--motion", "-1"]) == 2
     assert "--motion" in capsys.readouterr().err
+    assert main(["fit", "video-prediction", "--frames", str(data / "train"), "--out", str(tmp_path / "m0"),
+                 "--perspective", "0.5"]) == 2
+    assert "--perspective" in capsys.readouterr().err

@@ -72,6 +72,24 @@ def test_motion_term_scores_error_relative_to_how_much_changed() -> None:
         ScoreConfig(motion=-1)
 
 
+def test_perspective_weights_far_rows_more() -> None:
+    from oddeye.video.prediction.score import row_weights
+
+    w = row_weights(16, 32.0)
+    assert w.shape == (16, 1) and abs(float(w.mean()) - 1.0) < 1e-6 and abs(float(w[0] / w[-1]) - 32.0) < 1e-4
+    far, near = torch.zeros(1, 1, 16, 16), torch.zeros(1, 1, 16, 16)
+    far[0, 0, 1:3, 4:6] = 0.05  # the same error, high (far) and low (near) in the frame
+    near[0, 0, 13:15, 4:6] = 0.05
+    copy = torch.full((2, 1, 16, 16), 1e-3)
+    err = torch.cat([far, near])
+    flat = FrameScorer(ScoreConfig(), None)(err, copy)
+    assert torch.allclose(flat[0], flat[1])
+    s = FrameScorer(ScoreConfig(perspective=32.0), None)(err, copy)
+    assert s[0] > s[1] + 6.0  # dB: rows 1-2 weigh ~7x rows 13-14
+    with pytest.raises(InputError, match="perspective"):
+        ScoreConfig(perspective=0.5)
+
+
 def test_accumulator_matches_numpy() -> None:
     rng = np.random.default_rng(0)
     e = rng.random((50, 1, 6, 6)).astype(np.float32)

@@ -121,6 +121,9 @@ def register(cli: Any) -> None:
             "Score the prediction error relative to how much the scene changed: -PSNR + this x the PSNR of "
             "copying frame t-k, so busy normal frames do not outrank an odd one (0: plain -PSNR, where how much "
             "moves is itself the anomaly).")),
+        perspective: float = typer.Option(1.0, "--perspective", help=(
+            "For cameras looking along the ground (far objects small, high in the frame): the top row of the "
+            "error counts this many times the bottom row, falling linearly (1: off; Ped2: 32).")),
     ) -> None:
         """Train the frame-prediction GAN on normal footage; the threshold comes from held-out normal clips.
 
@@ -144,10 +147,13 @@ def register(cli: Any) -> None:
             raise InputError(f"--score-stride must be >= 1, got {score_stride}")
         if motion < 0:
             raise InputError(f"--motion must be >= 0, got {motion}")
+        if perspective < 1:
+            raise InputError(f"--perspective must be >= 1 (1: off), got {perspective}")
         sources = _training_inputs(frames, video)
         head = PredictionHead(PredictorConfig(size=size, past=past),
                               TrainConfig(minutes=minutes, max_steps=max_steps, batch_size=batch_size, seed=seed),
-                              score_cfg=ScoreConfig(stride=score_stride, motion=motion), device=device)
+                              score_cfg=ScoreConfig(stride=score_stride, motion=motion, perspective=perspective),
+                              device=device)
         typer.echo(f"training on {len(sources)} video(s) for up to {minutes:g} min on {head.device}")
         head.fit(sources, out=out, resume=resume)
         typer.echo(head.describe())

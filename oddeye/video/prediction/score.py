@@ -26,7 +26,11 @@ class ScoreConfig:
     the error grows with the speed of what moves (at 64x64 a walker moves a fraction of a pixel per frame
     and a one-frame prediction error is mostly noise).
 
-    norm "none": -PSNR of the whole frame (patch 0) or of the worst `patch`-sized window (stride patch/2).
+    norm "none": -PSNR of the whole frame (patch 0) or of the worst `patch`-sized window (stride patch/2), plus
+    `motion` x the PSNR of copying frame t - stride as the prediction: the error relative to how much the scene
+    changed, so a frame is not anomalous for holding more walkers (copy MSE + `motion_floor` keeps static scenes
+    finite; 0: plain -PSNR). `perspective` r > 1: rows count from r times (top row) down to once (bottom row) in
+    both errors, for cameras that look along the ground, where a far object is small and high in the frame.
     norm "ratio": error / normal error at that location; "z": (error - mean) / std at that location; both
     after `patch`-sized box smoothing (stride 1; 0 or 1 = none), reduced over the frame by `reduce`
     ("max", or "top<p>" = mean of the top p percent of locations); ratio in dB. `floor` (a fraction of the
@@ -41,6 +45,7 @@ class ScoreConfig:
     floor: float = 0.1
     motion: float = 0.6  # chosen on the dev half of Ped2 with smooth_sigma 5 (docs/video.md); old models load 0
     motion_floor: float = 1e-5
+    perspective: float = 1.0
     smooth_sigma: float = 5.0
     quantile: float = 0.99
     batch_size: int = 128
@@ -56,13 +61,17 @@ class ScoreConfig:
             raise InputError(f"score patch and floor must be >= 0, got patch={self.patch} floor={self.floor}")
         if self.motion < 0 or self.motion_floor <= 0:
             raise InputError(f"score motion must be >= 0 and motion_floor > 0, got {self.motion}, {self.motion_floor}")
+        if self.perspective < 1:
+            raise InputError(f"score perspective (top-row / bottom-row weight) must be >= 1, got {self.perspective}")
 
     def describe(self) -> str:
         """The frame score in a few words."""
         at = f"frame t predicted from t-{self.stride}, t-{2 * self.stride}, ...: " if self.stride > 1 else ""
         if self.norm == "none":
             what = "-PSNR of the whole frame" if self.patch == 0 else f"-PSNR of the worst {self.patch}px window"
-            return at + what + (f" + {self.motion:g} x PSNR of copying the earlier frame" if self.motion else "")
+            what += f" + {self.motion:g} x PSNR of copying the earlier frame" if self.motion else ""
+            rows = f", rows weighted {self.perspective:g}:1 top to bottom" if self.perspective != 1 else ""
+            return at + what + rows
         return at + (f"{self.norm} of the error to the per-location normal error, {self.patch}px boxes, "
                      f"{self.reduce} over the frame")
 
@@ -115,6 +124,14 @@ class ErrorAccumulator:
         return LocationStats(mean.float().cpu().numpy(), std.float().cpu().numpy(), self.n)
 
 
+def row_weights(h: int, ratio: float, device: str | torch.device = "cpu") -> torch.Tensor:
+    """Weights (h, 1) of the rows of a frame, `ratio` at the top row falling linearly to 1 at the bottom, scaled to
+    mean 1 (PSNR stays in its usual range)."""
+    y = torch.linspace(0.0, 1.0, h, device=device)
+    w = 1.0 + (ratio - 1.0) * (1.0 - y)
+    return (w / w.mean())[:, None]
+
+
 def box(x: torch.Tensor, w: int) -> torch.Tensor:
     """Mean over a w x w box at every location (stride 1, borders averaged over the pixels inside): (B, 1, S, S)."""
     if w <= 1:
@@ -153,6 +170,10 @@ class FrameScorer:
         """Frame scores (B,) of error maps (B, 1, S, S) (and of copying the earlier frame, the same shape, used by
         norm "none" with motion > 0); higher = more anomalous."""
         if self.cfg.norm == "none":
+            if self.cfg.perspective != 1:
+                w = row_weights(err.shape[-2], self.cfg.perspective, err.device)
+                err = err * w
+                copy_err = None if copy_err is None else copy_err * w
             s = -frame_psnr(err, self.cfg.patch)
             if self.cfg.motion:
                 if copy_err is None:
