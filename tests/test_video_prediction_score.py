@@ -72,6 +72,19 @@ def test_motion_term_scores_error_relative_to_how_much_changed() -> None:
         ScoreConfig(motion=-1)
 
 
+def test_motion_term_copies_the_frame_motion_gap_strides_back() -> None:
+    frames = np.random.default_rng(0).integers(0, 255, (30, SIZE, SIZE), dtype=np.uint8)
+    head = _copy_last_head(ScoreConfig(stride=2, motion_gap=3, batch_size=7))
+    x = torch.from_numpy(frames).float().div(127.5).sub(1)[:, None]
+    copies = torch.cat([c for _, c, _, _ in head._errors(head._array_batches(frames))])
+    lead = TINY.past * 2
+    assert torch.allclose(copies, psnr_map(x[lead - 6:-6], x[lead:]), atol=1e-6)  # frame t vs frame t - 3 x 2
+    with pytest.raises(InputError, match="motion_gap"):
+        next(_copy_last_head(ScoreConfig(motion_gap=TINY.past + 1))._errors(head._array_batches(frames)))
+    with pytest.raises(InputError, match="motion_gap"):
+        ScoreConfig(motion_gap=0)
+
+
 def test_perspective_weights_far_rows_more() -> None:
     from oddeye.video.prediction.score import row_weights
 

@@ -119,7 +119,7 @@ def register(cli: Any) -> None:
             "calibrated with it.")),
         motion: float = typer.Option(0.6, "--motion", help=(
             "Score the prediction error relative to how much the scene changed: -PSNR + this x the PSNR of "
-            "copying frame t-k, so busy normal frames do not outrank an odd one (0: plain -PSNR, where how much "
+            "copying frame t-3k, so busy normal frames do not outrank an odd one (0: plain -PSNR, where how much "
             "moves is itself the anomaly).")),
         perspective: float = typer.Option(1.0, "--perspective", help=(
             "For cameras looking along the ground (far objects small, high in the frame): the top row of the "

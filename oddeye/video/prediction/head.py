@@ -164,9 +164,13 @@ class PredictionHead:
                 ) -> Iterator[tuple[torch.Tensor, torch.Tensor, np.ndarray, np.ndarray]]:
         """Per batch of frames (B, S, S) uint8: squared-error maps (b, 1, S, S) of the frames after the first
         past x stride of the video (frame t predicted from t - stride * (past..1)), those of copying frame
-        t - stride instead (b, 1, S, S), and the batch's indices and times."""
+        t - motion_gap x stride instead (b, 1, S, S), and the batch's indices and times."""
         g, past, k = self.g, self.cfg.past, self.score_cfg.stride
         lead = past * k
+        gap = self.score_cfg.motion_gap * k  # the copied frame, for the motion term
+        if self.score_cfg.motion_gap > past:
+            raise InputError(f"score motion_gap {self.score_cfg.motion_gap} exceeds the model's past={past} frames",
+                             f"use a motion_gap of at most {past}")
         prev_x: torch.Tensor | None = None
         prev_f: list[torch.Tensor] | None = None
         for data, idx, times in frames_iter:
@@ -182,7 +186,7 @@ class PredictionHead:
             if len(targets):
                 win = targets[:, None] - lead + k * torch.arange(past, device=x.device)[None]
                 err = psnr_map(g.predict(feats, win, x[targets - k]), x[targets])
-                copy = psnr_map(x[targets - k], x[targets])
+                copy = psnr_map(x[targets - gap], x[targets])
             yield err, copy, idx, times
             prev_x, prev_f = x[-lead:], [f[-lead:] for f in feats]
 
@@ -305,8 +309,8 @@ class PredictionHead:
             raise ModelError(f"{d} has no {WEIGHTS}", "refit the model")
         try:
             head = cls(PredictorConfig.from_dict(doc["model"]), TrainConfig(**doc.get("train", {})),
-                       # format 1: stride 1; saved before the motion term: none
-                       ScoreConfig(**{"stride": 1, "motion": 0.0, **doc.get("score", {})}), device)
+                       # format 1: stride 1; saved before the motion term: none (and its gap: 1 stride)
+                       ScoreConfig(**{"stride": 1, "motion": 0.0, "motion_gap": 1, **doc.get("score", {})}), device)
             head.g.load_state_dict(load_file(str(d / WEIGHTS), device=head.device))
             head.calibration = _calibration_from(doc)
             if (d / LOCATION).is_file():  # absent in format 1

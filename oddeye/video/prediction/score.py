@@ -27,8 +27,8 @@ class ScoreConfig:
     and a one-frame prediction error is mostly noise).
 
     norm "none": -PSNR of the whole frame (patch 0) or of the worst `patch`-sized window (stride patch/2), plus
-    `motion` x the PSNR of copying frame t - stride as the prediction: the error relative to how much the scene
-    changed, so a frame is not anomalous for holding more walkers (copy MSE + `motion_floor` keeps static scenes
+    `motion` x the PSNR of copying frame t - `motion_gap` x stride as the prediction: the error relative to how
+    much the scene changed, so a frame is not anomalous for holding more walkers (copy MSE + `motion_floor` keeps static scenes
     finite; 0: plain -PSNR). `perspective` r > 1: rows count from r times (top row) down to once (bottom row) in
     both errors, for cameras that look along the ground, where a far object is small and high in the frame.
     norm "ratio": error / normal error at that location; "z": (error - mean) / std at that location; both
@@ -44,6 +44,7 @@ class ScoreConfig:
     reduce: str = "max"
     floor: float = 0.1
     motion: float = 0.6  # chosen on the dev half of Ped2 with smooth_sigma 5 (docs/video.md); old models load 0
+    motion_gap: int = 3  # in strides; chosen with motion on Ped2's dev half; older models load 1
     motion_floor: float = 1e-5
     perspective: float = 1.0
     smooth_sigma: float = 5.0
@@ -61,6 +62,8 @@ class ScoreConfig:
             raise InputError(f"score patch and floor must be >= 0, got patch={self.patch} floor={self.floor}")
         if self.motion < 0 or self.motion_floor <= 0:
             raise InputError(f"score motion must be >= 0 and motion_floor > 0, got {self.motion}, {self.motion_floor}")
+        if self.motion_gap < 1:
+            raise InputError(f"score motion_gap must be >= 1 (strides), got {self.motion_gap}")
         if self.perspective < 1:
             raise InputError(f"score perspective (top-row / bottom-row weight) must be >= 1, got {self.perspective}")
 
@@ -69,7 +72,8 @@ class ScoreConfig:
         at = f"frame t predicted from t-{self.stride}, t-{2 * self.stride}, ...: " if self.stride > 1 else ""
         if self.norm == "none":
             what = "-PSNR of the whole frame" if self.patch == 0 else f"-PSNR of the worst {self.patch}px window"
-            what += f" + {self.motion:g} x PSNR of copying the earlier frame" if self.motion else ""
+            gap = self.motion_gap * self.stride
+            what += f" + {self.motion:g} x PSNR of copying frame t-{gap}" if self.motion else ""
             rows = f", rows weighted {self.perspective:g}:1 top to bottom" if self.perspective != 1 else ""
             return at + what + rows
         return at + (f"{self.norm} of the error to the per-location normal error, {self.patch}px boxes, "
