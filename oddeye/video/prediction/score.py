@@ -28,9 +28,10 @@ class ScoreConfig:
 
     norm "none": -PSNR of the whole frame (patch 0) or of the worst `patch`-sized window (stride patch/2), plus
     `motion` x the PSNR of copying frame t - `motion_gap` x stride as the prediction: the error relative to how
-    much the scene changed, so a frame is not anomalous for holding more walkers (copy MSE + `motion_floor` keeps static scenes
-    finite; 0: plain -PSNR). `perspective` r > 1: rows count from r times (top row) down to once (bottom row) in
-    both errors, for cameras that look along the ground, where a far object is small and high in the frame.
+    much the scene changed, so a frame is not anomalous for holding more walkers (copy MSE + `motion_floor`
+    keeps static scenes finite; 0: plain -PSNR). `perspective` r > 1: rows count from r times (top row) down to
+    once (bottom row) in both errors, for cameras that look along the ground, where a far object is small and
+    high in the frame.
     norm "ratio": error / normal error at that location; "z": (error - mean) / std at that location; both
     after `patch`-sized box smoothing (stride 1; 0 or 1 = none), reduced over the frame by `reduce`
     ("max", or "top<p>" = mean of the top p percent of locations); ratio in dB. `floor` (a fraction of the
