@@ -104,6 +104,9 @@ def test_eval_video_prediction_contract(data: Path, tmp_path: Path, capsys: pyte
     assert doc["frame_auroc_micro"] > 0.6  # a fast runner is harder to predict even for an untrained copy-like model
     assert json.loads((tmp_path / "m.json").read_text()) == doc
     assert (tmp_path / "ev" / "store.db").is_file()
+    assert main(["eval", "video", "--dataset", "ucsd-ped2", "--root", str(root), "--model", str(data / "model"),
+                 "--perspective", "32"]) == 2  # a saved model keeps its own score settings
+    assert "--perspective" in capsys.readouterr().err
 
 
 def test_eval_unknown_dataset(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -201,6 +201,9 @@ def register(cli: Any) -> None:
         shots: Optional[int] = typer.Option(None, "--shots", help="rules: normal frames used for rule induction."),
         minutes: float = typer.Option(30.0, "--minutes", help="prediction: training budget when no --model is given."),
         model: Optional[Path] = typer.Option(None, "--model", help="prediction: evaluate this model folder, no training."),
+        perspective: float = typer.Option(1.0, "--perspective", help=(
+            "prediction, when training: top-row / bottom-row weight of the error, as `fit video-prediction "
+            "--perspective` (1: off; Ped2: 32). A --model keeps the setting it was fitted with.")),
         out: Path = typer.Option(Path("oddeye-results/eval-video"), "--out", help="Folder for model, result, plots."),
         json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the JSON line to this file."),
         db: Optional[str] = typer.Option(None, "--db", help="Review store; default <out>/store.db."),
@@ -233,7 +236,11 @@ def register(cli: Any) -> None:
             return
         if head != "prediction":
             raise InputError(f"--head must be prediction or rules, got {head!r}")
-        metrics, h, result = _eval_prediction(ds, out, minutes, model)
+        if perspective < 1 or (model is not None and perspective != 1):
+            raise InputError(f"--perspective {perspective:g}: use a value >= 1, and only when training (a --model "
+                             "keeps the setting it was fitted with)", "refit with `oddeye fit video-prediction "
+                             "--perspective R`, or leave --perspective out")
+        metrics, h, result = _eval_prediction(ds, out, minutes, model, perspective)
         for line in write_outputs(result, out, db, str(model or out / "model"), str(root)):
             typer.echo(line, err=True)
         print_eval(eval_line(metrics, ds.name, ds.n_test_frames, time.perf_counter() - t0, head="prediction"),
@@ -254,11 +261,14 @@ def register(cli: Any) -> None:
         typer.echo(json.dumps(doc))
 
 
-def _eval_prediction(ds: Any, out: Path, minutes: float, model: Path | None) -> tuple[dict, Any, Any]:
+def _eval_prediction(ds: Any, out: Path, minutes: float, model: Path | None,
+                     perspective: float = 1.0) -> tuple[dict, Any, Any]:
     """Run evaluate_prediction and build the Result of the test videos (labels attached)."""
     from oddeye.video.prediction.evaluate import evaluate_prediction
+    from oddeye.video.prediction.score import ScoreConfig
 
-    metrics, head, series = evaluate_prediction(ds, out, minutes, model_dir=model)
+    metrics, head, series = evaluate_prediction(ds, out, minutes, model_dir=model,
+                                                score_cfg=ScoreConfig(perspective=perspective))
     from oddeye.core.types import Result
 
     result = Result(head="video-prediction", threshold=head.calibration.threshold, metrics={

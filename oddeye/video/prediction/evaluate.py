@@ -13,6 +13,7 @@ from tqdm.auto import tqdm
 from oddeye.core.metrics import frame_auroc, pixel_auroc
 from oddeye.video.datasets import VideoDataset
 from oddeye.video.prediction.head import PredictionHead, VideoSeries
+from oddeye.video.prediction.score import ScoreConfig
 
 PIXEL_EVAL_SIZE = (180, 120)  # (w, h) at which error maps are compared with the masks
 # Score options were chosen on the odd-numbered test videos (01, 03, ...: "dev") and checked on the even ones
@@ -75,14 +76,15 @@ def series_metrics(ds: VideoDataset, series: list[VideoSeries], pixel: bool = Tr
 
 
 def evaluate_prediction(ds: VideoDataset, out: Path, minutes: float, model_dir: Path | None = None,
-                        head: PredictionHead | None = None,
-                        progress: bool = True) -> tuple[dict[str, Any], PredictionHead, list[VideoSeries]]:
-    """Train on ds.train for `minutes` (or load `model_dir`), score ds.test -> (metrics, head, series)."""
+                        head: PredictionHead | None = None, progress: bool = True,
+                        score_cfg: ScoreConfig | None = None) -> tuple[dict[str, Any], PredictionHead, list[VideoSeries]]:
+    """Train on ds.train for `minutes` with `score_cfg` (or load `model_dir`), score ds.test -> (metrics, head,
+    series)."""
     if head is None:
         if model_dir is not None:
             head = PredictionHead.load(model_dir)
         else:
-            head = PredictionHead()
+            head = PredictionHead(score_cfg=score_cfg)
             head.train_cfg.minutes = minutes
             head.fit([v.source for v in ds.train], out=out / "model", progress=progress)
     import torch
