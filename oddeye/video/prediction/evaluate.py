@@ -77,7 +77,8 @@ def series_metrics(ds: VideoDataset, series: list[VideoSeries], pixel: bool = Tr
 
 def evaluate_prediction(ds: VideoDataset, out: Path, minutes: float, model_dir: Path | None = None,
                         head: PredictionHead | None = None, progress: bool = True,
-                        score_cfg: ScoreConfig | None = None) -> tuple[dict[str, Any], PredictionHead, list[VideoSeries]]:
+                        score_cfg: ScoreConfig | None = None
+                        ) -> tuple[dict[str, Any], PredictionHead, list[VideoSeries]]:
     """Train on ds.train for `minutes` with `score_cfg` (or load `model_dir`), score ds.test -> (metrics, head,
     series)."""
     if head is None:
