@@ -47,9 +47,9 @@ class FeatureMapHead:
         self._ext: Any = None
 
     # ---- to be provided by a head ---------------------------------------------------------------------
-    def _fit_features(self, feats: torch.Tensor) -> None:
-        """Learn from normal patch features (N, D, h, w)."""
-        raise TypeError(f"{type(self).__name__} must define _fit_features")
+    def _fit_passes(self, passes: Iterator[torch.Tensor]) -> None:
+        """Learn from normal patch features (N, D, h, w), given as passes (the images, then each exposure gain)."""
+        raise TypeError(f"{type(self).__name__} must define _fit_passes")
 
     def _patch_scores(self, feats: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         """(patch scores (B, h, w), image scores (B,)) for features (B, D, h, w)."""
@@ -103,10 +103,9 @@ class FeatureMapHead:
         for g in self.exposure_gains:
             yield self.extract(items, desc=f"{self.name} fit, gain {g:g}", gain=g)
 
-    def _fit_passes(self, passes: Iterator[torch.Tensor]) -> None:
-        """Learn from the feature passes; by default all of them at once through _fit_features."""
-        feats = list(passes)
-        self._fit_features(torch.cat(feats, dim=0) if len(feats) > 1 else feats[0])
+    def _fit_features(self, feats: torch.Tensor) -> None:
+        """Learn from one pass of normal patch features (N, D, h, w)."""
+        self._fit_passes(iter([feats]))
 
     def fit(self, samples: Iterable[Any]) -> Self:
         """Learn normal from normal images (paths, folders, arrays, Samples); ~10 % held out to set the threshold."""

@@ -133,9 +133,6 @@ class GaussianHead(FeatureMapHead):
             raise InputError("the Gaussian head (local) needs at least 2 training images", "add normal images")
         self._fit_stats(stats, grid)
 
-    def _fit_features(self, feats: torch.Tensor) -> None:
-        self._fit_passes(iter([feats]))
-
     def _fit_stats(self, stats: MomentSums, grid: tuple[int, int]) -> None:
         """Means and precisions (Ledoit-Wolf, plus a small ridge) of every location from its running sums."""
         assert stats.s2 is not None

@@ -88,9 +88,6 @@ class PatchCoreHead(FeatureMapHead):
             parts.append(x)
         self._build_bank(np.concatenate(parts) if len(parts) > 1 else parts[0], n)
 
-    def _fit_features(self, feats: torch.Tensor) -> None:
-        self._fit_passes(iter([feats]))
-
     def _build_bank(self, x: np.ndarray, n: int) -> None:
         """Bank = greedy coreset of the pooled patches x (M, D), round(coreset * n) of them (n = patches before
         pooling), at most max_bank; then its PatchIndex."""
