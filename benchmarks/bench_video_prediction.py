@@ -77,9 +77,11 @@ def main() -> int:
     ap.add_argument("--no-record", action="store_true")
     ap.add_argument("--perspective", type=float, default=1.0,
                     help="score: top-row / bottom-row weight of the error (1: off; see ScoreConfig)")
+    ap.add_argument("--motion", type=float, default=None,
+                    help="score: weight of the motion term (default: ScoreConfig's, 0.6; with --perspective 32: 0.5)")
     ap.add_argument("--model", type=Path, default=None,
                     help="no training: re-score a model folder this benchmark wrote with the current score defaults "
-                         "(and --perspective), re-calibrated on the model's own validation clips")
+                         "(and --perspective, --motion), re-calibrated on the model's own validation clips")
     args = ap.parse_args()
     args.out = args.out.resolve()
     if not args.root.is_dir():
@@ -88,7 +90,7 @@ def main() -> int:
         return 2
     threads = set_threads(args.threads)
     ds = load_video_dataset("ucsd-ped2", args.root)
-    score_cfg = ScoreConfig(perspective=args.perspective)
+    score_cfg = ScoreConfig(perspective=args.perspective, **({} if args.motion is None else {"motion": args.motion}))
     head = PredictionHead(PredictorConfig(size=args.size), TrainConfig(minutes=args.minutes), score_cfg=score_cfg)
     points: list[dict] = []
 

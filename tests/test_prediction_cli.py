@@ -107,6 +107,9 @@ def test_eval_video_prediction_contract(data: Path, tmp_path: Path, capsys: pyte
     assert main(["eval", "video", "--dataset", "ucsd-ped2", "--root", str(root), "--model", str(data / "model"),
                  "--perspective", "32"]) == 2  # a saved model keeps its own score settings
     assert "--perspective" in capsys.readouterr().err
+    assert main(["eval", "video", "--dataset", "ucsd-ped2", "--root", str(root), "--model", str(data / "model"),
+                 "--motion", "0.5"]) == 2
+    assert "--motion" in capsys.readouterr().err
 
 
 def test_eval_unknown_dataset(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

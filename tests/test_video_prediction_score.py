@@ -103,6 +103,19 @@ def test_perspective_weights_far_rows_more() -> None:
         ScoreConfig(perspective=0.5)
 
 
+def test_perspective_leaves_the_copy_error_unweighted_unless_asked() -> None:
+    err = torch.full((2, 1, 16, 16), 1e-3)
+    copy = torch.full((2, 1, 16, 16), 1e-4)
+    copy[0, 0, :3] = 1e-2  # the scene changed at the top (far) rows of frame 0, at the bottom of frame 1
+    copy[1, 0, -3:] = 1e-2
+    s = FrameScorer(ScoreConfig(perspective=32.0), None)(err, copy)
+    assert torch.allclose(s[0], s[1])  # the copy error is the scene's whole change: no row weights
+    both = FrameScorer(ScoreConfig(perspective=32.0, perspective_copy=True), None)(err, copy)
+    assert both[1] > both[0] + 3.0  # weighted, the far change counts more: frame 0 'moved more', scores lower
+    assert "prediction error weighted 32:1" in ScoreConfig(perspective=32.0).describe()
+    assert "both errors" in ScoreConfig(perspective=32.0, perspective_copy=True).describe()
+
+
 def test_accumulator_matches_numpy() -> None:
     rng = np.random.default_rng(0)
     e = rng.random((50, 1, 6, 6)).astype(np.float32)
@@ -194,6 +207,15 @@ def test_save_load_keeps_location_stats_and_old_models_load(tmp_path: Path) -> N
     old.score_cfg = ScoreConfig(norm="z")
     with pytest.raises(ModelError, match="per-location"):
         old._series_from_array(test)
+
+    # saved before perspective_copy: a perspective weighed both errors, and still does
+    head.score_cfg = ScoreConfig(perspective=8.0, perspective_copy=True)
+    head.calibrate(normal)
+    head.save(tmp_path / "p")
+    doc = json.loads((tmp_path / "p" / "oddeye_model.json").read_text())
+    del doc["score"]["perspective_copy"]
+    (tmp_path / "p" / "oddeye_model.json").write_text(json.dumps(doc))
+    assert PredictionHead.load(tmp_path / "p").score_cfg == head.score_cfg
 
 
 @pytest.mark.parametrize("bad", [{"norm": "rank"}, {"reduce": "top0"}, {"reduce": "median"}, {"stride": 0},

@@ -123,7 +123,8 @@ def register(cli: Any) -> None:
             "moves is itself the anomaly).")),
         perspective: float = typer.Option(1.0, "--perspective", help=(
             "For cameras looking along the ground (far objects small, high in the frame): the top row of the "
-            "error counts this many times the bottom row, falling linearly (1: off; Ped2: 32).")),
+            "prediction error counts this many times the bottom row, falling linearly (1: off; Ped2: 32 with "
+            "--motion 0.5).")),
     ) -> None:
         """Train the frame-prediction GAN on normal footage; the threshold comes from held-out normal clips.
 
@@ -203,7 +204,10 @@ def register(cli: Any) -> None:
         model: Optional[Path] = typer.Option(None, "--model", help="prediction: evaluate this model folder, no training."),
         perspective: float = typer.Option(1.0, "--perspective", help=(
             "prediction, when training: top-row / bottom-row weight of the error, as `fit video-prediction "
-            "--perspective` (1: off; Ped2: 32). A --model keeps the setting it was fitted with.")),
+            "--perspective` (1: off; Ped2: 32 with --motion 0.5). A --model keeps the setting it was fitted with.")),
+        motion: Optional[float] = typer.Option(None, "--motion", help=(
+            "prediction, when training: weight of the motion term, as `fit video-prediction --motion` (default "
+            "0.6). A --model keeps the setting it was fitted with.")),
         out: Path = typer.Option(Path("oddeye-results/eval-video"), "--out", help="Folder for model, result, plots."),
         json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the JSON line to this file."),
         db: Optional[str] = typer.Option(None, "--db", help="Review store; default <out>/store.db."),
@@ -240,7 +244,14 @@ def register(cli: Any) -> None:
             raise InputError(f"--perspective {perspective:g}: use a value >= 1, and only when training (a --model "
                              "keeps the setting it was fitted with)", "refit with `oddeye fit video-prediction "
                              "--perspective R`, or leave --perspective out")
-        metrics, h, result = _eval_prediction(ds, out, minutes, model, perspective)
+        if motion is not None and (motion < 0 or model is not None):
+            raise InputError(f"--motion {motion:g}: use a value >= 0, and only when training (a --model keeps the "
+                             "setting it was fitted with)", "refit with `oddeye fit video-prediction --motion G`, "
+                             "or leave --motion out")
+        from oddeye.video.prediction.score import ScoreConfig
+
+        cfg = ScoreConfig(perspective=perspective, **({} if motion is None else {"motion": motion}))
+        metrics, h, result = _eval_prediction(ds, out, minutes, model, cfg)
         for line in write_outputs(result, out, db, str(model or out / "model"), str(root)):
             typer.echo(line, err=True)
         print_eval(eval_line(metrics, ds.name, ds.n_test_frames, time.perf_counter() - t0, head="prediction"),
@@ -262,13 +273,12 @@ def register(cli: Any) -> None:
 
 
 def _eval_prediction(ds: Any, out: Path, minutes: float, model: Path | None,
-                     perspective: float = 1.0) -> tuple[dict, Any, Any]:
-    """Run evaluate_prediction and build the Result of the test videos (labels attached)."""
+                     score_cfg: Any = None) -> tuple[dict, Any, Any]:
+    """Run evaluate_prediction (training with `score_cfg` when no model is given) and build the Result of the
+    test videos (labels attached)."""
     from oddeye.video.prediction.evaluate import evaluate_prediction
-    from oddeye.video.prediction.score import ScoreConfig
 
-    metrics, head, series = evaluate_prediction(ds, out, minutes, model_dir=model,
-                                                score_cfg=ScoreConfig(perspective=perspective))
+    metrics, head, series = evaluate_prediction(ds, out, minutes, model_dir=model, score_cfg=score_cfg)
     from oddeye.core.types import Result
 
     result = Result(head="video-prediction", threshold=head.calibration.threshold, metrics={

@@ -309,8 +309,10 @@ class PredictionHead:
             raise ModelError(f"{d} has no {WEIGHTS}", "refit the model")
         try:
             head = cls(PredictorConfig.from_dict(doc["model"]), TrainConfig(**doc.get("train", {})),
-                       # format 1: stride 1; saved before the motion term: none (and its gap: 1 stride)
-                       ScoreConfig(**{"stride": 1, "motion": 0.0, "motion_gap": 1, **doc.get("score", {})}), device)
+                       # format 1: stride 1; saved before the motion term: none (and its gap: 1 stride); before
+                       # perspective_copy, a perspective weighed the copy error too
+                       ScoreConfig(**{"stride": 1, "motion": 0.0, "motion_gap": 1, "perspective_copy": True,
+                                      **doc.get("score", {})}), device)
             head.g.load_state_dict(load_file(str(d / WEIGHTS), device=head.device))
             head.calibration = _calibration_from(doc)
             if (d / LOCATION).is_file():  # absent in format 1

@@ -29,9 +29,10 @@ class ScoreConfig:
     norm "none": -PSNR of the whole frame (patch 0) or of the worst `patch`-sized window (stride patch/2), plus
     `motion` x the PSNR of copying frame t - `motion_gap` x stride as the prediction: the error relative to how
     much the scene changed, so a frame is not anomalous for holding more walkers (copy MSE + `motion_floor`
-    keeps static scenes finite; 0: plain -PSNR). `perspective` r > 1: rows count from r times (top row) down to
-    once (bottom row) in both errors, for cameras that look along the ground, where a far object is small and
-    high in the frame.
+    keeps static scenes finite; 0: plain -PSNR). `perspective` r > 1: rows of the prediction error count from r
+    times (top row) down to once (bottom row), for cameras that look along the ground, where a far object is
+    small and high in the frame; the copy error (how much the whole scene changed) stays unweighted unless
+    `perspective_copy` (models saved before 2026-11-27 17:00 weighed both).
     norm "ratio": error / normal error at that location; "z": (error - mean) / std at that location; both
     after `patch`-sized box smoothing (stride 1; 0 or 1 = none), reduced over the frame by `reduce`
     ("max", or "top<p>" = mean of the top p percent of locations); ratio in dB. `floor` (a fraction of the
@@ -48,6 +49,7 @@ class ScoreConfig:
     motion_gap: int = 3  # in strides; chosen with motion on Ped2's dev half; older models load 1
     motion_floor: float = 1e-5
     perspective: float = 1.0
+    perspective_copy: bool = False  # the copy error weighted too: chosen against on Ped2's dev half (docs/video.md)
     smooth_sigma: float = 5.0
     quantile: float = 0.99
     batch_size: int = 128
@@ -75,7 +77,8 @@ class ScoreConfig:
             what = "-PSNR of the whole frame" if self.patch == 0 else f"-PSNR of the worst {self.patch}px window"
             gap = self.motion_gap * self.stride
             what += f" + {self.motion:g} x PSNR of copying frame t-{gap}" if self.motion else ""
-            rows = f", rows weighted {self.perspective:g}:1 top to bottom" if self.perspective != 1 else ""
+            errors = "both errors" if self.perspective_copy else "the prediction error"
+            rows = f", rows of {errors} weighted {self.perspective:g}:1 top to bottom" if self.perspective != 1 else ""
             return at + what + rows
         return at + (f"{self.norm} of the error to the per-location normal error, {self.patch}px boxes, "
                      f"{self.reduce} over the frame")
@@ -178,7 +181,8 @@ class FrameScorer:
             if self.cfg.perspective != 1:
                 w = row_weights(err.shape[-2], self.cfg.perspective, err.device)
                 err = err * w
-                copy_err = None if copy_err is None else copy_err * w
+                if self.cfg.perspective_copy and copy_err is not None:
+                    copy_err = copy_err * w
             s = -frame_psnr(err, self.cfg.patch)
             if self.cfg.motion:
                 if copy_err is None:
