@@ -10,7 +10,7 @@ import pytest
 
 from oddeye.core import metrics as M
 from oddeye.core import synth
-from oddeye.core.errors import EmptyDataError, InputError, ModelError
+from oddeye.core.errors import InputError
 from oddeye.retrieval.patrol.align import align, match_sizes
 from oddeye.retrieval.patrol.change import ChangeParams, change_map, local_min_absdiff, symmetric_min_diff
 from oddeye.retrieval.patrol.deeppcb import random_homography, read_boxes

@@ -108,6 +108,28 @@ def test_holes_finds_missing_surface_in_a_one_view_scan_not_in_a_clean_one():
     pts, hole_score = field.holes(holed.points, field.deviation(holed.points)[1])
     assert hole_score > clean_score + 5
     assert pts[holed.labels == 1].mean() > pts[holed.labels == 0].mean()
+    ids = field.deviation(holed.points)[1]
+    near, area2 = field.holes(holed.points, ids, reach=2)
+    far, area6 = field.holes(holed.points, ids, reach=6)
+    rim = holed.labels == 1
+    assert area2 == area6 == hole_score  # the reach spreads the map only, not the object score
+    assert (far >= near).all() and (far[rim] > 0).mean() > (near[rim] > 0).mean()
+
+
+def test_models_saved_before_hole_reach_mark_two_cells(fitted):
+    from oddeye.pointcloud.defects import make_defect
+
+    head, clean, _ = fitted
+    pts = make_defect(clean[0].points[clean[0].points[:, 2] > 0.0], "hole", seed=2, size=0.08).points
+    params = dict(head.params)
+    try:
+        head.params.update(hole_weight=0.1, hole_reach=2)
+        two = head.score_points(pts).points
+        del head.params["hole_reach"]  # as in a model.json written before the option
+        assert np.array_equal(head.score_points(pts).points, two)
+    finally:
+        head.params.clear()
+        head.params.update(params)
 
 
 @pytest.mark.parametrize("r", [1, 2])

@@ -207,9 +207,10 @@ class SurfaceField:
         return dev, ids
 
     def holes(self, points: np.ndarray, ids: np.ndarray, size: float = 1.5, enclosed: float = 0.8,
-              facing: float = 0.3) -> tuple[np.ndarray, float]:
+              facing: float = 0.3, reach: int = 6) -> tuple[np.ndarray, float]:
         """Holes in a one-view scan: points (N, 3) and their bank ids (N, k) from deviation() -> per-point score (N,)
-        and object score: the area, in cells of `size` fine voxels, of the largest hole near / anywhere.
+        and object score: the area, in cells of `size` fine voxels, of the largest hole within `reach` cells of the
+        point / anywhere.
 
         A cell is missing where bank surface faces this scan's scanner but no scan point lies in it or next to it;
         a connected patch of missing cells is a hole when at least `enclosed` of the surface cells around it are
@@ -259,8 +260,8 @@ class SurfaceField:
         if not area.any():
             return out, 0.0
         hole = area[lab] > 0
-        nb, src = _neighbours(mcell[hole], 2, shape)
-        grown = np.zeros(n, np.float64)  # largest hole area within 2 cells (a 5x5x5 grey dilation)
+        nb, src = _neighbours(mcell[hole], reach, shape)
+        grown = np.zeros(n, np.float64)  # largest hole area within `reach` cells (a grey dilation)
         np.maximum.at(grown, nb, area[lab[hole]][src])
         out[:] = grown[_flat(qcell, shape)]
         return out, float(area.max())

@@ -55,7 +55,7 @@ class PointCloudHead:
                  plane: bool = False, position_weight: float = 0.0, keep_raw: bool = False, seed: int = 0,
                  surface_weight: float = 0.0, surface_voxel: float = 0.25, surface_pool: float = 6.0,
                  surface_region: float = 20.0, surface_map_scales: tuple[float, ...] = (1.0, 1.5, 2.0),
-                 hole_weight: float = 0.0, surface_single: float = 0.25,
+                 hole_weight: float = 0.0, surface_single: float = 0.25, hole_reach: int = 6,
                  progress: bool = True) -> None:
         self.params = {"adapt": adapt, "target_points": target_points, "voxel_size": voxel_size, "radii": list(radii),
                        "max_nn_fpfh": max_nn_fpfh, "bank_max": bank_max, "k": k, "smooth_k": smooth_k, "topk": topk,
@@ -64,7 +64,7 @@ class PointCloudHead:
                        "surface_weight": surface_weight, "surface_voxel": surface_voxel,
                        "surface_pool": surface_pool, "surface_region": surface_region,
                        "surface_map_scales": list(surface_map_scales),
-                       "hole_weight": hole_weight, "surface_single": surface_single}
+                       "hole_weight": hole_weight, "surface_single": surface_single, "hole_reach": hole_reach}
         self.progress = progress
         self.cfg: FeatureConfig | None = None
         self.adapter: Adapter | None = None
@@ -147,7 +147,8 @@ class PointCloudHead:
         surface deviation (fine voxels) pooled over cells of `surface_pool` fine voxels, less the mean over cells of
         `surface_region` fine voxels|; object score = the highest pooled
         w * deviation among cells of 3 points or more (a dent of a few mm is a handful of cells: a top-k mean drowns it).
-        With hole_weight h > 0: + h * the area of the largest hole (field.holes) to both, near it for points.
+        With hole_weight h > 0: + h * the area of the largest hole (field.holes) to both; for points, that of the
+        largest hole within `hole_reach` cells (1.5 fine voxels each), so a hole's rim carries its score.
         """
         from oddeye.retrieval.index import PatchIndex
 
@@ -185,7 +186,9 @@ class PointCloudHead:
                              for f in self.params.get("surface_map_scales", (1.0, 1.5, 2.0))], axis=0)
         sm = sw * np.abs(sm - base)
         hw = float(self.params.get("hole_weight") or 0.0)
-        holes, hole = self.surface.holes(pts, ids) if hw > 0 else (0.0, 0.0)
+        # models saved before hole_reach existed marked 2 cells around a hole
+        reach = int(self.params.get("hole_reach", 2))
+        holes, hole = self.surface.holes(pts, ids, reach=reach) if hw > 0 else (0.0, 0.0)
         pv = pv + smap + hw * holes
         ok = cnt >= 3 if (cnt >= 3).any() else np.ones(len(pv), dtype=bool)
         # object score from the surface term alone: on held-out bunny scans the features' outliers (view-dependent
