@@ -112,6 +112,16 @@ def test_eval_video_prediction_contract(data: Path, tmp_path: Path, capsys: pyte
     assert "--motion" in capsys.readouterr().err
 
 
+def test_eval_video_trains_with_the_score_options(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    root = _fake_ped2(tmp_path / "ped2")
+    out = tmp_path / "ev"
+    assert main(["eval", "video", "--dataset", "ucsd-ped2", "--root", str(root), "--minutes", "0.01",
+                 "--perspective", "32", "--motion", "0.5", "--out", str(out)]) == 0
+    score = json.loads((out / "model" / "oddeye_model.json").read_text())["score"]
+    assert score["perspective"] == 32 and score["motion"] == 0.5 and score["perspective_copy"] is False
+    assert 0 <= json.loads(capsys.readouterr().out.strip().splitlines()[-1])["frame_auroc_micro"] <= 1
+
+
 def test_eval_unknown_dataset(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert main(["eval", "video", "--dataset", "kitti", "--root", str(tmp_path)]) == 2
     assert "unknown video data set" in capsys.readouterr().err
