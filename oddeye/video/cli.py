@@ -6,11 +6,14 @@ import json
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 
 from oddeye.core.errors import InputError
+
+if TYPE_CHECKING:
+    from oddeye.video.prediction.score import ScoreConfig
 
 DATASET_HELP = "ucsd-ped2 | avenue | shanghaitech"
 
@@ -273,7 +276,7 @@ def register(cli: Any) -> None:
 
 
 def _eval_prediction(ds: Any, out: Path, minutes: float, model: Path | None,
-                     score_cfg: Any = None) -> tuple[dict, Any, Any]:
+                     score_cfg: ScoreConfig | None = None) -> tuple[dict, Any, Any]:
     """Run evaluate_prediction (training with `score_cfg` when no model is given) and build the Result of the
     test videos (labels attached)."""
     from oddeye.video.prediction.evaluate import evaluate_prediction

@@ -32,7 +32,7 @@ class ScoreConfig:
     keeps static scenes finite; 0: plain -PSNR). `perspective` r > 1: rows of the prediction error count from r
     times (top row) down to once (bottom row), for cameras that look along the ground, where a far object is
     small and high in the frame; the copy error (how much the whole scene changed) stays unweighted unless
-    `perspective_copy` (models saved before 2026-11-27 17:00 weighed both).
+    `perspective_copy` (models saved before that option weighed both).
     norm "ratio": error / normal error at that location; "z": (error - mean) / std at that location; both
     after `patch`-sized box smoothing (stride 1; 0 or 1 = none), reduced over the frame by `reduce`
     ("max", or "top<p>" = mean of the top p percent of locations); ratio in dB. `floor` (a fraction of the
