@@ -206,7 +206,7 @@ def register(cli: Any) -> None:
         minutes: float = typer.Option(30.0, "--minutes", help="prediction: training budget when no --model is given."),
         model: Optional[Path] = typer.Option(None, "--model", help="prediction: evaluate this model folder, no training."),
         perspective: float = typer.Option(1.0, "--perspective", help=(
-            "prediction, when training: top-row / bottom-row weight of the error, as `fit video-prediction "
+            "prediction, when training: top-row / bottom-row weight of the prediction error, as `fit video-prediction "
             "--perspective` (1: off; Ped2: 32 with --motion 0.5). A --model keeps the setting it was fitted with.")),
         motion: Optional[float] = typer.Option(None, "--motion", help=(
             "prediction, when training: weight of the motion term, as `fit video-prediction --motion` (default "
