@@ -116,6 +116,24 @@ def test_holes_finds_missing_surface_in_a_one_view_scan_not_in_a_clean_one():
     assert (far >= near).all() and (far[rim] > 0).mean() > (near[rim] > 0).mean()
 
 
+def test_feature_weight_scales_the_features_part_and_old_models_count_it_once(fitted):
+    head, clean, bad = fitted
+    pts = bad[0].points
+    params = dict(head.params)
+    try:
+        head.params["feature_weight"] = 1.0
+        once = head.score_points(pts)
+        del head.params["feature_weight"]  # as in a model.json written before the option
+        assert np.array_equal(head.score_points(pts).points, once.points)
+        head.params["feature_weight"] = 0.0
+        none = head.score_points(pts)
+        assert none.score == once.score  # the object score comes from the surface terms alone
+        assert not np.array_equal(none.points, once.points) and (none.points <= once.points + 1e-6).all()
+    finally:
+        head.params.clear()
+        head.params.update(params)
+
+
 def test_models_saved_before_hole_reach_mark_two_cells(fitted):
     from oddeye.pointcloud.defects import make_defect
 

@@ -56,7 +56,7 @@ class PointCloudHead:
                  surface_weight: float = 0.0, surface_voxel: float = 0.25, surface_pool: float = 6.0,
                  surface_region: float = 20.0, surface_map_scales: tuple[float, ...] = (1.0, 1.5, 2.0),
                  hole_weight: float = 0.0, surface_single: float = 0.25, hole_reach: int = 6,
-                 progress: bool = True) -> None:
+                 feature_weight: float = 0.125, progress: bool = True) -> None:
         self.params = {"adapt": adapt, "target_points": target_points, "voxel_size": voxel_size, "radii": list(radii),
                        "max_nn_fpfh": max_nn_fpfh, "bank_max": bank_max, "k": k, "smooth_k": smooth_k, "topk": topk,
                        "adapt_steps": adapt_steps, "outliers": outliers, "plane": plane,
@@ -64,7 +64,8 @@ class PointCloudHead:
                        "surface_weight": surface_weight, "surface_voxel": surface_voxel,
                        "surface_pool": surface_pool, "surface_region": surface_region,
                        "surface_map_scales": list(surface_map_scales),
-                       "hole_weight": hole_weight, "surface_single": surface_single, "hole_reach": hole_reach}
+                       "hole_weight": hole_weight, "surface_single": surface_single, "hole_reach": hole_reach,
+                       "feature_weight": feature_weight}
         self.progress = progress
         self.cfg: FeatureConfig | None = None
         self.adapter: Adapter | None = None
@@ -149,6 +150,7 @@ class PointCloudHead:
         w * deviation among cells of 3 points or more (a dent of a few mm is a handful of cells: a top-k mean drowns it).
         With hole_weight h > 0: + h * the area of the largest hole (field.holes) to both; for points, that of the
         largest hole within `hole_reach` cells (1.5 fine voxels each), so a hole's rim carries its score.
+        With the surface field the voxel score enters the point map x `feature_weight`.
         """
         from oddeye.retrieval.index import PatchIndex
 
@@ -171,6 +173,8 @@ class PointCloudHead:
             top = np.sort(v)[-min(self.params["topk"], m):]
             return CloudScores(float(top.mean()), pv.astype(np.float32), v.astype(np.float32), vox.points,
                                vox.points[int(np.argmax(v))])
+        # beside the surface terms the features' kNN score counts `feature_weight` (models saved before: 1.0)
+        pv = float(self.params.get("feature_weight", 1.0)) * pv
         fine = self.surface.fine
         # models saved before surface_single existed: no weighting (1.0)
         dev, ids = self.surface.deviation(pts, signed=True, single=float(self.params.get("surface_single", 1.0)))
