@@ -188,3 +188,12 @@ def test_sparse_components_equal_ndimage_label():
     assert count == k > 3
     pairs = set(zip(want.ravel()[cells].tolist(), got.tolist()))
     assert len(pairs) == k  # a one-to-one map between the two labellings
+
+
+@pytest.mark.parametrize("bad", [{"hole_reach": -1}, {"feature_weight": -0.1}, {"hole_weight": float("nan")},
+                                 {"surface_single": 1.5}, {"surface_weight": -8.0}])
+def test_bad_head_parameters_are_named(bad):
+    from oddeye.core.errors import InputError
+
+    with pytest.raises(InputError, match=next(iter(bad))):
+        PointCloudHead(adapt=False, **bad)
