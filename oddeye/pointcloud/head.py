@@ -10,7 +10,7 @@ from typing import Any, Iterable, Self
 
 import numpy as np
 
-from oddeye.core.errors import EmptyDataError, InputError, ModelError
+from oddeye.core.errors import EmptyDataError, ModelError, require_positive, require_range
 from oddeye.core.head import read_manifest, write_manifest
 from oddeye.core.types import AnomalyMap, Event, Result, Score
 from oddeye.pointcloud.adapt import Adapter, train_adapter
@@ -57,14 +57,11 @@ class PointCloudHead:
                  surface_region: float = 20.0, surface_map_scales: tuple[float, ...] = (1.0, 1.5, 2.0),
                  hole_weight: float = 0.0, surface_single: float = 0.25, hole_reach: int = 6,
                  feature_weight: float = 0.125, progress: bool = True) -> None:
-        weights = {"position_weight": position_weight, "surface_weight": surface_weight, "hole_weight": hole_weight,
-                   "feature_weight": feature_weight, "hole_reach": hole_reach}
-        for name, value in weights.items():
-            if not value >= 0:  # also NaN
-                raise InputError(f"PointCloudHead {name} must be >= 0, got {value}")
-        if not 0 <= surface_single <= 1:
-            raise InputError(f"PointCloudHead surface_single must be in [0, 1] (the weight of surface one training "
-                             f"scan saw), got {surface_single}")
+        for name, value in {"position_weight": position_weight, "surface_weight": surface_weight,
+                            "hole_weight": hole_weight, "feature_weight": feature_weight,
+                            "hole_reach": hole_reach}.items():
+            require_positive(value, name, allow_zero=True)
+        require_range(surface_single, "surface_single", 0.0, 1.0)
         self.params = {"adapt": adapt, "target_points": target_points, "voxel_size": voxel_size, "radii": list(radii),
                        "max_nn_fpfh": max_nn_fpfh, "bank_max": bank_max, "k": k, "smooth_k": smooth_k, "topk": topk,
                        "adapt_steps": adapt_steps, "outliers": outliers, "plane": plane,

@@ -41,15 +41,22 @@ def _as_tensor(x: Any) -> Any:
     return t
 
 
+def _projection(d: int, proj_dim: int, seed: int) -> Any:
+    """The seeded Gaussian projection (d, proj_dim) float32, or None when d <= proj_dim (or proj_dim is 0)."""
+    import torch
+
+    if not proj_dim or d <= proj_dim:
+        return None
+    return torch.randn(d, proj_dim, generator=torch.Generator().manual_seed(int(seed))) / proj_dim**0.5
+
+
 def _project(x: Any, proj_dim: int, seed: int, device: str) -> Any:
     """x (N, D) -> (N, min(D, proj_dim)) float32 on `device`: a seeded Gaussian projection, chunked; NaN -> error."""
     import torch
 
     n, d = x.shape
-    w = None
-    if proj_dim and d > proj_dim:
-        g = torch.Generator().manual_seed(int(seed))
-        w = (torch.randn(d, proj_dim, generator=g) / proj_dim**0.5).to(device)
+    w = _projection(d, proj_dim, seed)
+    w = None if w is None else w.to(device)
     out = torch.empty((n, proj_dim if w is not None else d), dtype=torch.float32, device=device)
     for s in range(0, n, CHUNK):
         chunk = x[s:s + CHUNK].to(device=device, dtype=torch.float32)
@@ -144,16 +151,14 @@ def greedy_coreset_batched(x: Any, count: int, proj_dim: int = 128, seed: int = 
     t = x.detach() if isinstance(x, torch.Tensor) else torch.from_numpy(np.asarray(x, dtype=np.float32))
     if t.ndim != 3 or t.shape[0] == 0 or t.shape[1] == 0:
         raise InputError(f"batched coreset input must be a non-empty (B, N, D) array, got shape {tuple(t.shape)}")
-    if not isinstance(count, (int, np.integer)) or count < 1:
-        raise InputError(f"coreset count must be a positive integer, got {count!r}")
     b, n, d = t.shape
-    k = int(min(count, n))
+    k = coreset_size(n, None, count)
     t = t.float()
     if not torch.isfinite(t).all():
         raise InputError("coreset input holds NaN or inf", "check the feature extractor's input")
-    if proj_dim and d > proj_dim:
-        gen = torch.Generator().manual_seed(int(seed))
-        t = t @ (torch.randn(d, proj_dim, generator=gen) / proj_dim**0.5)
+    w = _projection(d, proj_dim, seed)
+    if w is not None:
+        t = t @ w
     start = int(torch.randint(n, (1,), generator=torch.Generator().manual_seed(int(seed))))
     rows = torch.arange(b)
     with torch.inference_mode():
