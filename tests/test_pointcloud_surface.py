@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import numpy as np
 import pytest
 
@@ -9,6 +12,17 @@ from oddeye.core.errors import ModelError
 from oddeye.core.synth import make_point_cloud
 from oddeye.pointcloud.head import PointCloudHead
 from oddeye.pointcloud.field import SurfaceField
+
+
+@contextmanager
+def restored_params(head: PointCloudHead) -> Iterator[None]:
+    """Let a test change head.params (as in an older model.json) and put them back afterwards."""
+    saved = dict(head.params)
+    try:
+        yield
+    finally:
+        head.params.clear()
+        head.params.update(saved)
 
 
 @pytest.fixture(scope="module")
@@ -116,22 +130,27 @@ def test_holes_finds_missing_surface_in_a_one_view_scan_not_in_a_clean_one():
     assert (far >= near).all() and (far[rim] > 0).mean() > (near[rim] > 0).mean()
 
 
-def test_feature_weight_scales_the_features_part_and_old_models_count_it_once(fitted):
-    head, clean, bad = fitted
+@pytest.mark.parametrize("option, then", [("feature_weight", 1.0), ("surface_agree", 0.0)])
+def test_models_saved_before_an_option_score_as_they_did(fitted, option, then):
+    head, _, bad = fitted
     pts = bad[0].points
-    params = dict(head.params)
-    try:
+    with restored_params(head):
+        head.params[option] = then
+        before = head.score_points(pts)
+        del head.params[option]  # as in a model.json written before the option
+        assert np.array_equal(head.score_points(pts).points, before.points)
+
+
+def test_feature_weight_scales_the_features_part(fitted):
+    head, _, bad = fitted
+    pts = bad[0].points
+    with restored_params(head):
         head.params["feature_weight"] = 1.0
         once = head.score_points(pts)
-        del head.params["feature_weight"]  # as in a model.json written before the option
-        assert np.array_equal(head.score_points(pts).points, once.points)
         head.params["feature_weight"] = 0.0
         none = head.score_points(pts)
         assert none.score == once.score  # the object score comes from the surface terms alone
         assert not np.array_equal(none.points, once.points) and (none.points <= once.points + 1e-6).all()
-    finally:
-        head.params.clear()
-        head.params.update(params)
 
 
 def test_models_saved_before_hole_reach_mark_two_cells(fitted):
@@ -139,15 +158,51 @@ def test_models_saved_before_hole_reach_mark_two_cells(fitted):
 
     head, clean, _ = fitted
     pts = make_defect(clean[0].points[clean[0].points[:, 2] > 0.0], "hole", seed=2, size=0.08).points
-    params = dict(head.params)
-    try:
+    with restored_params(head):
         head.params.update(hole_weight=0.1, hole_reach=2)
         two = head.score_points(pts).points
         del head.params["hole_reach"]  # as in a model.json written before the option
         assert np.array_equal(head.score_points(pts).points, two)
-    finally:
-        head.params.clear()
-        head.params.update(params)
+
+
+def test_dense_lookup_equals_the_binary_search(monkeypatch):
+    import oddeye.pointcloud.field as field_mod
+
+    p = make_point_cloud(seed=3, n_points=3000, shape="sphere").points
+    q = np.concatenate([p * 1.03, p + 5.0])  # inside the band, and far outside the band's box
+    dense = SurfaceField.fit([p], 0.02)
+    a = dense.lookup(q)  # builds its table
+    monkeypatch.setattr(field_mod, "DENSE_MAX", 0)
+    search = SurfaceField.fit([p], 0.02)
+    assert dense._dense() is not None and search._dense() is None
+    b = search.lookup(q)
+    assert np.array_equal(a, b) and (a[:3000, 0] >= 0).all() and (a[3000:] == -1).all()
+
+
+def test_normal_agreement_ignores_a_sheet_at_a_steep_angle():
+    """A point near the edge of a plane the training saw, on a perpendicular wall: other surface, not a deviation."""
+    g = np.stack(np.meshgrid(np.arange(0, 1, 0.01), np.arange(0, 1, 0.01), indexing="ij"), -1).reshape(-1, 2)
+    floor = np.c_[g, np.zeros(len(g))]
+    field = SurfaceField.fit([floor], 0.02)
+    wall = np.c_[np.full(20, 0.995), np.full(20, 0.5), np.linspace(0.02, 0.06, 20)]  # rises from the floor's edge
+    wall_n = np.tile([1.0, 0.0, 0.0], (20, 1))
+    dent = np.c_[np.full(20, 0.5), np.linspace(0.4, 0.6, 20), np.full(20, -0.04)]
+    dent_n = np.tile([0.0, 0.2, -0.98], (20, 1))  # normals of either sign count
+    plain, _ = field.deviation(wall)
+    gated, _ = field.deviation(wall, normals=wall_n, agree=0.3)
+    assert plain.max() > 1.0 and gated.max() == 0.0
+    np.testing.assert_array_equal(field.deviation(dent, normals=dent_n, agree=0.3)[0], field.deviation(dent)[0])
+    assert field.deviation(dent)[0].min() > 1.5
+
+
+def test_a_strict_normal_agreement_leaves_little_to_compare(fitted):
+    head, _, bad = fitted
+    pts = bad[0].points
+    with restored_params(head):
+        head.params["surface_agree"] = 0.0
+        off = head.score_points(pts).score
+        head.params["surface_agree"] = 0.999
+        assert head.score_points(pts).score < off  # almost every bank plane fails the test then
 
 
 @pytest.mark.parametrize("r", [1, 2])
@@ -191,7 +246,7 @@ def test_sparse_components_equal_ndimage_label():
 
 
 @pytest.mark.parametrize("bad", [{"hole_reach": -1}, {"feature_weight": -0.1}, {"hole_weight": float("nan")},
-                                 {"surface_single": 1.5}, {"surface_weight": -8.0}])
+                                 {"surface_single": 1.5}, {"surface_weight": -8.0}, {"surface_agree": 1.2}])
 def test_bad_head_parameters_are_named(bad):
     from oddeye.core.errors import InputError
 

@@ -88,10 +88,12 @@ def fpfh(points: np.ndarray, normals: np.ndarray, radii: list[float], max_nn: in
 def raw_features(points: np.ndarray, cfg: FeatureConfig) -> tuple[Voxelized, np.ndarray]:
     """Voxelize points (N, 3) at cfg.voxel_size and compute FPFH per voxel -> (voxels, feats (M, cfg.dim) float32).
 
-    Features are scaled by 1/100 (FPFH histograms sum to 100 per block) so they are O(1) for the adapter.
+    Features are scaled by 1/100 (FPFH histograms sum to 100 per block) so they are O(1) for the adapter. The
+    voxels' unit normals (unoriented) are kept in `voxels.normals`.
     """
     vox = voxel_downsample(points, cfg.voxel_size)
     vs = cfg.voxel_size
     nrm = estimate_normals(vox.points, cfg.normal_radius * vs, cfg.max_nn_normal)
     feats = fpfh(vox.points, nrm, [r * vs for r in cfg.radii], cfg.max_nn_fpfh) / 100.0
+    vox.normals = nrm.astype(np.float32)
     return vox, feats.astype(np.float32)

@@ -13,7 +13,7 @@ apart, which stands in for smoothing over spatial neighbours.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from oddeye.retrieval.index import PatchIndex
 
 _OFFS = 1 << 20  # grid keys: 21 bits per axis around the field's origin
+DENSE_MAX = 1 << 25  # lookup through a dense table when the band's box has at most this many cells (128 MiB)
 
 
 def _keys(ijk: np.ndarray) -> np.ndarray:
@@ -139,6 +140,7 @@ class SurfaceField:
     keys: np.ndarray
     nearest: np.ndarray
     coverage: np.ndarray | None = None
+    _table: tuple[np.ndarray, np.ndarray, np.ndarray] | None = field(default=None, init=False, repr=False)
 
     @classmethod
     def fit(cls, clouds: list[np.ndarray], fine: float, cell: float | None = None, band: int = 4,
@@ -157,12 +159,36 @@ class SurfaceField:
         return cls(pts.astype(np.float32), nrm.astype(np.float32), float(fine), cell, cells, ids.astype(np.int32),
                    coverage(pts, clouds, 3.0 * fine))
 
+    def _dense(self) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """(origin (3,), shape (3,), row of each cell of the band's box or -1) when that box has <= DENSE_MAX cells."""
+        if self._table is None:
+            ijk = np.stack([(self.keys >> 42) & 0x1FFFFF, (self.keys >> 21) & 0x1FFFFF, self.keys & 0x1FFFFF], 1)
+            lo = ijk.min(0) if len(ijk) else np.zeros(3, np.int64)
+            shape = (ijk.max(0) - lo + 1) if len(ijk) else np.ones(3, np.int64)
+            if int(np.prod(shape)) > DENSE_MAX:
+                self._table = (lo, shape, np.empty(0, np.int32))
+            else:
+                rows = np.full(int(np.prod(shape)), -1, dtype=np.int32)
+                rows[_flat(ijk - lo, shape)] = np.arange(len(ijk), dtype=np.int32)
+                self._table = (lo, shape, rows)
+        return self._table if len(self._table[2]) else None
+
     def lookup(self, points: np.ndarray) -> np.ndarray:
         """Rows (N, k) of bank ids near each point (N, 3); -1 rows where the point lies outside the band."""
-        q = _keys(np.floor(np.asarray(points, dtype=np.float64) / self.cell))
-        pos = np.minimum(np.searchsorted(self.keys, q), len(self.keys) - 1)
-        hit = self.keys[pos] == q
-        out = np.full((len(q), self.nearest.shape[1]), -1, dtype=np.int32)
+        ijk = np.floor(np.asarray(points, dtype=np.float64) / self.cell).astype(np.int64) + _OFFS
+        dense = self._dense()
+        if dense is not None:  # a table over the band's box: one indexing instead of a binary search
+            lo, shape, rows = dense
+            c = ijk - lo
+            inside = ((c >= 0) & (c < shape)).all(1)
+            pos = np.full(len(c), -1, dtype=np.int64)
+            pos[inside] = rows[_flat(c[inside], shape)]
+            hit = pos >= 0
+        else:
+            q = (ijk[:, 0] << 42) | (ijk[:, 1] << 21) | ijk[:, 2]
+            pos = np.minimum(np.searchsorted(self.keys, q), len(self.keys) - 1)
+            hit = self.keys[pos] == q
+        out = np.full((len(ijk), self.nearest.shape[1]), -1, dtype=np.int32)
         out[hit] = self.nearest[pos[hit]]
         return out
 
@@ -178,32 +204,38 @@ class SurfaceField:
         return view / norm if norm > agree else None
 
     def deviation(self, points: np.ndarray, gate: float = 2.0, facing_min: float = 0.0, signed: bool = False,
-                  single: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+                  single: float = 1.0, normals: np.ndarray | None = None, agree: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
         """Per point (N, 3): deviation (N,) in fine voxels (0 where unseen or outside the band; signed: + outside
         the normal surface) and its bank ids (N, k). The plane of the closest of the k bank points counts; where
-        only one training scan saw the nearest bank point, the deviation is multiplied by `single`."""
+        only one training scan saw the nearest bank point, the deviation is multiplied by `single`. With the
+        points' unit normals (N, 3) (either sign) and `agree` > 0, only bank points whose normal makes |cosine| >
+        `agree` with the point's count: a sheet at a steep angle to the scan's surface is other surface (an edge
+        of what the training scans saw), not the surface this point should lie on."""
         q = np.asarray(points, dtype=np.float32)
         ids = self.lookup(q)
         ok = ids[:, 0] >= 0
         dev = np.zeros(len(q), dtype=np.float32)
         if not ok.any():
             return dev, ids
-        n = self.normals[ids[ok]]  # (M, k, 3)
-        view = self.scan_direction(ids)
+        sel = ids[ok]  # (M, k)
+        n = self.normals[sel]  # (M, k, 3)
+        view = n[:, 0].mean(0)  # as scan_direction(ids), from the normals already gathered
+        norm = float(np.linalg.norm(view))
         # a one-view scan: bank surface facing away from its scanner is another sheet (the far side of a thin
         # part), not what this scan saw
-        facing = (n @ view) > facing_min if view is not None else np.ones(n.shape[:2], bool)
-        diff = q[ok, None, :] - self.points[ids[ok]]
+        facing = (n @ (view / norm)) > facing_min if norm > 0.3 else np.ones(sel.shape, bool)
+        diff = q[ok, None, :] - self.points[sel]
         normal = np.einsum("mkj,mkj->mk", diff, n)
-        dist2 = (diff**2).sum(2)
-        along = np.sqrt(np.maximum(dist2 - normal**2, 0.0))
-        good = facing & (along <= gate * self.fine)
+        along2 = np.einsum("mkj,mkj->mk", diff, diff) - normal**2  # squared distance along the surface
+        good = facing & (along2 <= (gate * self.fine) ** 2)
+        if normals is not None and agree > 0:
+            good &= np.abs(np.einsum("mkj,mj->mk", n, np.asarray(normals, np.float32)[ok])) > agree
         cnt = good.sum(1)
         j = np.argmin(np.where(good, np.abs(normal), np.inf), axis=1)
         d = normal[np.arange(len(j)), j] / self.fine  # signed: + outside the normal surface, - inside
         dev[ok] = np.where(cnt > 0, d if signed else np.abs(d), 0.0)
         if single != 1.0 and self.coverage is not None:
-            dev[ok] *= np.where(self.coverage[ids[ok, 0]] >= 2, 1.0, single).astype(np.float32)
+            dev[ok] *= np.where(self.coverage[sel[:, 0]] >= 2, 1.0, single).astype(np.float32)
         return dev, ids
 
     def holes(self, points: np.ndarray, ids: np.ndarray, size: float = 1.5, enclosed: float = 0.8,

@@ -56,12 +56,13 @@ class PointCloudHead:
                  surface_weight: float = 0.0, surface_voxel: float = 0.25, surface_pool: float = 6.0,
                  surface_region: float = 20.0, surface_map_scales: tuple[float, ...] = (1.0, 1.5, 2.0),
                  hole_weight: float = 0.0, surface_single: float = 0.25, hole_reach: int = 6,
-                 feature_weight: float = 0.125, progress: bool = True) -> None:
+                 feature_weight: float = 0.125, surface_agree: float = 0.3, progress: bool = True) -> None:
         for name, value in {"position_weight": position_weight, "surface_weight": surface_weight,
                             "hole_weight": hole_weight, "feature_weight": feature_weight,
                             "hole_reach": hole_reach}.items():
             require_positive(value, name, allow_zero=True)
         require_range(surface_single, "surface_single", 0.0, 1.0)
+        require_range(surface_agree, "surface_agree", 0.0, 1.0)
         self.params = {"adapt": adapt, "target_points": target_points, "voxel_size": voxel_size, "radii": list(radii),
                        "max_nn_fpfh": max_nn_fpfh, "bank_max": bank_max, "k": k, "smooth_k": smooth_k, "topk": topk,
                        "adapt_steps": adapt_steps, "outliers": outliers, "plane": plane,
@@ -70,7 +71,7 @@ class PointCloudHead:
                        "surface_pool": surface_pool, "surface_region": surface_region,
                        "surface_map_scales": list(surface_map_scales),
                        "hole_weight": hole_weight, "surface_single": surface_single, "hole_reach": hole_reach,
-                       "feature_weight": feature_weight}
+                       "feature_weight": feature_weight, "surface_agree": surface_agree}
         self.progress = progress
         self.cfg: FeatureConfig | None = None
         self.adapter: Adapter | None = None
@@ -155,7 +156,8 @@ class PointCloudHead:
         w * deviation among cells of 3 points or more (a dent of a few mm is a handful of cells: a top-k mean drowns it).
         With hole_weight h > 0: + h * the area of the largest hole (field.holes) to both; for points, that of the
         largest hole within `hole_reach` cells (1.5 fine voxels each), so a hole's rim carries its score.
-        With the surface field the voxel score enters the point map x `feature_weight`.
+        With the surface field the voxel score enters the point map x `feature_weight`, and a point is compared only
+        with bank surface whose normal makes |cosine| > `surface_agree` with its voxel's normal.
         """
         from oddeye.retrieval.index import PatchIndex
 
@@ -181,8 +183,10 @@ class PointCloudHead:
         # beside the surface terms the features' kNN score counts `feature_weight` (models saved before: 1.0)
         pv = float(self.params.get("feature_weight", 1.0)) * pv
         fine = self.surface.fine
-        # models saved before surface_single existed: no weighting (1.0)
-        dev, ids = self.surface.deviation(pts, signed=True, single=float(self.params.get("surface_single", 1.0)))
+        # models saved before surface_single / surface_agree existed: no weighting (1.0), no normal test (0.0)
+        agree = float(self.params.get("surface_agree", 0.0))
+        dev, ids = self.surface.deviation(pts, signed=True, single=float(self.params.get("surface_single", 1.0)),
+                                          normals=vox.normals[vox.inverse] if agree > 0 else None, agree=agree)
         pool = float(self.params.get("surface_pool", 6.0)) * fine
         sm, cnt = pool_mean(pts, dev, pool)
         # params missing from a model saved before that option existed read as that version's behaviour

@@ -16,11 +16,13 @@ from oddeye.core.errors import EmptyDataError, InputError, require_positive
 
 @dataclass
 class Voxelized:
-    """Voxel centroids (M, 3) and, for every input point, the row of its voxel: inverse (N,) int64."""
+    """Voxel centroids (M, 3) and, for every input point, the row of its voxel: inverse (N,) int64; unit normals
+    (M, 3) where features were computed (else None)."""
 
     points: np.ndarray
     inverse: np.ndarray
     voxel_size: float
+    normals: np.ndarray | None = None
 
 
 def extent(points: np.ndarray) -> float:
