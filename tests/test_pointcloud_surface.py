@@ -165,6 +165,26 @@ def test_models_saved_before_hole_reach_mark_two_cells(fitted):
         assert np.array_equal(head.score_points(pts).points, two)
 
 
+@pytest.mark.parametrize("cell", [0.2, 0.005])  # a box of 125 cells (dense ids), of 8M cells (ranks)
+def test_pool_mean_is_the_mean_over_each_cell(cell):
+    from oddeye.pointcloud.field import pool_mean
+
+    rng = np.random.default_rng(0)
+    p = rng.random((500, 3))
+    p[:250] = p[:250] * 0.05  # cells of several points at the small cell size too
+    v = rng.normal(size=500)
+    got, cnt = pool_mean(p, v, cell)
+    want = np.zeros(500)
+    counts = []
+    for shift in (0.0, 0.5):
+        _, inv, c = np.unique(np.floor(p / cell + shift), axis=0, return_inverse=True, return_counts=True)
+        inv = inv.reshape(-1)
+        want += (np.bincount(inv, v) / c)[inv] / 2
+        counts.append(c[inv])
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+    assert np.array_equal(cnt, np.minimum(*counts)) and cnt.max() > 1
+
+
 def test_dense_lookup_equals_the_binary_search(monkeypatch):
     import oddeye.pointcloud.field as field_mod
 
