@@ -100,7 +100,7 @@ def main() -> int:
         m, _ = eval_bunny(args.root, head_factory(**cfg), folds=args.folds, variants=args.variants,
                           out=args.out / name, seed=1 if args.validation else 0, validation=args.validation)
         print(name, json.dumps({k: v for k, v in m.items() if isinstance(v, float)}), flush=True)
-        for k in ("object_auroc", "point_auroc", "object_auroc_all"):
+        for k in ("object_auroc", "point_auroc", "object_auroc_all") + tuple(k for k in m if k.startswith("object_auroc_size")):
             figures[f"{name}_{k}"] = m[k]
         for k in ("dent", "bulge", "hole", "crack", "blob"):
             figures[f"{name}_object_auroc_{k}"] = m[f"object_auroc_{k}"]
@@ -125,7 +125,8 @@ def main() -> int:
              f"{args.folds} folds of 8 train / 2 test scans, {args.variants} seeded 90% resamplings per test scan, "
              "each clean and with each SYNTHETIC defect made by oddeye.pointcloud.defects (ours, seed 0; radius "
              "1-5% of the bbox diagonal). Object AUROC per kind = clean vs that kind; point AUROC per kind over "
-             "the clean + that kind's clouds; both averaged over the 5 kinds. Hole labels are the rim points. "
+             "the clean + that kind's clouds; both averaged over the 5 kinds. object_auroc_size_A_B: clean vs the "
+             "defects (all kinds) of radius A-B x the extent. Hole labels are the rim points. "
              "Speed: one 40,256-point scan end to end (voxelize, normals, FPFH, adapter, kNN in the bank (IVF above "
              "10k vectors), smoothing; *_surface: + surface-field lookup and pooling), median "
              f"of {args.repeats} (also with the bank coreset-cut to 4,000 vectors: *_bank4000), "

@@ -23,12 +23,14 @@ FOLDS = (("bun045", "top3"), ("bun315", "ear_back"), ("bun000", "bun180"), ("bun
 
 @dataclass
 class TestCloud:
-    """One test cloud: name, points (N, 3), point labels (N,), defect kind ('clean' for normal ones)."""
+    """One test cloud: name, points (N, 3), point labels (N,), defect kind ('clean' for normal ones), defect size
+    (radius as a fraction of the scan's extent; None for clean ones)."""
 
     name: str
     points: np.ndarray
     labels: np.ndarray
     kind: str
+    size: float | None = None
 
     @property
     def label(self) -> int:
@@ -91,5 +93,5 @@ def make_bunny_defects(root: str | Path, fold: int = 0, seed: int = 0, variants:
             tests.append(TestCloud(f"{n}_v{v}_clean", p, np.zeros(len(p), dtype=np.int64), "clean"))
             for kind in kinds:
                 dc = make_defect(p, kind, seed=int(rng.integers(2**31)))
-                tests.append(TestCloud(f"{n}_v{v}_{kind}", dc.points, dc.labels, kind))
+                tests.append(TestCloud(f"{n}_v{v}_{kind}", dc.points, dc.labels, kind, float(dc.meta["size"])))
     return {n: scans[n] for n in train}, tests

@@ -17,6 +17,7 @@ from oddeye.pointcloud.head import PointCloudHead
 from oddeye.pointcloud.render import write_review
 
 HeadFactory = Callable[[], PointCloudHead]
+SIZE_BINS = ((0.01, 0.02), (0.02, 0.03), (0.03, 0.04), (0.04, 0.05))  # defect radius / the scan's extent
 
 
 def _safe(fn: Callable[..., float], *a: Any) -> float:
@@ -32,7 +33,9 @@ def eval_bunny(root: str | Path, make_head: HeadFactory, *, folds: int = len(FOL
     """bunny-defects: per fold fit on 8 registered scans, score 2 held-out scans clean + each defect kind
     (validation=True: each fold's validation split, 6 of its training scans vs 2 others, no test scan).
 
-    Returns metrics (object/point AUROC per kind and their means over kinds; points/s of scoring) and the Result.
+    Returns metrics (object/point AUROC per kind and their means over kinds; object AUROC of the clean clouds
+    against the defects of each size bin, all kinds together: `object_auroc_size_0.01_0.02` ...; points/s of
+    scoring) and the Result.
     """
     from tqdm.auto import tqdm
 
@@ -67,6 +70,9 @@ def eval_bunny(root: str | Path, make_head: HeadFactory, *, folds: int = len(FOL
     m["object_auroc"] = float(np.nanmean([m[f"object_auroc_{k}"] for k in KINDS]))
     m["point_auroc"] = float(np.nanmean([m[f"point_auroc_{k}"] for k in KINDS]))
     m["object_auroc_all"] = _safe(auroc, [t.label for t in tests], [scored[t.name].score for t in tests])
+    for lo, hi in SIZE_BINS:
+        sub = clean + [t for t in tests if t.size is not None and lo <= t.size < hi]
+        m[f"object_auroc_size_{lo:.2f}_{hi:.2f}"] = _safe(auroc, [t.label for t in sub], [scored[t.name].score for t in sub])
     m["aupro"] = None  # scans are not organised (H, W) grids here
     m["points_per_s"] = n_pts / max(t_score, 1e-9)
     m["fit_s_per_fold"] = t_fit / max(folds, 1)
