@@ -54,8 +54,10 @@ def test_eval_bunny_reports_kinds_and_size_bins(bunny_dir):
     from oddeye.pointcloud.head import PointCloudHead
 
     def make() -> PointCloudHead:
-        return PointCloudHead(adapt=False, target_points=400, position_weight=4.0, smooth_k=3, surface_weight=8.0,
-                              hole_weight=0.12, progress=False)
+        # the default target of 3,000 voxels a cloud exceeds these 2,500-point scans: the voxel must not shrink
+        # below their point spacing (it did: every surface deviation 0, object AUROC 0.5)
+        return PointCloudHead(adapt=False, position_weight=4.0, smooth_k=3, surface_weight=8.0, hole_weight=0.12,
+                              progress=False)
 
     m, result = eval_bunny(bunny_dir, make, folds=1, variants=1, progress=False)
     assert m["n_clean"] == 2 and m["n_defective"] == 10 and len(result.scores) == 12
@@ -65,6 +67,17 @@ def test_eval_bunny_reports_kinds_and_size_bins(bunny_dir):
     assert got and all(0.0 <= x <= 1.0 for x in got)
     # on an ideal, perfectly registered sphere every defect stands out of the surface field
     assert m["object_auroc"] >= 0.9 and m["point_auroc"] >= 0.9
+
+
+def test_the_voxel_of_a_sparse_cloud_stays_above_its_point_spacing():
+    from oddeye.pointcloud.features import auto_voxel_size
+    from oddeye.pointcloud.preprocess import point_spacing, voxel_downsample
+
+    p = _scan(0)
+    vs = auto_voxel_size([p], target_points=3000)
+    assert vs >= 2 * point_spacing(p) and len(voxel_downsample(p, vs).points) < len(p) / 2
+    dense = _scan(1, n=40000)
+    assert abs(len(voxel_downsample(dense, auto_voxel_size([dense], 3000)).points) - 3000) < 300  # target reached
 
 
 def test_a_missing_scan_is_named(bunny_dir, tmp_path):

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from oddeye.core.errors import InputError
-from oddeye.pointcloud.preprocess import extent, voxel_downsample
+from oddeye.pointcloud.preprocess import extent, point_spacing
 
 KINDS = ("dent", "bulge", "hole", "crack", "blob")
 
@@ -30,14 +30,6 @@ class DefectCloud:
     labels: np.ndarray
     kind: str
     meta: dict[str, Any] = field(default_factory=dict)
-
-
-def point_spacing(points: np.ndarray) -> float:
-    """Typical distance between neighbouring surface points, from the area covered by voxels (no kNN)."""
-    p = np.asarray(points, dtype=np.float64)
-    h = extent(p) / 50.0
-    area = len(voxel_downsample(p, h).points) * h * h
-    return float(np.sqrt(area / len(p)))
 
 
 def _frame(points: np.ndarray, centre: np.ndarray, radius: float, cloud_centre: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

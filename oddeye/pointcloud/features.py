@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from oddeye.core.errors import InputError
-from oddeye.pointcloud.preprocess import Voxelized, voxel_downsample
+from oddeye.pointcloud.preprocess import Voxelized, point_spacing, voxel_downsample
 
 FPFH_DIM = 33
 
@@ -43,7 +43,9 @@ class FeatureConfig:
 
 
 def auto_voxel_size(clouds_points: list[np.ndarray], target_points: int = 3000) -> float:
-    """A voxel size giving about `target_points` voxels on the median training cloud (surface scans: ~ area)."""
+    """A voxel size giving about `target_points` voxels on the median training cloud (surface scans: ~ area), and
+    at least twice its point spacing: a cloud of fewer points than that would otherwise get a voxel per point
+    and neighbourhoods (normals, FPFH, the surface field) of nothing."""
     if not clouds_points:
         raise InputError("auto_voxel_size needs at least one cloud")
     p = clouds_points[int(np.argsort([len(c) for c in clouds_points])[len(clouds_points) // 2])]
@@ -54,7 +56,7 @@ def auto_voxel_size(clouds_points: list[np.ndarray], target_points: int = 3000) 
         if abs(m - target_points) < 0.08 * target_points:
             break
         vs *= float(np.sqrt(m / target_points))
-    return float(vs)
+    return float(max(vs, 2.0 * point_spacing(p)))
 
 
 def _o3d_cloud(points: np.ndarray):  # noqa: ANN202 - open3d type

@@ -45,6 +45,14 @@ def voxel_downsample(points: np.ndarray, voxel_size: float) -> Voxelized:
     return Voxelized(cent, inverse.astype(np.int64), float(voxel_size))
 
 
+def point_spacing(points: np.ndarray) -> float:
+    """Typical distance between neighbouring surface points, from the area covered by voxels (no kNN)."""
+    p = np.asarray(points, dtype=np.float64)
+    h = extent(p) / 50.0
+    area = len(voxel_downsample(p, h).points) * h * h
+    return float(np.sqrt(area / len(p)))
+
+
 def remove_statistical_outliers(points: np.ndarray, nb_neighbors: int = 20, std_ratio: float = 2.5) -> np.ndarray:
     """Keep-mask (N,) bool of points whose mean neighbour distance is within std_ratio sigmas (open3d)."""
     import open3d as o3d
