@@ -272,3 +272,21 @@ def test_bad_head_parameters_are_named(bad):
 
     with pytest.raises(InputError, match=next(iter(bad))):
         PointCloudHead(adapt=False, **bad)
+
+
+def test_clouds_in_other_units_or_frames_are_flagged(fitted):
+    import warnings
+
+    head, clean, _ = fitted
+    p = clean[0].points
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a matching cloud raises no warning
+        ok = head.score([p]).scores[0]
+    assert ok.meta["in_band"] > 0.9 and 0.9 < ok.meta["size_vs_train"] < 1.1
+    with pytest.warns(UserWarning) as caught:  # mm read as m: another size, and off the training surface
+        big = head.score([p * 1000.0]).scores[0]
+    said = " ".join(str(w.message) for w in caught)
+    assert "size of the training clouds" in said and "registered" in said and big.meta["size_vs_train"] > 900
+    with pytest.warns(UserWarning, match="registered"):
+        moved = head.score([p + 10.0]).scores[0]
+    assert moved.meta["in_band"] < 0.01

@@ -16,7 +16,7 @@ from oddeye.core.types import AnomalyMap, Event, Result, Score
 from oddeye.pointcloud.adapt import Adapter, train_adapter
 from oddeye.pointcloud.features import FeatureConfig, auto_voxel_size, raw_features
 from oddeye.pointcloud.io import Cloud, finish_cloud, load_cloud
-from oddeye.pointcloud.preprocess import preprocess
+from oddeye.pointcloud.preprocess import extent, preprocess
 from oddeye.pointcloud.field import SurfaceField, pool_mean
 
 NAME = "pointcloud"
@@ -32,6 +32,7 @@ class CloudScores:
     voxels: np.ndarray
     voxel_xyz: np.ndarray
     hot: np.ndarray  # (3,) xyz of the highest-scoring voxel
+    in_band: float | None = None  # with a surface field: the share of points near the training surface
 
 
 def as_cloud(sample: Any) -> Cloud:
@@ -142,6 +143,7 @@ class PointCloudHead:
             calib.append(self.score_points(x[sel] + rng.normal(scale=0.02 * vs, size=x[sel].shape)).score)
         self.threshold = float(max(calib))
         self.fit_info = {"n_clouds": len(clouds), "n_bank_all": int(len(bank)), "n_bank": int(len(ids)),
+                         "extent": float(np.median([extent(x) for x in pts])),
                          "voxel_size": vs, "fit_s": round(time.perf_counter() - t0, 2), "calibration_scores": calib,
                          "adapter": self.adapter.info if self.adapter else None}
         return self
@@ -210,7 +212,7 @@ class PointCloudHead:
         v = np.full(m, -np.inf)
         np.maximum.at(v, vox.inverse, pv)
         return CloudScores(float(sm[best]) + hw * hole, pv.astype(np.float32), v.astype(np.float32), vox.points,
-                           pts[best])
+                           pts[best], float((ids[:, 0] >= 0).mean()))
 
     def score(self, samples: Iterable[Any]) -> Result:
         """Score clouds -> Result: one Score per cloud with a 'points' map (N,), an Event where above threshold."""
@@ -229,11 +231,27 @@ class PointCloudHead:
             sc = Score(sid, cs.score, label, maps={"points": AnomalyMap("point", cs.points)}, reason=reason,
                        meta={"n_points": len(cloud), "n_voxels": len(cs.voxels), "score_s": round(dt, 4),
                              "source": cloud.meta.get("source"), "dropped_nonfinite": cloud.meta.get("dropped_nonfinite"),
-                             "preprocess": rec})
+                             "preprocess": rec, "in_band": cs.in_band, **self._check_frame(cloud, cs)})
             res.scores.append(sc)
             if self.threshold is not None and cs.score > self.threshold:
                 res.events.append(Event(sid, cs.score, reason=reason, meta={"hot_xyz": cs.hot.tolist()}))
         return res
+
+    def _check_frame(self, cloud: Cloud, cs: CloudScores) -> dict[str, float]:
+        """Warn where a cloud cannot be compared with the training clouds: another size (units?) or, with a
+        surface field, mostly away from the training surface (not registered?); the ratio for Score.meta."""
+        import warnings
+
+        ref = self.fit_info.get("extent")
+        ratio = extent(cloud.points) / ref if ref else 1.0
+        if not 0.25 <= ratio <= 4.0:
+            warnings.warn(f"{cloud.name}: {ratio:.3g} x the size of the training clouds: other units (mm vs m)? "
+                          "Scores compare local shape at the training scale; convert the cloud first", stacklevel=3)
+        if cs.in_band is not None and cs.in_band < 0.5:
+            warnings.warn(f"{cloud.name}: only {100 * cs.in_band:.0f}% of its points lie near the training surface: "
+                          "is it registered into the training clouds' frame? The surface terms need that "
+                          "(--surface-weight 0 for clouds that are not)", stacklevel=3)
+        return {"size_vs_train": round(float(ratio), 4)}
 
     # ---- persistence ---------------------------------------------------------------------------------
     def save(self, directory: str | Path) -> Path:
