@@ -63,6 +63,38 @@ def speed(root: Path, cfg: dict, repeats: int, bank_max: int = 100000) -> dict[s
             "best_points_per_s": len(cloud) / float(np.min(times)), "features_share": float(np.median(feat)) / med}
 
 
+def plot_by_size(result, path: Path) -> Path:  # noqa: ANN001 - core.types.Result
+    """Object AUROC (clean vs defects of each size bin) per defect kind -> PNG at `path`."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from oddeye.core.metrics import auroc
+    from oddeye.pointcloud.defects import KINDS
+    from oddeye.pointcloud.evaluate import SIZE_BINS
+
+    clean = [s.score for s in result.scores if s.meta["kind"] == "clean"]
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    mids = [100 * (lo + hi) / 2 for lo, hi in SIZE_BINS]
+    for kind in KINDS + ("all",):
+        ys = []
+        for lo, hi in SIZE_BINS:
+            bad = [s.score for s in result.scores if s.meta["kind"] != "clean" and kind in ("all", s.meta["kind"])
+                   and lo <= s.meta["size"] < hi]
+            ys.append(auroc([0] * len(clean) + [1] * len(bad), clean + bad) if bad else np.nan)
+        ax.plot(mids, ys, "k-o" if kind == "all" else "-o", lw=2.5 if kind == "all" else 1, label=kind, ms=4)
+    ax.axhline(0.95, color="grey", ls=":", lw=1)
+    ax.set(xlabel="defect radius, % of the scan's extent", ylabel="object AUROC (clean vs defective)", ylim=(0.4, 1.02),
+           title="bunny-defects: what size is found")
+    ax.legend(fontsize=7, ncol=3, loc="lower right")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def main() -> int:
     """Run the benchmark and append it to benchmarks/RESULTS.md."""
     ap = argparse.ArgumentParser(description=__doc__)
@@ -97,8 +129,9 @@ def main() -> int:
             figures.update({f"{name}_points_per_s_40k": sp["points_per_s"], f"{name}_median_s_40k": sp["median_s"],
                             f"{name}_best_points_per_s_40k": sp["best_points_per_s"]})
             continue
-        m, _ = eval_bunny(args.root, head_factory(**cfg), folds=args.folds, variants=args.variants,
-                          out=args.out / name, seed=1 if args.validation else 0, validation=args.validation)
+        m, res = eval_bunny(args.root, head_factory(**cfg), folds=args.folds, variants=args.variants,
+                            out=args.out / name, seed=1 if args.validation else 0, validation=args.validation)
+        print(name, "object AUROC by defect size:", plot_by_size(res, args.out / name / "auroc_by_size.png"), flush=True)
         print(name, json.dumps({k: v for k, v in m.items() if isinstance(v, float)}), flush=True)
         for k in ("object_auroc", "point_auroc", "object_auroc_all") + tuple(k for k in m if k.startswith("object_auroc_size")):
             figures[f"{name}_{k}"] = m[k]

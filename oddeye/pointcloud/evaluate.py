@@ -57,7 +57,7 @@ def eval_bunny(root: str | Path, make_head: HeadFactory, *, folds: int = len(FOL
             n_pts += len(tc.points)
             scored[tc.name] = cs
             result.scores.append(Score(tc.name, cs.score, tc.label, maps={"points": AnomalyMap("point", cs.points)},
-                                       meta={"kind": tc.kind, "fold": f, "n_points": len(tc.points)}))
+                                       meta={"kind": tc.kind, "fold": f, "n_points": len(tc.points), "size": tc.size}))
             if out is not None and tc.name.endswith("_v0_" + tc.kind) and tc.kind in ("clean", "dent", "hole"):
                 result.scores[-1].artefacts = write_review(out / "clouds", tc.name, tc.points, cs.points, labels=tc.labels)
         tests += fold_tests
