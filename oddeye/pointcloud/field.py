@@ -94,6 +94,13 @@ def xyz_index(points: np.ndarray) -> PatchIndex:
     return PatchIndex.build(points, kind="ivf", nlist=int(min(1024, n // 40)), nprobe=8, progress=False)
 
 
+def _mean_direction(normals: np.ndarray, agree: float = 0.3) -> np.ndarray | None:
+    """Unit mean (3,) of unit normals (M, 3), or None when they do not agree (its norm <= `agree`)."""
+    view = normals.mean(0)
+    norm = float(np.linalg.norm(view))
+    return view / norm if norm > agree else None
+
+
 def _cube(r: int) -> np.ndarray:
     """Integer offsets (K, 3) of the (2r+1)^3 cube around a grid cell."""
     a = np.arange(-r, r + 1)
@@ -197,11 +204,7 @@ class SurfaceField:
         normal of their nearest bank points, or None when those normals do not agree (norm <= `agree`: a cloud
         seen from all round, or no point inside the band)."""
         hit = ids[:, 0] >= 0
-        if not hit.any():
-            return None
-        view = self.normals[ids[hit, 0]].mean(0)
-        norm = float(np.linalg.norm(view))
-        return view / norm if norm > agree else None
+        return _mean_direction(self.normals[ids[hit, 0]], agree) if hit.any() else None
 
     def deviation(self, points: np.ndarray, gate: float = 2.0, facing_min: float = 0.0, signed: bool = False,
                   single: float = 1.0, normals: np.ndarray | None = None, agree: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
@@ -219,11 +222,10 @@ class SurfaceField:
             return dev, ids
         sel = ids[ok]  # (M, k)
         n = self.normals[sel]  # (M, k, 3)
-        view = n[:, 0].mean(0)  # as scan_direction(ids), from the normals already gathered
-        norm = float(np.linalg.norm(view))
+        view = _mean_direction(n[:, 0])  # as scan_direction(ids), from the normals already gathered
         # a one-view scan: bank surface facing away from its scanner is another sheet (the far side of a thin
         # part), not what this scan saw
-        facing = (n @ (view / norm)) > facing_min if norm > 0.3 else np.ones(sel.shape, bool)
+        facing = (n @ view) > facing_min if view is not None else np.ones(sel.shape, bool)
         diff = q[ok, None, :] - self.points[sel]
         normal = np.einsum("mkj,mkj->mk", diff, n)
         along2 = np.einsum("mkj,mkj->mk", diff, diff) - normal**2  # squared distance along the surface
