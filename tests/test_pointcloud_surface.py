@@ -290,3 +290,12 @@ def test_clouds_in_other_units_or_frames_are_flagged(fitted):
     with pytest.warns(UserWarning, match="registered"):
         moved = head.score([p + 10.0]).scores[0]
     assert moved.meta["in_band"] < 0.01
+
+
+def test_the_bank_search_beside_the_surface_terms_changes_nothing(fitted, monkeypatch):
+    head, _, bad = fitted
+    monkeypatch.setenv("ODDEYE_THREADS", "1")
+    one = head.score_points(bad[1].points)
+    monkeypatch.setenv("ODDEYE_THREADS", "2")  # the FAISS search runs in a second thread
+    two = head.score_points(bad[1].points)
+    assert one.score == two.score and np.array_equal(one.points, two.points) and one.in_band == two.in_band

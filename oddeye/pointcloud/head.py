@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Self
@@ -21,6 +23,11 @@ from oddeye.pointcloud.field import SurfaceField, pool_mean
 
 NAME = "pointcloud"
 FORMAT = 2
+
+
+def _threads() -> int:
+    """Threads oddeye may use: $ODDEYE_THREADS, else all cores."""
+    return max(1, int(os.environ.get("ODDEYE_THREADS", os.cpu_count() or 1)))
 
 
 @dataclass
@@ -167,7 +174,15 @@ class PointCloudHead:
             raise ModelError("this PointCloudHead is not fitted", "call fit() or load a model directory")
         pts = np.asarray(points, dtype=np.float64)
         vox, z = self.embed(pts)
-        dist, _ = self.index.search(z, k=self.params["k"])
+        if self.surface is not None and _threads() > 1:
+            # the bank search (FAISS, which lets go of the GIL) runs beside the surface terms (numpy)
+            with ThreadPoolExecutor(1) as pool:
+                knn = pool.submit(self.index.search, z, self.params["k"])
+                terms = self._surface_terms(pts, vox)
+                dist = knn.result()[0]
+        else:
+            dist = self.index.search(z, k=self.params["k"])[0]
+            terms = self._surface_terms(pts, vox) if self.surface is not None else None
         v = dist.mean(axis=1)
         m = len(v)
         sk = min(self.params["smooth_k"], m)
@@ -178,12 +193,27 @@ class PointCloudHead:
             _, nb = PatchIndex.build(xyz, kind="flat", progress=False).search(xyz, k=sk)
             v = v[nb].mean(axis=1)
         pv = v[vox.inverse]
-        if self.surface is None:
+        if terms is None:
             top = np.sort(v)[-min(self.params["topk"], m):]
             return CloudScores(float(top.mean()), pv.astype(np.float32), v.astype(np.float32), vox.points,
                                vox.points[int(np.argmax(v))])
+        smap, sm, cnt, holes, hole, in_band = terms
+        hw = float(self.params.get("hole_weight") or 0.0)
         # beside the surface terms the features' kNN score counts `feature_weight` (models saved before: 1.0)
-        pv = float(self.params.get("feature_weight", 1.0)) * pv
+        pv = float(self.params.get("feature_weight", 1.0)) * pv + smap + hw * holes
+        ok = cnt >= 3 if (cnt >= 3).any() else np.ones(len(pv), dtype=bool)
+        # object score from the surface term alone: on held-out bunny scans the features' outliers (view-dependent
+        # sampling, scan borders) only added noise to the clean clouds' maxima (validation splits, docs)
+        best = int(np.flatnonzero(ok)[np.argmax(sm[ok])])
+        v = np.full(m, -np.inf)
+        np.maximum.at(v, vox.inverse, pv)
+        return CloudScores(float(sm[best]) + hw * hole, pv.astype(np.float32), v.astype(np.float32), vox.points,
+                           pts[best], in_band)
+
+    def _surface_terms(self, pts: np.ndarray, vox: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, Any, float, float]:
+        """Surface-field terms of points (N, 3) with their FPFH voxels: map (N,) = surface_weight x |pooled
+        deviation| over the map scales, the same at 1 x surface_pool (N,) for the object score, pool counts (N,),
+        hole map (N,) and largest hole area, and the share of points inside the field's band."""
         fine = self.surface.fine
         # models saved before surface_single / surface_agree existed: no weighting (1.0), no normal test (0.0)
         agree = float(self.params.get("surface_agree", 0.0))
@@ -199,20 +229,11 @@ class PointCloudHead:
         # map: mean over pooling at 1, 1.5 and 2 x surface_pool (a defect's rim gets its share); object: 1 x
         smap = sw * np.mean([np.abs(pool_mean(pts, dev, f * pool)[0] - base) if f > 1 else np.abs(sm - base)
                              for f in self.params.get("surface_map_scales", (1.0, 1.5, 2.0))], axis=0)
-        sm = sw * np.abs(sm - base)
         hw = float(self.params.get("hole_weight") or 0.0)
         # models saved before hole_reach existed marked 2 cells around a hole
         reach = int(self.params.get("hole_reach", 2))
         holes, hole = self.surface.holes(pts, ids, reach=reach) if hw > 0 else (0.0, 0.0)
-        pv = pv + smap + hw * holes
-        ok = cnt >= 3 if (cnt >= 3).any() else np.ones(len(pv), dtype=bool)
-        # object score from the surface term alone: on held-out bunny scans the features' outliers (view-dependent
-        # sampling, scan borders) only added noise to the clean clouds' maxima (validation splits, docs)
-        best = int(np.flatnonzero(ok)[np.argmax(sm[ok])])
-        v = np.full(m, -np.inf)
-        np.maximum.at(v, vox.inverse, pv)
-        return CloudScores(float(sm[best]) + hw * hole, pv.astype(np.float32), v.astype(np.float32), vox.points,
-                           pts[best], float((ids[:, 0] >= 0).mean()))
+        return smap, sw * np.abs(sm - base), cnt, holes, hole, float((ids[:, 0] >= 0).mean())
 
     def score(self, samples: Iterable[Any]) -> Result:
         """Score clouds -> Result: one Score per cloud with a 'points' map (N,), an Event where above threshold."""
