@@ -24,8 +24,8 @@ DEFAULT_ROOT = REPO.parent / "shared" / "data" / "stanford_bunny"
 CONFIGS = {"raw": {"adapt": False}, "adapted": {"adapt": True}, "adapted_concat": {"adapt": True, "keep_raw": True},
            "raw_surface": {"adapt": False, "surface_weight": 8.0},
            "adapted_concat_surface": {"adapt": True, "keep_raw": True, "surface_weight": 8.0},
-           "raw_surface_holes": {"adapt": False, "surface_weight": 8.0, "hole_weight": 0.12},
-           "adapted_concat_surface_holes": {"adapt": True, "keep_raw": True, "surface_weight": 8.0, "hole_weight": 0.12}}
+           "raw_surface_holes": {"adapt": False, "surface_weight": 8.0, "hole_weight": 0.3},
+           "adapted_concat_surface_holes": {"adapt": True, "keep_raw": True, "surface_weight": 8.0, "hole_weight": 0.3}}
 
 
 def head_factory(adapt: bool, seed: int = 0, **kw):  # noqa: ANN201
@@ -104,7 +104,7 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=10)
     ap.add_argument("--only", default="raw_surface,raw,adapted_concat_surface",
                     help="comma-separated configs: raw (FPFH), adapted (adapter output), adapted_concat (FPFH + "
-                         "adapter), *_surface (+ 8 x deviation from the registered training surface), *_holes (+ 0.12 x "
+                         "adapter), *_surface (+ 8 x deviation from the registered training surface), *_holes (+ 0.3 x "
                          "hole area)")
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "out" / "pointcloud")
     ap.add_argument("--validation", action="store_true",

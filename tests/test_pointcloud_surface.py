@@ -153,16 +153,45 @@ def test_feature_weight_scales_the_features_part(fitted):
         assert not np.array_equal(none.points, once.points) and (none.points <= once.points + 1e-6).all()
 
 
-def test_models_saved_before_hole_reach_mark_two_cells(fitted):
+@pytest.mark.parametrize("option, then", [("hole_reach", 2), ("hole_shape", False)])
+def test_models_saved_before_a_hole_option_score_as_they_did(fitted, option, then):
     from oddeye.pointcloud.defects import make_defect
 
     head, clean, _ = fitted
     pts = make_defect(clean[0].points[clean[0].points[:, 2] > 0.0], "hole", seed=2, size=0.08).points
     with restored_params(head):
-        head.params.update(hole_weight=0.1, hole_reach=2)
-        two = head.score_points(pts).points
-        del head.params["hole_reach"]  # as in a model.json written before the option
-        assert np.array_equal(head.score_points(pts).points, two)
+        head.params.update({"hole_weight": 0.1, option: then})
+        before = head.score_points(pts)
+        del head.params[option]  # as in a model.json written before the option
+        again = head.score_points(pts)
+        assert np.array_equal(again.points, before.points) and again.score == before.score
+
+
+def test_elongation_of_a_disc_and_a_band():
+    from oddeye.pointcloud.field import _elongation
+
+    yy, xx = np.mgrid[-6:7, -6:7]
+    disc = np.c_[xx[xx**2 + yy**2 <= 36], yy[xx**2 + yy**2 <= 36], np.zeros((xx**2 + yy**2 <= 36).sum())]
+    band = np.c_[np.arange(40).repeat(3), np.tile([0, 1, 2], 40), np.zeros(120)]
+    cells = np.r_[disc, band, [[0, 0, 5]]].astype(np.int64)
+    lab = np.r_[np.ones(len(disc), int), np.full(len(band), 2), [3]]
+    e = _elongation(cells, lab, 3)
+    assert e[1] == pytest.approx(1.0, abs=0.01) and e[2] == pytest.approx(np.sqrt((40**2 - 1) / 8), rel=1e-6)
+    assert e[0] == e[3] == 1.0  # no cells / under 3 cells
+
+
+def test_hole_shape_keeps_a_round_hole_and_shrinks_a_band_gap():
+    g = np.stack(np.meshgrid(np.arange(0, 1, 0.004), np.arange(0, 1, 0.004), indexing="ij"), -1).reshape(-1, 2)
+    plane = np.c_[g, np.zeros(len(g))]
+    field = SurfaceField.fit([plane], 0.005)
+    disc = plane[np.linalg.norm(plane[:, :2] - 0.5, axis=1) > 0.06]
+    band = plane[~((np.abs(plane[:, 0] - 0.5) < 0.02) & (np.abs(plane[:, 1] - 0.5) < 0.3))]
+    areas = {}
+    for name, q in (("disc", disc), ("band", band)):
+        ids = field.lookup(q)
+        areas[name] = (field.holes(q, ids)[1], field.holes(q, ids, by_shape=True)[1])
+    assert areas["disc"][0] > 50 and areas["band"][0] > 50  # both are enclosed gaps
+    assert areas["disc"][1] > 0.8 * areas["disc"][0] and areas["band"][1] < 0.25 * areas["band"][0]
 
 
 @pytest.mark.parametrize("cell", [0.2, 0.005])  # a box of 125 cells (dense ids), of 8M cells (ranks)

@@ -55,7 +55,7 @@ def register(cli) -> None:  # noqa: ANN001 - CliGroups
         surface_weight: float = typer.Option(0.0, help="Weight of the deviation from the training surface; only "
                                                         "for clouds registered into one frame (0 = off)."),
         hole_weight: float = typer.Option(0.0, help="With --surface-weight: weight of the area of missing surface "
-                                                     "(holes) in a one-view scan (0 = off; bunny eval: 0.12)."),
+                                                     "(holes) in a one-view scan (0 = off; bunny eval: 0.3)."),
         seed: int = typer.Option(0, help="Seed for adapter, coreset and calibration."),
     ) -> None:
         """Learn normal local 3D shape from normal point clouds; writes a model folder.
@@ -119,7 +119,7 @@ def register(cli) -> None:  # noqa: ANN001 - CliGroups
         seed: int = typer.Option(0, help="Seed of defects, adapter and coreset."),
         surface_weight: float = typer.Option(8.0, help="bunny-defects (registered scans): weight of the deviation "
                                                         "from the training surface (0 = FPFH only)."),
-        hole_weight: float = typer.Option(0.12, help="bunny-defects: weight of the area of missing surface (holes); "
+        hole_weight: float = typer.Option(0.3, help="bunny-defects: weight of the area of missing surface (holes); "
                                                      "0 = off (faster)."),
     ) -> None:
         """Evaluate on a data set: object AUROC, point AUROC, AUPRO (organised clouds), points/s; last line JSON.

@@ -101,6 +101,20 @@ def _mean_direction(normals: np.ndarray, agree: float = 0.3) -> np.ndarray | Non
     return view / norm if norm > agree else None
 
 
+def _elongation(cells: np.ndarray, lab: np.ndarray, count: int) -> np.ndarray:
+    """Per label 0..count of integer cells (M, 3) labelled lab (M,): sqrt of the ratio of the two largest
+    principal variances of its cells, >= 1 (1 for a round patch, about length / width for a band; 1 below 3 cells)."""
+    n = np.bincount(lab, minlength=count + 1).astype(float)
+    c = cells.astype(float)
+    mean = np.stack([np.bincount(lab, c[:, d], count + 1) for d in range(3)], 1) / np.maximum(n, 1)[:, None]
+    d = c - mean[lab]
+    cov = np.stack([np.stack([np.bincount(lab, d[:, i] * d[:, j], count + 1) for j in range(3)], 1)
+                    for i in range(3)], 1) / np.maximum(n, 1)[:, None, None]
+    ev = np.linalg.eigvalsh(cov)  # ascending
+    out = np.sqrt(ev[:, 2] / np.maximum(ev[:, 1], 1e-9))
+    return np.where(n >= 3, np.maximum(out, 1.0), 1.0)
+
+
 def _cube(r: int) -> np.ndarray:
     """Integer offsets (K, 3) of the (2r+1)^3 cube around a grid cell."""
     a = np.arange(-r, r + 1)
@@ -241,7 +255,7 @@ class SurfaceField:
         return dev, ids
 
     def holes(self, points: np.ndarray, ids: np.ndarray, size: float = 1.5, enclosed: float = 0.8,
-              facing: float = 0.3, reach: int = 6) -> tuple[np.ndarray, float]:
+              facing: float = 0.3, reach: int = 6, by_shape: bool = False) -> tuple[np.ndarray, float]:
         """Holes in a one-view scan: points (N, 3) and their bank ids (N, k) from deviation() -> per-point score (N,)
         and object score: the area, in cells of `size` fine voxels, of the largest hole within `reach` cells of the
         point / anywhere.
@@ -249,7 +263,9 @@ class SurfaceField:
         A cell is missing where bank surface faces this scan's scanner but no scan point lies in it or next to it;
         a connected patch of missing cells is a hole when at least `enclosed` of the surface cells around it are
         covered by the scan (a scan border is bordered by bank surface the scan did not see instead). Bank surface
-        faces the scanner where its normal's cosine with the view direction exceeds `facing`.
+        faces the scanner where its normal's cosine with the view direction exceeds `facing`. With `by_shape` a
+        hole's area is divided by its elongation (_elongation): a round hole keeps its area, a band of missing cells
+        (a gap between a scanner's stripes) counts about its width squared.
         Cells are addressed in a dense grid, but labelling and dilations work on the few cells that matter.
         """
         q = np.asarray(points, dtype=np.float64)
@@ -291,6 +307,8 @@ class SurfaceField:
         area = np.bincount(lab, minlength=count + 1).astype(float)
         area[(full < enclosed * tot) | (tot == 0)] = 0.0
         area[0] = 0.0
+        if by_shape and area.any():
+            area = area / _elongation(mcell, lab, count)
         if not area.any():
             return out, 0.0
         hole = area[lab] > 0

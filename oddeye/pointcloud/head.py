@@ -64,7 +64,8 @@ class PointCloudHead:
                  surface_weight: float = 0.0, surface_voxel: float = 0.25, surface_pool: float = 6.0,
                  surface_region: float = 20.0, surface_map_scales: tuple[float, ...] = (1.0, 1.5, 2.0),
                  hole_weight: float = 0.0, surface_single: float = 0.25, hole_reach: int = 6,
-                 feature_weight: float = 0.125, surface_agree: float = 0.3, progress: bool = True) -> None:
+                 feature_weight: float = 0.125, surface_agree: float = 0.3, hole_shape: bool = True,
+                 progress: bool = True) -> None:
         for name, value in {"position_weight": position_weight, "surface_weight": surface_weight,
                             "hole_weight": hole_weight, "feature_weight": feature_weight,
                             "hole_reach": hole_reach}.items():
@@ -79,7 +80,7 @@ class PointCloudHead:
                        "surface_pool": surface_pool, "surface_region": surface_region,
                        "surface_map_scales": list(surface_map_scales),
                        "hole_weight": hole_weight, "surface_single": surface_single, "hole_reach": hole_reach,
-                       "feature_weight": feature_weight, "surface_agree": surface_agree}
+                       "feature_weight": feature_weight, "surface_agree": surface_agree, "hole_shape": hole_shape}
         self.progress = progress
         self.cfg: FeatureConfig | None = None
         self.adapter: Adapter | None = None
@@ -164,7 +165,8 @@ class PointCloudHead:
         `surface_region` fine voxels|; object score = the highest pooled
         w * deviation among cells of 3 points or more (a dent of a few mm is a handful of cells: a top-k mean drowns it).
         With hole_weight h > 0: + h * the area of the largest hole (field.holes) to both; for points, that of the
-        largest hole within `hole_reach` cells (1.5 fine voxels each), so a hole's rim carries its score.
+        largest hole within `hole_reach` cells (1.5 fine voxels each), so a hole's rim carries its score; with
+        `hole_shape` each hole's area is divided by its elongation (a band of missing cells is a scanner's gap).
         With the surface field the voxel score enters the point map x `feature_weight`, and a point is compared only
         with bank surface whose normal makes |cosine| > `surface_agree` with its voxel's normal.
         """
@@ -230,9 +232,10 @@ class PointCloudHead:
         smap = sw * np.mean([np.abs(pool_mean(pts, dev, f * pool)[0] - base) if f > 1 else np.abs(sm - base)
                              for f in self.params.get("surface_map_scales", (1.0, 1.5, 2.0))], axis=0)
         hw = float(self.params.get("hole_weight") or 0.0)
-        # models saved before hole_reach existed marked 2 cells around a hole
+        # models saved before hole_reach / hole_shape existed: 2 cells around a hole, plain areas
         reach = int(self.params.get("hole_reach", 2))
-        holes, hole = self.surface.holes(pts, ids, reach=reach) if hw > 0 else (0.0, 0.0)
+        shape = bool(self.params.get("hole_shape", False))
+        holes, hole = self.surface.holes(pts, ids, reach=reach, by_shape=shape) if hw > 0 else (0.0, 0.0)
         return smap, sw * np.abs(sm - base), cnt, holes, hole, float((ids[:, 0] >= 0).mean())
 
     def score(self, samples: Iterable[Any]) -> Result:
