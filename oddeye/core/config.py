@@ -26,11 +26,14 @@ def default_results_dir() -> Path:
     return Path("oddeye-results")
 
 
+def n_threads() -> int:
+    """Threads oddeye may use: $ODDEYE_THREADS, else all cores (at least 1)."""
+    return max(1, int(os.environ.get("ODDEYE_THREADS", os.cpu_count() or 1)))
+
+
 def set_threads(n: int | None = None) -> int:
-    """Set torch/OpenCV/BLAS threads to `n` (default: all cores, $ODDEYE_THREADS wins); return n."""
-    if n is None:
-        n = int(os.environ.get("ODDEYE_THREADS", os.cpu_count() or 1))
-    n = max(1, n)
+    """Set torch/OpenCV/BLAS threads to `n` (default: n_threads()); return n."""
+    n = n_threads() if n is None else max(1, n)
     try:
         import torch
 

@@ -36,6 +36,11 @@ def _keys(ijk: np.ndarray) -> np.ndarray:
     return (a[:, 0] << 42) | (a[:, 1] << 21) | a[:, 2]
 
 
+def _unkeys(keys: np.ndarray) -> np.ndarray:
+    """Inverse of _keys: int64 keys (N,) -> integer cell coordinates (N, 3)."""
+    return np.stack([(keys >> 42) & 0x1FFFFF, (keys >> 21) & 0x1FFFFF, keys & 0x1FFFFF], 1) - _OFFS
+
+
 def pool_mean(points: np.ndarray, values: np.ndarray, size: float) -> tuple[np.ndarray, np.ndarray]:
     """Mean of values (N,) over grid cells of edge `size`, averaged over 2 grids half a cell apart -> (N,), and
     the number of points (N,) in each point's cell (the smaller of the two grids)."""
@@ -174,7 +179,7 @@ class SurfaceField:
         offs = np.stack(np.meshgrid(r, r, r, indexing="ij"), -1).reshape(-1, 3)
         offs = offs[(offs**2).sum(1) <= band * band]
         cells = np.unique(_keys((base[:, None, :] + offs[None]).reshape(-1, 3)))
-        ijk = np.stack([(cells >> 42) & 0x1FFFFF, (cells >> 21) & 0x1FFFFF, cells & 0x1FFFFF], 1) - _OFFS
+        ijk = _unkeys(cells)
         centres = ((ijk + 0.5) * cell).astype(np.float32)
         _, ids = xyz_index(pts.astype(np.float32)).search(centres, k=k)
         return cls(pts.astype(np.float32), nrm.astype(np.float32), float(fine), cell, cells, ids.astype(np.int32),
@@ -183,7 +188,7 @@ class SurfaceField:
     def _dense(self) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
         """(origin (3,), shape (3,), row of each cell of the band's box or -1) when that box has <= DENSE_MAX cells."""
         if self._table is None:
-            ijk = np.stack([(self.keys >> 42) & 0x1FFFFF, (self.keys >> 21) & 0x1FFFFF, self.keys & 0x1FFFFF], 1)
+            ijk = _unkeys(self.keys)
             lo = ijk.min(0) if len(ijk) else np.zeros(3, np.int64)
             shape = (ijk.max(0) - lo + 1) if len(ijk) else np.ones(3, np.int64)
             if int(np.prod(shape)) > DENSE_MAX:
@@ -196,7 +201,7 @@ class SurfaceField:
 
     def lookup(self, points: np.ndarray) -> np.ndarray:
         """Rows (N, k) of bank ids near each point (N, 3); -1 rows where the point lies outside the band."""
-        ijk = np.floor(np.asarray(points, dtype=np.float64) / self.cell).astype(np.int64) + _OFFS
+        ijk = np.floor(np.asarray(points, dtype=np.float64) / self.cell).astype(np.int64)
         dense = self._dense()
         if dense is not None:  # a table over the band's box: one indexing instead of a binary search
             lo, shape, rows = dense
@@ -206,7 +211,7 @@ class SurfaceField:
             pos[inside] = rows[_flat(c[inside], shape)]
             hit = pos >= 0
         else:
-            q = (ijk[:, 0] << 42) | (ijk[:, 1] << 21) | ijk[:, 2]
+            q = _keys(ijk)
             pos = np.minimum(np.searchsorted(self.keys, q), len(self.keys) - 1)
             hit = self.keys[pos] == q
         out = np.full((len(ijk), self.nearest.shape[1]), -1, dtype=np.int32)

@@ -33,8 +33,9 @@ DEFAULTS: dict[str, Any] = {"M": 32, "ef_construction": 100, "ef_search": 256, "
 def _faiss() -> Any:
     import faiss
 
-    n = int(os.environ.get("ODDEYE_THREADS", os.cpu_count() or 1))
-    faiss.omp_set_num_threads(max(1, n))
+    from oddeye.core.config import n_threads
+
+    faiss.omp_set_num_threads(n_threads())
     return faiss
 
 
