@@ -130,17 +130,6 @@ def test_holes_finds_missing_surface_in_a_one_view_scan_not_in_a_clean_one():
     assert (far >= near).all() and (far[rim] > 0).mean() > (near[rim] > 0).mean()
 
 
-@pytest.mark.parametrize("option, then", [("feature_weight", 1.0), ("surface_agree", 0.0)])
-def test_models_saved_before_an_option_score_as_they_did(fitted, option, then):
-    head, _, bad = fitted
-    pts = bad[0].points
-    with restored_params(head):
-        head.params[option] = then
-        before = head.score_points(pts)
-        del head.params[option]  # as in a model.json written before the option
-        assert np.array_equal(head.score_points(pts).points, before.points)
-
-
 def test_feature_weight_scales_the_features_part(fitted):
     head, _, bad = fitted
     pts = bad[0].points
@@ -153,18 +142,29 @@ def test_feature_weight_scales_the_features_part(fitted):
         assert not np.array_equal(none.points, once.points) and (none.points <= once.points + 1e-6).all()
 
 
-@pytest.mark.parametrize("option, then", [("hole_reach", 2), ("hole_shape", False)])
-def test_models_saved_before_a_hole_option_score_as_they_did(fitted, option, then):
+@pytest.mark.parametrize("option, then", [("feature_weight", 1.0), ("surface_agree", 0.0), ("hole_reach", 2),
+                                          ("hole_shape", False), ("surface_region", 0.0), ("surface_single", 1.0)])
+def test_models_saved_before_an_option_score_as_they_did(fitted, tmp_path, option, then):
+    """A config.json without the option (written before it existed) loads with that version's behaviour."""
+    import json
+
     from oddeye.pointcloud.defects import make_defect
+    from oddeye.pointcloud.head import BEFORE_OPTION
 
     head, clean, _ = fitted
     pts = make_defect(clean[0].points[clean[0].points[:, 2] > 0.0], "hole", seed=2, size=0.08).points
+    assert BEFORE_OPTION[option] == then
     with restored_params(head):
-        head.params.update({"hole_weight": 0.1, option: then})
+        head.params["hole_weight"] = 0.1
+        head.params[option] = then
         before = head.score_points(pts)
-        del head.params[option]  # as in a model.json written before the option
-        again = head.score_points(pts)
-        assert np.array_equal(again.points, before.points) and again.score == before.score
+        head.save(tmp_path / "m")
+    conf_path = tmp_path / "m" / "config.json"
+    conf = json.loads(conf_path.read_text())
+    del conf["params"][option]
+    conf_path.write_text(json.dumps(conf))
+    again = PointCloudHead.load(tmp_path / "m").score_points(pts)
+    assert np.array_equal(again.points, before.points) and again.score == before.score
 
 
 def test_elongation_of_a_disc_and_a_band():

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -12,6 +11,7 @@ from typing import Any, Iterable, Self
 
 import numpy as np
 
+from oddeye.core.config import n_threads
 from oddeye.core.errors import EmptyDataError, ModelError, require_positive, require_range
 from oddeye.core.head import read_manifest, write_manifest
 from oddeye.core.types import AnomalyMap, Event, Result, Score
@@ -23,11 +23,10 @@ from oddeye.pointcloud.field import SurfaceField, pool_mean
 
 NAME = "pointcloud"
 FORMAT = 2
-
-
-def _threads() -> int:
-    """Threads oddeye may use: $ODDEYE_THREADS, else all cores."""
-    return max(1, int(os.environ.get("ODDEYE_THREADS", os.cpu_count() or 1)))
+# what a model saved before each of these options existed did (its config.json lacks the key): load() fills them
+# in, so an old model scores as it did when fitted and its threshold stays valid
+BEFORE_OPTION = {"surface_region": 0.0, "surface_single": 1.0, "hole_reach": 2, "feature_weight": 1.0,
+                 "surface_agree": 0.0, "hole_shape": False}
 
 
 @dataclass
@@ -176,7 +175,7 @@ class PointCloudHead:
             raise ModelError("this PointCloudHead is not fitted", "call fit() or load a model directory")
         pts = np.asarray(points, dtype=np.float64)
         vox, z = self.embed(pts)
-        if self.surface is not None and _threads() > 1:
+        if self.surface is not None and n_threads() > 1:
             # the bank search (FAISS, which lets go of the GIL) runs beside the surface terms (numpy)
             with ThreadPoolExecutor(1) as pool:
                 knn = pool.submit(self.index.search, z, self.params["k"])
@@ -199,44 +198,39 @@ class PointCloudHead:
             top = np.sort(v)[-min(self.params["topk"], m):]
             return CloudScores(float(top.mean()), pv.astype(np.float32), v.astype(np.float32), vox.points,
                                vox.points[int(np.argmax(v))])
-        smap, sm, cnt, holes, hole, in_band = terms
-        hw = float(self.params.get("hole_weight") or 0.0)
-        # beside the surface terms the features' kNN score counts `feature_weight` (models saved before: 1.0)
-        pv = float(self.params.get("feature_weight", 1.0)) * pv + smap + hw * holes
+        smap, sm, cnt, hole, in_band = terms
+        # beside the surface terms the features' kNN score counts `feature_weight`
+        pv = float(self.params["feature_weight"]) * pv + smap
         ok = cnt >= 3 if (cnt >= 3).any() else np.ones(len(pv), dtype=bool)
         # object score from the surface term alone: on held-out bunny scans the features' outliers (view-dependent
         # sampling, scan borders) only added noise to the clean clouds' maxima (validation splits, docs)
         best = int(np.flatnonzero(ok)[np.argmax(sm[ok])])
         v = np.full(m, -np.inf)
         np.maximum.at(v, vox.inverse, pv)
-        return CloudScores(float(sm[best]) + hw * hole, pv.astype(np.float32), v.astype(np.float32), vox.points,
+        return CloudScores(float(sm[best]) + hole, pv.astype(np.float32), v.astype(np.float32), vox.points,
                            pts[best], in_band)
 
-    def _surface_terms(self, pts: np.ndarray, vox: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, Any, float, float]:
+    def _surface_terms(self, pts: np.ndarray, vox: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, float]:
         """Surface-field terms of points (N, 3) with their FPFH voxels: map (N,) = surface_weight x |pooled
-        deviation| over the map scales, the same at 1 x surface_pool (N,) for the object score, pool counts (N,),
-        hole map (N,) and largest hole area, and the share of points inside the field's band."""
-        fine = self.surface.fine
-        # models saved before surface_single / surface_agree existed: no weighting (1.0), no normal test (0.0)
-        agree = float(self.params.get("surface_agree", 0.0))
-        dev, ids = self.surface.deviation(pts, signed=True, single=float(self.params.get("surface_single", 1.0)),
+        deviation| over the map scales + hole_weight x the nearby hole's area, the deviation at 1 x surface_pool
+        (N,) for the object score, pool counts (N,), hole_weight x the largest hole area, and the share of points
+        inside the field's band."""
+        p, fine = self.params, self.surface.fine
+        agree = float(p["surface_agree"])
+        dev, ids = self.surface.deviation(pts, signed=True, single=float(p["surface_single"]),
                                           normals=vox.normals[vox.inverse] if agree > 0 else None, agree=agree)
-        pool = float(self.params.get("surface_pool", 6.0)) * fine
+        pool = float(p["surface_pool"]) * fine
         sm, cnt = pool_mean(pts, dev, pool)
-        # params missing from a model saved before that option existed read as that version's behaviour
-        # (no regional offset), not as today's default (20)
-        region = float(self.params.get("surface_region", 0.0))
+        region = float(p["surface_region"])
         base = pool_mean(pts, sm, region * fine)[0] if region > 0 else 0.0  # a broad offset is not a defect
-        sw = float(self.params["surface_weight"])
+        sw = float(p["surface_weight"])
         # map: mean over pooling at 1, 1.5 and 2 x surface_pool (a defect's rim gets its share); object: 1 x
         smap = sw * np.mean([np.abs(pool_mean(pts, dev, f * pool)[0] - base) if f > 1 else np.abs(sm - base)
-                             for f in self.params.get("surface_map_scales", (1.0, 1.5, 2.0))], axis=0)
-        hw = float(self.params.get("hole_weight") or 0.0)
-        # models saved before hole_reach / hole_shape existed: 2 cells around a hole, plain areas
-        reach = int(self.params.get("hole_reach", 2))
-        shape = bool(self.params.get("hole_shape", False))
-        holes, hole = self.surface.holes(pts, ids, reach=reach, by_shape=shape) if hw > 0 else (0.0, 0.0)
-        return smap, sw * np.abs(sm - base), cnt, holes, hole, float((ids[:, 0] >= 0).mean())
+                             for f in p["surface_map_scales"]], axis=0)
+        hw = float(p["hole_weight"])
+        holes, hole = (self.surface.holes(pts, ids, reach=int(p["hole_reach"]), by_shape=bool(p["hole_shape"]))
+                       if hw > 0 else (0.0, 0.0))
+        return smap + hw * holes, sw * np.abs(sm - base), cnt, hw * hole, float((ids[:, 0] >= 0).mean())
 
     def score(self, samples: Iterable[Any]) -> Result:
         """Score clouds -> Result: one Score per cloud with a 'points' map (N,), an Event where above threshold."""
@@ -305,7 +299,8 @@ class PointCloudHead:
             conf = json.loads((d / "config.json").read_text())
         except (OSError, json.JSONDecodeError) as e:
             raise ModelError(f"{d / 'config.json'} is missing or corrupt ({e})", "refit the model") from None
-        head = cls(progress=False, **{k: (tuple(v) if k == "radii" else v) for k, v in conf["params"].items()})
+        saved = {**BEFORE_OPTION, **conf["params"]}
+        head = cls(progress=False, **{k: (tuple(v) if k == "radii" else v) for k, v in saved.items()})
         head.cfg = FeatureConfig.from_dict(conf["features"])
         head.threshold = conf.get("threshold")
         head.adapter = Adapter.load(d) if doc.get("adapted") else None
