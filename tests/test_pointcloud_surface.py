@@ -294,6 +294,22 @@ def test_sparse_components_equal_ndimage_label():
     assert len(pairs) == k  # a one-to-one map between the two labellings
 
 
+
+def test_separable_dilation_equals_binary_dilation():
+    """holes() dilates the scan's cells by three 1D passes over the flat grid; it must equal scipy's 3x3x3 dilation."""
+    from scipy import ndimage
+
+    from oddeye.pointcloud.field import _dilate
+
+    rng = np.random.default_rng(5)
+    shape = np.array([7, 9, 11])
+    grid = np.zeros(tuple(shape), bool)
+    grid[1:-1, 1:-1, 1:-1] = rng.random(tuple(shape - 2)) < 0.05  # >= 1 cell inside, as holes() guarantees
+    grid[1, 1, 1] = grid[-2, -2, -2] = True
+    want = ndimage.binary_dilation(grid, structure=np.ones((3, 3, 3), bool))
+    assert np.array_equal(_dilate(grid.ravel(), shape).reshape(tuple(shape)), want)
+    assert want.sum() > grid.sum()
+
 @pytest.mark.parametrize("bad", [{"hole_reach": -1}, {"feature_weight": -0.1}, {"hole_weight": float("nan")},
                                  {"surface_single": 1.5}, {"surface_weight": -8.0}, {"surface_agree": 1.2}])
 def test_bad_head_parameters_are_named(bad):

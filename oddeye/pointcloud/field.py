@@ -131,6 +131,17 @@ def _flat(c: np.ndarray, shape: np.ndarray) -> np.ndarray:
     return (c[..., 0] * shape[1] + c[..., 1]) * shape[2] + c[..., 2]
 
 
+def _dilate(grid: np.ndarray, shape: np.ndarray) -> np.ndarray:
+    """3x3x3 binary dilation of a flat C-order bool grid (n,) of `shape` (3,) whose True cells lie at least one cell
+    inside it (three 1D passes: the cube is the sum of three segments)."""
+    for step in (int(shape[1] * shape[2]), int(shape[2]), 1):
+        out = grid.copy()
+        out[step:] |= grid[:-step]
+        out[:-step] |= grid[step:]
+        grid = out
+    return grid
+
+
 def _neighbours(cells: np.ndarray, r: int, shape: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Flat ids of the in-grid cells within Chebyshev distance r of cells (M, 3), and the row of `cells` each came from."""
     nb = (cells[:, None, :] + _cube(r)[None]).reshape(-1, 3)
@@ -167,6 +178,7 @@ class SurfaceField:
     nearest: np.ndarray
     coverage: np.ndarray | None = None
     _table: tuple[np.ndarray, np.ndarray, np.ndarray] | None = field(default=None, init=False, repr=False)
+    _cache: dict = field(default_factory=dict, init=False, repr=False)
 
     @classmethod
     def fit(cls, clouds: list[np.ndarray], fine: float, cell: float | None = None, band: int = 4,
@@ -199,6 +211,21 @@ class SurfaceField:
                 self._table = (lo, shape, rows)
         return self._table if len(self._table[2]) else None
 
+    def _packed(self) -> np.ndarray:
+        """Bank points and normals side by side (B, 8) float32 (xyz, normal, 2 unused): one gather for both."""
+        if "packed" not in self._cache:
+            pad = np.zeros((len(self.points), 2), np.float32)
+            self._cache["packed"] = np.concatenate([self.points, self.normals, pad], 1).astype(np.float32)
+        return self._cache["packed"]
+
+    def _bank_cells(self, size: float, shift: float) -> tuple[np.ndarray, np.ndarray]:
+        """Cells (C, 3) of edge `size` holding bank points, on the lattice through (-shift * size,) * 3, sorted (C
+        order), and the row of each bank point's cell (B,)."""
+        if ("cells", size, shift) not in self._cache:
+            keys, row = np.unique(_keys(np.floor(self.points.astype(np.float64) / size + shift)), return_inverse=True)
+            self._cache["cells", size, shift] = (_unkeys(keys), row.reshape(-1))
+        return self._cache["cells", size, shift]
+
     def lookup(self, points: np.ndarray) -> np.ndarray:
         """Rows (N, k) of bank ids near each point (N, 3); -1 rows where the point lies outside the band."""
         ijk = np.floor(np.asarray(points, dtype=np.float64) / self.cell).astype(np.int64)
@@ -208,14 +235,14 @@ class SurfaceField:
             c = ijk - lo
             inside = ((c >= 0) & (c < shape)).all(1)
             pos = np.full(len(c), -1, dtype=np.int64)
-            pos[inside] = rows[_flat(c[inside], shape)]
+            pos[inside] = np.take(rows, _flat(c[inside], shape))
             hit = pos >= 0
         else:
             q = _keys(ijk)
             pos = np.minimum(np.searchsorted(self.keys, q), len(self.keys) - 1)
             hit = self.keys[pos] == q
         out = np.full((len(ijk), self.nearest.shape[1]), -1, dtype=np.int32)
-        out[hit] = self.nearest[pos[hit]]
+        out[hit] = np.take(self.nearest, pos[hit], axis=0)
         return out
 
     def scan_direction(self, ids: np.ndarray, agree: float = 0.3) -> np.ndarray | None:
@@ -223,7 +250,7 @@ class SurfaceField:
         normal of their nearest bank points, or None when those normals do not agree (norm <= `agree`: a cloud
         seen from all round, or no point inside the band)."""
         hit = ids[:, 0] >= 0
-        return _mean_direction(self.normals[ids[hit, 0]], agree) if hit.any() else None
+        return _mean_direction(np.take(self.normals, ids[hit, 0], axis=0), agree) if hit.any() else None
 
     def deviation(self, points: np.ndarray, gate: float = 2.0, facing_min: float = 0.0, signed: bool = False,
                   single: float = 1.0, normals: np.ndarray | None = None, agree: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
@@ -236,34 +263,35 @@ class SurfaceField:
         q = np.asarray(points, dtype=np.float32)
         ids = self.lookup(q)
         ok = ids[:, 0] >= 0
-        dev = np.zeros(len(q), dtype=np.float32)
         if not ok.any():
-            return dev, ids
-        sel = ids[ok]  # (M, k)
-        n = self.normals[sel]  # (M, k, 3)
-        view = _mean_direction(n[:, 0])  # as scan_direction(ids), from the normals already gathered
+            return np.zeros(len(q), dtype=np.float32), ids
+        # every row is computed (rows outside the band read the last bank point) and masked at the end: cheaper
+        # than selecting the rows inside
+        bank = np.take(self._packed(), ids, axis=0)  # (N, k, 8): xyz, normal
+        n = bank[..., 3:6]
+        view = _mean_direction(n[ok, 0])  # as scan_direction(ids), from the normals already gathered
         # a one-view scan: bank surface facing away from its scanner is another sheet (the far side of a thin
         # part), not what this scan saw
-        facing = (n @ view) > facing_min if view is not None else np.ones(sel.shape, bool)
-        diff = q[ok, None, :] - self.points[sel]
+        facing = (n @ view) > facing_min if view is not None else np.ones(ids.shape, bool)
+        diff = q[:, None, :] - bank[..., :3]
         normal = np.einsum("mkj,mkj->mk", diff, n)
         along2 = np.einsum("mkj,mkj->mk", diff, diff) - normal**2  # squared distance along the surface
         good = facing & (along2 <= (gate * self.fine) ** 2)
         if normals is not None and agree > 0:
-            good &= np.abs(np.einsum("mkj,mj->mk", n, np.asarray(normals, np.float32)[ok])) > agree
-        cnt = good.sum(1)
+            good &= np.abs(np.einsum("mkj,mj->mk", n, np.asarray(normals, np.float32))) > agree
         j = np.argmin(np.where(good, np.abs(normal), np.inf), axis=1)
-        d = normal[np.arange(len(j)), j] / self.fine  # signed: + outside the normal surface, - inside
-        dev[ok] = np.where(cnt > 0, d if signed else np.abs(d), 0.0)
+        d = np.take_along_axis(normal, j[:, None], 1)[:, 0] / self.fine  # signed: + outside the normal surface
+        dev = np.where(ok & good.any(1), d if signed else np.abs(d), 0.0).astype(np.float32)
         if single != 1.0 and self.coverage is not None:
-            dev[ok] *= np.where(self.coverage[sel[:, 0]] >= 2, 1.0, single).astype(np.float32)
+            dev *= np.where(np.take(self.coverage, ids[:, 0]) >= 2, 1.0, single).astype(np.float32)
         return dev, ids
 
     def holes(self, points: np.ndarray, ids: np.ndarray, size: float = 1.5, enclosed: float = 0.8,
               facing: float = 0.3, reach: int = 6, by_shape: bool = False) -> tuple[np.ndarray, float]:
         """Holes in a one-view scan: points (N, 3) and their bank ids (N, k) from deviation() -> per-point score (N,)
         and object score: the area, in cells of `size` fine voxels, of the largest hole within `reach` cells of the
-        point / anywhere.
+        point / anywhere, each the mean over two lattices of cells half a cell apart (on one lattice, where its
+        cell edges fall moved the bunny's object AUROC by +-0.015).
 
         A cell is missing where bank surface faces this scan's scanner but no scan point lies in it or next to it;
         a connected patch of missing cells is a hole when at least `enclosed` of the surface cells around it are
@@ -274,27 +302,35 @@ class SurfaceField:
         Cells are addressed in a dense grid, but labelling and dilations work on the few cells that matter.
         """
         q = np.asarray(points, dtype=np.float64)
-        out = np.zeros(len(q), dtype=np.float32)
         view = self.scan_direction(ids)
         if view is None:  # not a one-view scan: no scanner direction to reason with
-            return out, 0.0
-        h = size * self.fine
-        lo, hi = q.min(0) - 3 * h, q.max(0) + 3 * h
-        shape = np.ceil((hi - lo) / h).astype(np.int64)
+            return np.zeros(len(q), dtype=np.float32), 0.0
+        faces = (self.normals @ view.astype(np.float32)) > facing  # bank surface this scan's scanner looks at
+        runs = [self._holes_on(q, faces, size * self.fine, shift, enclosed, reach, by_shape) for shift in (0.0, 0.5)]
+        return (runs[0][0] + runs[1][0]) / 2, (runs[0][1] + runs[1][1]) / 2
+
+    def _holes_on(self, q: np.ndarray, faces: np.ndarray, h: float, shift: float, enclosed: float, reach: int,
+                  by_shape: bool) -> tuple[np.ndarray, float]:
+        """holes() on the lattice of cells of edge h through (-shift * h,) * 3, given the facing bank points (B,)."""
+        out = np.zeros(len(q), dtype=np.float32)
+        qg = np.floor(q / h + shift).astype(np.int64)
+        lo = qg.min(0) - 3
+        shape = qg.max(0) + 4 - lo
         n = int(np.prod(shape))
-        inb = (self.points >= lo).all(1) & (self.points < hi).all(1)
-
-        def cell(x: np.ndarray) -> np.ndarray:
-            return np.clip(np.floor((x - lo) / h).astype(np.int64), 0, shape - 1)
-
-        bcell = cell(self.points[inb].astype(np.float64))
-        faces = (self.normals[inb] @ view) > facing  # bank surface this scan's scanner looks at
-        qcell = cell(q)
-        seen = np.zeros(n, bool)  # scan cells dilated by one: they lie >= 2 cells inside the grid, no clipping
-        seen[(np.unique(_flat(qcell, shape))[:, None] + _flat(_cube(1), shape)[None]).ravel()] = True
+        cells, row = self._bank_cells(h, shift)
+        cells = cells - lo
+        inb = ((cells >= 0) & (cells < shape)).all(1)
+        cell_faces = np.zeros(len(cells), bool)
+        cell_faces[row[faces]] = True
+        bflat = _flat(cells[inb], shape)  # sorted: the cached cells are
         bank = np.zeros(n, bool)
-        bank[_flat(bcell, shape)] = True
-        facing_cells = np.unique(_flat(bcell[faces], shape))
+        bank[bflat] = True
+        qcell = qg - lo
+        qflat = _flat(qcell, shape)
+        seen = np.zeros(n, bool)  # scan cells dilated by one: they lie >= 3 cells inside the grid
+        seen[qflat] = True
+        seen = _dilate(seen, shape)
+        facing_cells = bflat[cell_faces[inb]]
         miss = facing_cells[~seen[facing_cells]]
         if miss.size == 0:
             return out, 0.0
@@ -318,9 +354,9 @@ class SurfaceField:
             return out, 0.0
         hole = area[lab] > 0
         nb, src = _neighbours(mcell[hole], reach, shape)
-        grown = np.zeros(n, np.float64)  # largest hole area within `reach` cells (a grey dilation)
+        grown = np.zeros(n, np.float32)  # largest hole area within `reach` cells (a grey dilation)
         np.maximum.at(grown, nb, area[lab[hole]][src])
-        out[:] = grown[_flat(qcell, shape)]
+        out[:] = grown[qflat]
         return out, float(area.max())
 
     def save(self, directory: str | Path) -> Path:
