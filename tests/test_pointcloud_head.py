@@ -42,7 +42,7 @@ def test_save_load_identical_scores(fitted, tmp_path):
     b = again.score_points(bad[0].points)
     assert a.score == pytest.approx(b.score, rel=1e-6)
     np.testing.assert_allclose(a.points, b.points, rtol=1e-5)
-    assert (tmp_path / "m" / "adapter.safetensors").is_file() and again.index.dim == 66 + 64
+    assert (tmp_path / "m" / "adapter.safetensors").is_file() and again.index.dim == 33 + 64
 
 
 def test_load_other_head_is_model_error(tmp_path):
@@ -56,7 +56,7 @@ def test_load_other_head_is_model_error(tmp_path):
 def test_raw_head_and_position_features():
     train = [make_point_cloud(seed=s, n_points=2000, shape="sphere").points for s in range(3)]
     head = PointCloudHead(adapt=False, target_points=600, position_weight=1.0, progress=False).fit(train)
-    assert head.index.dim == 33 * 2 + 3
+    assert head.index.dim == 33 + 3
     cs = head.score_points(make_point_cloud(seed=9, n_points=2000, shape="sphere").points)
     assert np.isfinite(cs.score) and cs.points.shape == (2000,)
 

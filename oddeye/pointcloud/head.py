@@ -57,7 +57,7 @@ class PointCloudHead:
     name = NAME
 
     def __init__(self, *, adapt: bool = True, target_points: int = 3000, voxel_size: float | None = None,
-                 radii: tuple[float, ...] = (4.0, 8.0), max_nn_fpfh: int = 30, bank_max: int = 20000, k: int = 1,
+                 radii: tuple[float, ...] = (4.0,), max_nn_fpfh: int = 30, bank_max: int = 20000, k: int = 1,
                  smooth_k: int = 6, topk: int = 5, adapt_steps: int = 400, outliers: bool = False,
                  plane: bool = False, position_weight: float = 0.0, keep_raw: bool = False, seed: int = 0,
                  surface_weight: float = 0.0, surface_voxel: float = 0.25, surface_pool: float = 6.0,
