@@ -155,3 +155,20 @@ def test_cli_fit_score_and_bad_model(tmp_path, capsys):
     assert (tmp_path / "o" / "store.db").is_file()
     assert main(["score", "pointcloud", str(tmp_path / "train"), str(tmp_path / "q.npy")]) == 2
     assert "not an oddeye model directory" in capsys.readouterr().err
+
+
+def test_voxels_of_a_cloud_with_a_stray_point_far_away_are_exact():
+    """Voxel numbers in a box too large for int64 (a stray point 10^7 voxels off on every axis) would wrap; the
+    grouping falls back to the rows themselves and keeps every voxel apart."""
+    from oddeye.pointcloud.preprocess import bounds, group_cells
+
+    pts = make_point_cloud(seed=2, n_points=3000, shape="sphere").points.astype(np.float64)
+    near = voxel_downsample(pts, 0.05)
+    far = voxel_downsample(np.vstack([pts, [[1e6, 1e6, 1e6]]]), 0.05)
+    assert len(far.points) == len(near.points) + 1 and far.inverse[-1] not in far.inverse[:-1]
+    np.testing.assert_allclose(np.sort(far.points[:-1], axis=0), np.sort(near.points, axis=0))
+    ijk = np.array([[0, 0, 0], [2**40, 0, 5], [0, 2**40, 5], [2**40, 0, 5]])
+    inv, counts = group_cells(ijk)
+    assert inv[1] == inv[3] and len(set(inv.tolist())) == 3 and counts.sum() == 4
+    lo, hi = bounds(ijk)
+    assert lo.tolist() == [0, 0, 0] and hi.tolist() == [2**40, 2**40, 5]

@@ -130,6 +130,25 @@ def test_holes_finds_missing_surface_in_a_one_view_scan_not_in_a_clean_one():
     assert (far >= near).all() and (far[rim] > 0).mean() > (near[rim] > 0).mean()
 
 
+
+def test_a_stray_point_far_away_does_not_change_the_holes_or_blow_up_their_grid():
+    """The hole grid spans the points inside the field's band: one stray point 1 km off (a scanner's outlier) used
+    to make a grid of ~10^15 cells (MemoryError)."""
+    from oddeye.pointcloud.defects import make_defect
+
+    def scan(seed: int) -> np.ndarray:
+        p = make_point_cloud(seed=seed, n_points=12000, shape="sphere").points.astype(np.float64)
+        return p[p[:, 2] > 0.1]  # seen from +z
+
+    field = SurfaceField.fit([scan(s) for s in range(3)], 0.02)
+    holed = make_defect(scan(7), "hole", seed=1, size=0.08).points
+    stray = np.vstack([holed, [[1000.0, 1000.0, 1000.0]]])
+    pts, area = field.holes(holed, field.deviation(holed)[1])
+    pts2, area2 = field.holes(stray, field.deviation(stray)[1])
+    assert area > 5 and area2 == area
+    np.testing.assert_array_equal(pts2[:-1], pts)
+    assert pts2[-1] == 0.0
+
 def test_feature_weight_scales_the_features_part(fitted):
     head, _, bad = fitted
     pts = bad[0].points

@@ -21,7 +21,7 @@ import numpy as np
 
 from oddeye.core.errors import ModelError
 from oddeye.pointcloud.features import estimate_normals
-from oddeye.pointcloud.preprocess import voxel_downsample
+from oddeye.pointcloud.preprocess import bounds, voxel_downsample
 
 if TYPE_CHECKING:
     from oddeye.retrieval.index import PatchIndex
@@ -306,16 +306,21 @@ class SurfaceField:
         if view is None:  # not a one-view scan: no scanner direction to reason with
             return np.zeros(len(q), dtype=np.float32), 0.0
         faces = (self.normals @ view.astype(np.float32)) > facing  # bank surface this scan's scanner looks at
-        runs = [self._holes_on(q, faces, size * self.fine, shift, enclosed, reach, by_shape) for shift in (0.0, 0.5)]
+        # the grid spans the points inside the field's band only: a stray point far away would blow up its box, and
+        # points beyond the band are too far from the bank to cover any of its cells
+        band = ids[:, 0] >= 0
+        runs = [self._holes_on(q, band, faces, size * self.fine, shift, enclosed, reach, by_shape) for shift in (0.0, 0.5)]
         return (runs[0][0] + runs[1][0]) / 2, (runs[0][1] + runs[1][1]) / 2
 
-    def _holes_on(self, q: np.ndarray, faces: np.ndarray, h: float, shift: float, enclosed: float, reach: int,
-                  by_shape: bool) -> tuple[np.ndarray, float]:
-        """holes() on the lattice of cells of edge h through (-shift * h,) * 3, given the facing bank points (B,)."""
+    def _holes_on(self, q: np.ndarray, band: np.ndarray, faces: np.ndarray, h: float, shift: float, enclosed: float,
+                  reach: int, by_shape: bool) -> tuple[np.ndarray, float]:
+        """holes() on the lattice of cells of edge h through (-shift * h,) * 3, given which points (N,) lie inside the
+        field's band and which bank points (B,) face the scanner."""
         out = np.zeros(len(q), dtype=np.float32)
         qg = np.floor(q / h + shift).astype(np.int64)
-        lo = qg.min(0) - 3
-        shape = qg.max(0) + 4 - lo
+        lo, hi = bounds(qg[band])
+        lo = lo - 3
+        shape = hi + 4 - lo
         n = int(np.prod(shape))
         cells, row = self._bank_cells(h, shift)
         cells = cells - lo
@@ -326,9 +331,10 @@ class SurfaceField:
         bank = np.zeros(n, bool)
         bank[bflat] = True
         qcell = qg - lo
-        qflat = _flat(qcell, shape)
-        seen = np.zeros(n, bool)  # scan cells dilated by one: they lie >= 3 cells inside the grid
-        seen[qflat] = True
+        ingrid = ((qcell >= 0) & (qcell < shape)).all(1)
+        qflat = _flat(qcell[ingrid], shape)
+        seen = np.zeros(n, bool)  # scan cells dilated by one: the band's lie >= 3 cells inside the grid
+        seen[_flat(qcell[band], shape)] = True
         seen = _dilate(seen, shape)
         facing_cells = bflat[cell_faces[inb]]
         miss = facing_cells[~seen[facing_cells]]
@@ -356,7 +362,7 @@ class SurfaceField:
         nb, src = _neighbours(mcell[hole], reach, shape)
         grown = np.zeros(n, np.float32)  # largest hole area within `reach` cells (a grey dilation)
         np.maximum.at(grown, nb, area[lab[hole]][src])
-        out[:] = grown[qflat]
+        out[ingrid] = grown[qflat]
         return out, float(area.max())
 
     def save(self, directory: str | Path) -> Path:
