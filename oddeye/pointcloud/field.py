@@ -177,8 +177,7 @@ class SurfaceField:
     keys: np.ndarray
     nearest: np.ndarray
     coverage: np.ndarray | None = None
-    _table: tuple[np.ndarray, np.ndarray, np.ndarray] | None = field(default=None, init=False, repr=False)
-    _cache: dict = field(default_factory=dict, init=False, repr=False)
+    _cache: dict = field(default_factory=dict, init=False, repr=False)  # derived arrays, built on first use
 
     @classmethod
     def fit(cls, clouds: list[np.ndarray], fine: float, cell: float | None = None, band: int = 4,
@@ -199,17 +198,17 @@ class SurfaceField:
 
     def _dense(self) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
         """(origin (3,), shape (3,), row of each cell of the band's box or -1) when that box has <= DENSE_MAX cells."""
-        if self._table is None:
+        if "table" not in self._cache:
             ijk = _unkeys(self.keys)
             lo = ijk.min(0) if len(ijk) else np.zeros(3, np.int64)
             shape = (ijk.max(0) - lo + 1) if len(ijk) else np.ones(3, np.int64)
-            if int(np.prod(shape)) > DENSE_MAX:
-                self._table = (lo, shape, np.empty(0, np.int32))
-            else:
+            table = None
+            if int(np.prod(shape)) <= DENSE_MAX:
                 rows = np.full(int(np.prod(shape)), -1, dtype=np.int32)
                 rows[_flat(ijk - lo, shape)] = np.arange(len(ijk), dtype=np.int32)
-                self._table = (lo, shape, rows)
-        return self._table if len(self._table[2]) else None
+                table = (lo, shape, rows)
+            self._cache["table"] = table
+        return self._cache["table"]
 
     def _packed(self) -> np.ndarray:
         """Bank points and normals side by side (B, 8) float32 (xyz, normal, 2 unused): one gather for both."""

@@ -60,7 +60,7 @@ def voxel_downsample(points: np.ndarray, voxel_size: float) -> Voxelized:
     inverse, counts = group_cells(np.floor((p - bounds(p)[0]) / voxel_size).astype(np.int64))
     cent = np.stack([np.bincount(inverse, p[:, d], len(counts)) for d in range(3)], axis=1)
     cent /= counts[:, None]
-    return Voxelized(cent, inverse.astype(np.int64), float(voxel_size))
+    return Voxelized(cent, inverse, float(voxel_size))
 
 
 def point_spacing(points: np.ndarray) -> float:
