@@ -1,4 +1,4 @@
-"""Decode speed: decord vs PyAV through oddeye.video.io on generated 240p and 720p H.264 videos.
+"""Decode speed: decord vs PyAV through oddeye.core.videoio on generated 240p and 720p H.264 videos.
 
 Data: generated here with PyAV (moving shapes on a textured background, keyframe every 30 frames);
 no data set is read. Random access = 100 distinct random frames, read one get_batch() call each
@@ -36,7 +36,7 @@ def main() -> int:
             for k in runs[0]:
                 figures[f"{name}_{k}"] = round(float(np.median([r[k] for r in runs])), 2)
             print(name, {k: figures[f"{name}_{k}"] for k in runs[0]}, flush=True)
-    notes = ("decord (num_threads auto) and PyAV (thread_type AUTO) both read through oddeye.video.io; both "
+    notes = ("decord (num_threads auto) and PyAV (thread_type AUTO) both read through oddeye.core.videoio; both "
              "backends decode a sorted batch in one forward pass, so 'random_batch' is close to sequential speed, "
              "and 'random_each' (one seek + decode from the previous keyframe per frame) is where a seeking "
              "decoder is tested. The machine is shared by 8 engineers on 2 cores: see the load in the machine line.")

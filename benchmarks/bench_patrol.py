@@ -31,8 +31,8 @@ def main() -> int:
               file=sys.stderr)
         return 2
     from oddeye.core.report import record_benchmark
-    from oddeye.retrieval.patrol.evaluate import evaluate_deeppcb
-    from oddeye.retrieval.patrol.head import PatrolHead
+    from oddeye.patrol.evaluate import evaluate_deeppcb
+    from oddeye.patrol.head import PatrolHead
 
     rows = {}
     for cfg in args.configs.split(","):

@@ -53,7 +53,7 @@ def main() -> int:
         return 2
     from oddeye.core.report import record_benchmark
     from oddeye.video.datasets import load_video_dataset
-    from oddeye.video.io import open_video
+    from oddeye.core.videoio import open_video
     from oddeye.video.rules import RulesHead
     from oddeye.video.rules.evaluate import evaluate_rules
 
@@ -89,7 +89,7 @@ def main() -> int:
             notes="Frame AUROC per the field (per-video min-max, micro = all frames concatenated). reason_hit_rate: "
                   "share of anomalous frames flagged by a rule of weight >= 0.5 whose reason box overlaps the pixel "
                   "mask. frames/s measured on a 2-core machine shared by 8 engineers (see load in the machine line); "
-                  "with_decoding includes JPEG decoding through oddeye.video.io; the perception_deduction figures run on "
+                  "with_decoding includes JPEG decoding through oddeye.core.videoio; the perception_deduction figures run on "
                   "one OpenCV thread over test clip 04 in memory, _cpu_time = frames / process CPU seconds.")
         print(f"recorded in {path}")
     return 0

@@ -23,7 +23,7 @@ import numpy as np
 
 from oddeye.core.report import record_benchmark
 from oddeye.core.types import Event, Result, Score
-from oddeye.ui.store import open_store, save_result
+from oddeye.store.api import open_store, save_result
 from oddeye.ui.timeline import timeline_figure
 from oddeye.ui.page_video import timeline_data
 

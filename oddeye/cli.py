@@ -14,7 +14,7 @@ from oddeye.core.errors import OddeyeError
 PLUGINS = (
     "oddeye.core.cli",
     "oddeye.retrieval.cli",
-    "oddeye.retrieval.patrol.cli",
+    "oddeye.patrol.cli",
     "oddeye.image.cli",
     "oddeye.video.cli",
     "oddeye.video.rules.cli",

@@ -20,8 +20,8 @@ def images() -> np.ndarray:
 
 @pytest.mark.parametrize("kw", [{}, {"target_dim": 50}, {"layers": (2, 4), "patch_size": 1}])
 def test_onnx_matches_torch(images, kw):
-    ref = build_extractor(image_size=64, batch_size=2, runtime="torch", **kw)
-    ort = build_extractor(image_size=64, batch_size=2, **kw)  # 'auto': ONNX Runtime on this CPU
+    ref = build_extractor(image_size=64, bf16=False, batch_size=2, runtime="torch", **kw)
+    ort = build_extractor(image_size=64, bf16=False, batch_size=2, **kw)  # 'auto': ONNX Runtime on this CPU
     assert ref.backbone.runtime == "torch" and ort.backbone.runtime == "onnx"
     a, b = ref.extract(images), ort.extract(images)  # batches of 2, 2, 1: the batch axis is dynamic
     assert ort.backbone.runtime == "onnx" and ort._onnx is not None and ort._onnx.hw == (64, 64)
@@ -32,13 +32,13 @@ def test_onnx_matches_torch(images, kw):
 
 
 def test_onnx_failure_falls_back_to_torch(images, monkeypatch):
-    ref = build_extractor(image_size=64, runtime="torch").extract(images)
+    ref = build_extractor(image_size=64, bf16=False, runtime="torch").extract(images)
 
     def broken(*a, **k):
         raise RuntimeError("exporter exploded")
 
     monkeypatch.setattr(torch.onnx, "export", broken)
-    ext = build_extractor(image_size=64, runtime="onnx")
+    ext = build_extractor(image_size=64, bf16=False, runtime="onnx")
     with pytest.warns(RuntimeWarning, match="ONNX Runtime could not run the backbone.*exporter exploded"):
         out = ext.extract(images)
     assert ext.backbone.runtime == "torch"
@@ -47,9 +47,9 @@ def test_onnx_failure_falls_back_to_torch(images, monkeypatch):
 
 def test_runtime_option_checks():
     with pytest.raises(InputError, match="runtime='tensorrt'"):
-        build_extractor(image_size=64, runtime="tensorrt")
-    assert build_extractor(image_size=64, compile=True).backbone.runtime == "torch"  # compile asks for PyTorch
-    ext = build_extractor(image_size=64, runtime="onnx")
+        build_extractor(image_size=64, bf16=False, runtime="tensorrt")
+    assert build_extractor(image_size=64, bf16=False, compile=True).backbone.runtime == "torch"  # compile asks for PyTorch
+    ext = build_extractor(image_size=64, bf16=False, runtime="onnx")
     assert ext.config()["runtime"] == "onnx"
     with pytest.warns(RuntimeWarning, match="runtime='onnx' needs a CPU device"):
         ext.backbone.to("meta")

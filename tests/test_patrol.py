@@ -11,9 +11,9 @@ import pytest
 from oddeye.core import metrics as M
 from oddeye.core import synth
 from oddeye.core.errors import InputError
-from oddeye.retrieval.patrol.align import align, match_sizes
-from oddeye.retrieval.patrol.change import ChangeParams, change_map, local_min_absdiff, symmetric_min_diff
-from oddeye.retrieval.patrol.deeppcb import random_homography, read_boxes
+from oddeye.patrol.align import align, match_sizes
+from oddeye.patrol.change import ChangeParams, change_map, local_min_absdiff, symmetric_min_diff
+from oddeye.patrol.deeppcb import random_homography, read_boxes
 
 
 def _corner_error(H_est: np.ndarray, H_true: np.ndarray, size: tuple[int, int]) -> float:

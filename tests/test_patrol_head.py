@@ -10,10 +10,10 @@ import pytest
 from oddeye.core import synth
 from oddeye.core.errors import EmptyDataError, InputError, ModelError
 from oddeye.core.head import write_manifest
-from oddeye.retrieval.patrol.head import PatrolHead
-from oddeye.retrieval.patrol.pairing import PairingParams, pair_frames
-from oddeye.retrieval.patrol.reference import ReferenceRun, read_poses
-from oddeye.retrieval.patrol.review import per_pair
+from oddeye.patrol.head import PatrolHead
+from oddeye.patrol.pairing import PairingParams, pair_frames
+from oddeye.patrol.reference import ReferenceRun, read_poses
+from oddeye.patrol.review import per_pair
 
 
 @pytest.fixture(scope="module")

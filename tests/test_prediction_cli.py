@@ -128,7 +128,7 @@ def test_eval_unknown_dataset(tmp_path: Path, capsys: pytest.CaptureFixture) -> 
 
 
 def test_eval_video_rules_contract_writes_store(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    from oddeye.ui.store import open_store
+    from oddeye.store.api import open_store
 
     root = _fake_ped2(tmp_path / "ped2")
     rc = main(["eval", "video", "--dataset", "ucsd-ped2", "--root", str(root), "--head", "rules",

@@ -17,7 +17,7 @@ import pytest
 
 from oddeye.core.errors import InputError, StoreError
 from oddeye.core.types import AnomalyMap, Result, Score, events_from_scores
-from oddeye.ui.store import open_store, save_result
+from oddeye.store.api import open_store, save_result
 
 
 def _free_port() -> int:
@@ -171,7 +171,7 @@ def _stamp(db: str, revision: str) -> None:
     """Create a store at an older schema revision, or mark it as one from a newer oddeye."""
     from sqlalchemy import text
 
-    from oddeye.ui import engine as eng
+    from oddeye.store import engine as eng
 
     url = eng.store_url(db)
     _, write = eng.make_engines(url)
@@ -187,7 +187,7 @@ def _stamp(db: str, revision: str) -> None:
 def test_older_store_is_upgraded(db):
     from sqlalchemy import inspect
 
-    from oddeye.ui import engine as eng
+    from oddeye.store import engine as eng
 
     _stamp(db, "0001")
     probe = eng.make_engines(eng.store_url(db))[0]
@@ -225,7 +225,7 @@ def test_unreachable_postgres_names_the_host():
 
 
 def test_paths_outside_artefact_folders_are_refused(tmp_path):
-    from oddeye.ui.store import PathRefusedError
+    from oddeye.store.api import PathRefusedError
 
     arts = tmp_path / "run1"
     arts.mkdir()
@@ -295,8 +295,8 @@ def test_migrations_build_exactly_the_models(db):
     from alembic.autogenerate import compare_metadata
     from alembic.runtime.migration import MigrationContext
 
-    from oddeye.ui import engine as eng
-    from oddeye.ui.models import Base
+    from oddeye.store import engine as eng
+    from oddeye.store.models import Base
 
     open_store(db).close()
     read, _ = eng.make_engines(eng.store_url(db))
@@ -307,7 +307,7 @@ def test_migrations_build_exactly_the_models(db):
 
 
 def test_packing_and_review_maps(tmp_path):
-    from oddeye.ui.convert import pack, review_map, unpack
+    from oddeye.store.convert import pack, review_map, unpack
 
     for a in (np.arange(1000), np.arange(1000) / 30.0, np.random.default_rng(0).random(999).astype(np.float32)):
         blob, tag = pack(a)
@@ -345,7 +345,7 @@ def test_delete_run_removes_everything(db):
 def test_dashboard_on_a_postgres_store(pg_server, tmp_path, monkeypatch):
     from streamlit.testing.v1 import AppTest
 
-    from oddeye.ui.sample_store import video_result
+    from oddeye.store.sample import video_result
 
     url = new_pg_db(pg_server)
     ids = {"video": save_result(url, video_result(tmp_path), kind="demo")}

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from oddeye.ui.sample_store import fill_sample_store
-from oddeye.ui.store import open_store
+from oddeye.store.sample import fill_sample_store
+from oddeye.store.api import open_store
 
 APP = str(Path(__file__).resolve().parents[1] / "oddeye" / "ui" / "app.py")
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from oddeye.ui.sample_store import image_result
-from oddeye.ui.store import open_store, save_result
+from oddeye.store.sample import image_result
+from oddeye.store.api import open_store, save_result
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking", "--disable-component-update",

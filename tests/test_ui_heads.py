@@ -9,7 +9,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from oddeye.core.synth import make_point_cloud
-from oddeye.ui.store import open_store, save_result
+from oddeye.store.api import open_store, save_result
 
 APP = str(Path(__file__).resolve().parents[1] / "oddeye" / "ui" / "app.py")
 

@@ -1,4 +1,4 @@
-"""oddeye.video.io: folders, mp4/avi files, batches, resize/gray, pts, clip windows, bad inputs."""
+"""oddeye.core.videoio: folders, mp4/avi files, batches, resize/gray, pts, clip windows, bad inputs."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from oddeye.core.errors import EmptyDataError, InputError
-from oddeye.video.io import (Frames, TruncatedVideoWarning, clip_windows, iter_windows, open_video)
+from oddeye.core.videoio import (Frames, TruncatedVideoWarning, clip_windows, iter_windows, open_video)
 
 
 def _frames(n: int = 40, h: int = 48, w: int = 64) -> np.ndarray:

@@ -16,7 +16,7 @@ DEMOS = (
     ("video", "video (frame prediction)", "oddeye.video.prediction.demo"),
     ("rules", "video (rules)", "oddeye.video.rules.demo"),
     ("pointcloud", "3D point clouds", "oddeye.pointcloud.demo"),
-    ("patrol", "robot patrol", "oddeye.retrieval.patrol.demo"),
+    ("patrol", "robot patrol", "oddeye.patrol.demo"),
 )
 
 

@@ -80,3 +80,11 @@ def require_range(value: float, name: str, lo: float, hi: float) -> float:
     if not (lo <= value <= hi):
         raise InputError(f"{name} must be in [{lo}, {hi}], got {value}")
     return value
+
+
+class ConfigError(InputError):
+    """A head setting is unknown or has a bad value; the message names the field."""
+
+    def __init__(self, field: str, message: str, hint: str | None = None) -> None:
+        self.field = field
+        super().__init__(f"{field}: {message}", hint)

@@ -109,6 +109,20 @@ class Result:
                 return s
         raise KeyError(f"no sample {sample_id!r} in this result")
 
+    def add_error(self, sample_id: str, message: str, path: str | Path | None = None) -> Score:
+        """Record that a sample could not be scored (e.g. an unreadable file under --skip-bad): a Score with NaN
+        score, `meta["error"]` and the reason "error: ...". Returns it."""
+        meta: dict[str, Any] = {"error": str(message)}
+        if path is not None:
+            meta["path"] = str(Path(path).expanduser().resolve())
+        sc = Score(sample_id=str(sample_id), score=float("nan"), reason=f"error: {message}", meta=meta)
+        self.scores.append(sc)
+        return sc
+
+    def errors(self) -> list[Score]:
+        """The samples recorded with add_error()."""
+        return [s for s in self.scores if "error" in s.meta]
+
     def extend(self, other: Result) -> None:
         """Append the scores and events of `other` (same head) to this result."""
         if other.head != self.head:

@@ -45,7 +45,7 @@ def _extractor_cfg(backbone: str, image_size: int, layers: str | None, target_di
 
 
 def _save_to_store(db: str, result: Any, model: str | None, data: str, params: dict[str, Any]) -> int:
-    from oddeye.ui.store import save_result
+    from oddeye.store.api import save_result
 
     return save_result(db, result, kind="image", model=model, data=data, params=params)
 

@@ -15,7 +15,7 @@ from oddeye.core.synth import make_image_set
 def run_demo(out: Path, db: str) -> list[str]:
     """Fit PatchCore on generated normal images, score normal + defective ones; write overlays, result, store run."""
     from oddeye.image.patchcore import PatchCoreHead
-    from oddeye.ui.store import save_result
+    from oddeye.store.api import save_result
 
     out = Path(out)
     t0 = time.perf_counter()

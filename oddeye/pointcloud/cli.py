@@ -34,7 +34,7 @@ def expand_inputs(items: list[Path]) -> list[Path]:
 
 def _save(db: str | None, out: Path, result, kind: str, model: str | None, data: str, params: dict) -> int:  # noqa: ANN001
     """Write the Result to the review store (imported lazily: only entry points import oddeye.ui)."""
-    from oddeye.ui.store import save_result
+    from oddeye.store.api import save_result
 
     return save_result(db or str(out / "store.db"), result, kind=kind, model=model, data=data, params=params)
 

@@ -14,7 +14,7 @@ def run_demo(out: Path, db: str) -> list[str]:
     from oddeye.pointcloud.head import PointCloudHead
     from oddeye.pointcloud.io import Cloud
     from oddeye.pointcloud.render import write_review
-    from oddeye.ui.store import save_result
+    from oddeye.store.api import save_result
 
     out = Path(out)
     shape = "box"

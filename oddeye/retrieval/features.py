@@ -21,10 +21,9 @@ import torch.nn.functional as F
 from oddeye.core.config import set_threads
 from oddeye.core.errors import InputError
 from oddeye.core.imageio import convert
+from oddeye.retrieval.backbone import IMAGENET_MEAN, IMAGENET_STD, Backbone
 from oddeye.retrieval.features_onnx import RUNTIMES, OnnxGraph, onnx_available
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 # The Lite0 checkpoint was trained (in TF) on (x - 127) / 128; its stem batch-norm statistics agree with that
 # and not with ImageNet mean/std (measured, see docs/image.md), so "lite" is its default normalisation.
 LITE_MEAN = (127.0 / 255, 127.0 / 255, 127.0 / 255)
@@ -33,26 +32,6 @@ DEFAULT_LITE0_BLOCKS = (4, 10)  # stride 8 (40 ch) and stride 16 (112 ch)
 LITE0_NAMES = ("efficientnet-lite0", "lite0")  # what build_extractor accepts for the built-in backbone
 
 ImagesLike = np.ndarray | Sequence[np.ndarray]
-
-
-class Backbone:
-    """A callable (B, 3, H, W) float -> list of feature maps (B, C_i, h_i, w_i), shallow first, plus a pooled embedding."""
-
-    name: str = "backbone"
-    mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
-
-    def features(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Multi-scale maps for input (B, 3, H, W)."""
-        raise TypeError(f"{type(self).__name__} must define features()")
-
-    def embedding(self, x: torch.Tensor) -> torch.Tensor:
-        """Global embedding (B, D') for input (B, 3, H, W); default: mean of the deepest map."""
-        return self.features(x)[-1].mean(dim=(2, 3))
-
-    def to(self, device: str) -> Backbone:
-        """Move to `device`."""
-        return self
 
 
 class Lite0Backbone(Backbone):

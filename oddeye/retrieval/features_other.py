@@ -8,7 +8,7 @@ from typing import Any, Sequence
 import torch
 
 from oddeye.core.errors import InputError, MissingWeightsError, ModelError
-from oddeye.retrieval.features import IMAGENET_MEAN, IMAGENET_STD, Backbone
+from oddeye.retrieval.backbone import IMAGENET_MEAN, IMAGENET_STD, Backbone
 
 
 def _hf_where(ref: str) -> str:

@@ -11,7 +11,7 @@ from pathlib import Path
 import typer
 
 from oddeye.core.errors import InputError
-from oddeye.ui.engine import is_url
+from oddeye.store.engine import is_url
 
 APP = Path(__file__).resolve().parent / "app.py"
 DB_HELP = "The review store: a SQLite file path or a postgresql://user:pass@host:5432/db URL."
@@ -51,7 +51,7 @@ def register(cli) -> None:  # noqa: ANN001 - oddeye.cli.CliGroups
 
         Example: oddeye ui --db oddeye-demo/store.db --port 8501
         """
-        from oddeye.ui.store import open_store
+        from oddeye.store.api import open_store
 
         if not 0 < port < 65536:
             raise InputError(f"--port must be in 1..65535, got {port}")
@@ -78,7 +78,7 @@ def register(cli) -> None:  # noqa: ANN001 - oddeye.cli.CliGroups
 
         Example: oddeye threshold suggest --db results/store.db --run 3 --max-false-alarm-rate 0.05 --apply
         """
-        from oddeye.ui.store import open_store
+        from oddeye.store.api import open_store
         from oddeye.ui.threshold import apply_threshold, suggest_threshold
 
         with open_store(_db_arg(db)) as st:
@@ -97,7 +97,7 @@ def register(cli) -> None:  # noqa: ANN001 - oddeye.cli.CliGroups
 
         Example: oddeye store info --db oddeye-demo/store.db
         """
-        from oddeye.ui.store import open_store
+        from oddeye.store.api import open_store
 
         with open_store(_db_arg(db)) as st:
             typer.echo(f"store {st.name} (schema {st.revision})")

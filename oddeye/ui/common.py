@@ -12,8 +12,8 @@ import numpy as np
 import streamlit as st
 
 from oddeye.core.errors import OddeyeError
-from oddeye.ui.models import LABELS
-from oddeye.ui.store import PathRefusedError, Store, open_store
+from oddeye.store.models import LABELS
+from oddeye.store.api import PathRefusedError, Store, open_store
 
 LABEL_TEXT = {"true_anomaly": "True anomaly", "false_alarm": "False alarm", "unsure": "Unsure"}
 
@@ -82,12 +82,12 @@ def read_picture(store: Store, path: str | None, run_id: int, what: str = "image
 
 
 def read_frame(store: Store, path: str | None, run_id: int, index: int, what: str = "video") -> np.ndarray | None:
-    """Frame `index` of a video file or frame folder (through safe_file and oddeye.video.io), or None with a message."""
+    """Frame `index` of a video file or frame folder (through safe_file and oddeye.core.videoio), or None with a message."""
     p = safe_file(store, path, run_id, what)
     if p is None:
         return None
     try:
-        from oddeye.video.io import open_video
+        from oddeye.core.videoio import open_video
 
         reader = open_video(p)
         try:

@@ -9,7 +9,7 @@ import streamlit as st
 
 from oddeye.ui.common import (artefact_map, draw_boxes, first_artefact, label_buttons, overlay_picture, pixel_map,
                               read_picture)
-from oddeye.ui.store import Store
+from oddeye.store.api import Store
 
 OVERLAY_NAMES = ("overlay", "heatmap", "map")
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import streamlit as st
 
-from oddeye.ui.store import Store
+from oddeye.store.api import Store
 
 COLUMNS = ("id", "run_id", "head", "event_id", "sample_pk", "sample_id", "start_frame", "end_frame", "score",
            "label", "by", "at", "note", "reason")

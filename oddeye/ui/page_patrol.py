@@ -11,7 +11,7 @@ import streamlit as st
 from oddeye.core.viz import colorize
 from oddeye.ui.common import (artefact_map, first_artefact, is_video, label_buttons, pixel_map, read_frame,
                               read_picture)
-from oddeye.ui.store import Store
+from oddeye.store.api import Store
 
 
 def route_figure(scores: np.ndarray, threshold: float | None, at: int) -> go.Figure:

@@ -9,7 +9,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from oddeye.ui.common import artefact_map, first_artefact, label_buttons, safe_file
-from oddeye.ui.store import Store
+from oddeye.store.api import Store
 
 MAX_POINTS = 30_000
 TOP_POINTS = 20

@@ -8,7 +8,7 @@ import streamlit as st
 
 from oddeye.core.errors import InputError
 from oddeye.ui.common import fmt_metrics
-from oddeye.ui.store import Store
+from oddeye.store.api import Store
 
 
 def render(store: Store, run: dict[str, Any] | None, runs: list[dict[str, Any]]) -> None:

@@ -11,7 +11,7 @@ import streamlit as st
 from oddeye.core.paths import natural_key
 from oddeye.ui.common import (artefact_map, draw_boxes, get_store, label_buttons, overlay_picture, read_frame,
                               read_picture, safe_file)
-from oddeye.ui.store import Store
+from oddeye.store.api import Store
 from oddeye.ui.timeline import timeline_figure
 
 MAX_EVENT_CHOICES = 500

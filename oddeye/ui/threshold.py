@@ -8,7 +8,7 @@ import numpy as np
 
 from oddeye.core.errors import InputError, require_range
 from oddeye.core.metrics import threshold_at_fpr
-from oddeye.ui.store import Store
+from oddeye.store.api import Store
 
 
 def labelled_scores(store: Store, run_id: int) -> tuple[np.ndarray, np.ndarray, int]:

@@ -1,4 +1,4 @@
-"""Decoding speed of decord vs PyAV through oddeye.video.io on generated 240p and 720p videos."""
+"""Decoding speed of decord vs PyAV through oddeye.core.videoio on generated 240p and 720p videos."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from oddeye.video.io import open_video
+from oddeye.core.videoio import open_video
 
 RESOLUTIONS = {"240p": (426, 240), "720p": (1280, 720)}
 

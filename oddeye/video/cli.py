@@ -46,7 +46,7 @@ def _scoring_inputs(inp: str) -> list[Any]:
     from oddeye.core.imageio import IMAGE_SUFFIXES
     from oddeye.core.paths import natural_key
     from oddeye.video.datasets import VIDEO_SUFFIXES
-    from oddeye.video.io import is_stream
+    from oddeye.core.videoio import is_stream
 
     if inp.isdigit() or is_stream(inp):
         return [int(inp) if inp.isdigit() else inp]
@@ -79,7 +79,7 @@ def _load_video_head(model_dir: Path) -> Any:
 def write_outputs(result: Any, out: Path, db: str | None, model: str, data: str) -> list[str]:
     """Save the Result, one timeline PNG per video, and the run in the store; return lines for the user."""
     from oddeye.core.viz import plot_timeline
-    from oddeye.ui.store import save_result
+    from oddeye.store.api import save_result
 
     out.mkdir(parents=True, exist_ok=True)
     lines = []
@@ -233,7 +233,7 @@ def register(cli: Any) -> None:
 
             metrics = evaluate_rules(ds, shots, out)
             from oddeye.core.types import Result
-            from oddeye.ui.store import save_result
+            from oddeye.store.api import save_result
 
             run_id = save_result(db or str(out / "store.db"), Result.load(out), kind="video",
                                  model=str(out / "model"), data=str(root))

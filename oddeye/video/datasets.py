@@ -75,10 +75,10 @@ def _split_dir(root: Path, split: str) -> Path:
 
 
 def _n_frames(source: Path) -> int:
-    """Frame count of a frame folder or video file (via oddeye.video.io for files)."""
+    """Frame count of a frame folder or video file (via oddeye.core.videoio for files)."""
     if source.is_dir():
         return sum(1 for p in source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    from oddeye.video.io import open_video
+    from oddeye.core.videoio import open_video
 
     with open_video(source) as r:
         return len(r)

@@ -19,7 +19,7 @@ from oddeye.core.errors import EmptyDataError, InputError, ModelError
 from oddeye.core.head import read_manifest, write_manifest
 from oddeye.core.metrics import minmax_normalize
 from oddeye.core.types import AnomalyMap, Result, Score, events_from_scores
-from oddeye.video.io import TruncatedVideoWarning, VideoReader, open_video
+from oddeye.core.videoio import TruncatedVideoWarning, VideoReader, open_video
 from oddeye.video.prediction.model import Generator, PredictorConfig, psnr_map
 from oddeye.video.prediction.score import ErrorAccumulator, FrameScorer, LocationStats, ScoreConfig
 from oddeye.video.prediction.train import Trainer, TrainConfig, to_model_range

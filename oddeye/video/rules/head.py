@@ -22,7 +22,7 @@ from oddeye.video.rules.induction import InductionParams, induce_rules
 from oddeye.video.rules.perception import FrameObs, PerceptionParams, Perceiver, recheck_speed
 from oddeye.video.rules.rules import RuleSet
 from oddeye.video.rules.sources import VideoSource, as_source
-from oddeye.video.io import VideoReader
+from oddeye.core.videoio import VideoReader
 from oddeye.video.rules.zones import ZoneMap
 
 HEAD = "video-rules"

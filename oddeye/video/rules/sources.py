@@ -9,7 +9,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from oddeye.core.errors import EmptyDataError, InputError
-from oddeye.video.io import VideoReader, open_video
+from oddeye.core.videoio import VideoReader, open_video
 
 
 @dataclass

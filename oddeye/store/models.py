@@ -2,7 +2,7 @@
 
 Per-frame score series are kept as one compressed blob per (sample, series name) in `series`: a 1M-frame
 video is a ~4 MB row that loads in milliseconds, instead of a million rows. Dense maps (pixel / point) are
-compressed blobs in `maps`. The Alembic migrations in oddeye/ui/migrations create exactly these tables.
+compressed blobs in `maps`. The Alembic migrations in oddeye/store/migrations create exactly these tables.
 """
 
 from __future__ import annotations

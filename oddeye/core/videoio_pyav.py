@@ -10,7 +10,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from oddeye.core.errors import EmptyDataError, InputError
-from oddeye.video.frames import Frames, VideoReader, _empty
+from oddeye.core.frames import Frames, VideoReader, _empty
 
 STREAM_RE = re.compile(r"^(rtsp|rtsps|rtmp|http|https|udp|tcp|srt)://", re.I)
 

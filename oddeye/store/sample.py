@@ -15,7 +15,7 @@ from oddeye.core import synth
 from oddeye.core.imageio import write_image
 from oddeye.core.types import AnomalyMap, Event, Result, Score, events_from_scores
 from oddeye.core.viz import save_overlay
-from oddeye.ui.store import save_result
+from oddeye.store.api import save_result
 
 
 def _bbox(mask: np.ndarray) -> list[float]:

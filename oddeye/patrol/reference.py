@@ -110,7 +110,7 @@ class ReferenceRun:
     def ingest(cls, source: str | Path, extractor: Any, poses: str | Path | None = None, stride: int = 1,
                max_side: int | None = 640, batch_size: int = 16) -> ReferenceRun:
         """Read a route (video file or frame folder), describe every `stride`-th frame; empty -> EmptyDataError."""
-        from oddeye.video.io import open_video
+        from oddeye.core.videoio import open_video
 
         if stride < 1:
             raise InputError(f"stride must be >= 1, got {stride}")
@@ -147,7 +147,7 @@ class ReferenceRun:
 
     def frames(self, ids: np.ndarray | list[int]) -> np.ndarray:
         """Reference frames at positions `ids` (0..len-1) as uint8 (B, H, W, 3)."""
-        from oddeye.video.io import open_video
+        from oddeye.core.videoio import open_video
 
         if self._reader is None:
             self._reader = open_video(self.source, size=self.size)

@@ -5,7 +5,7 @@
     f = r.get_batch([0, 10, 20])        # Frames(data (3,64,64) uint8, indices (3,), times (3,) s)
     for f in r.iter_batches(64): ...    # sequential batches
 
-Base classes live in oddeye.video.frames, the PyAV readers in oddeye.video.io_pyav; import from here.
+Base classes live in oddeye.core.frames, the PyAV readers in oddeye.core.videoio_pyav; import from here.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ import numpy as np
 
 from oddeye.core.errors import EmptyDataError, InputError, require_file
 from oddeye.core.imageio import IMAGE_SUFFIXES, list_images
-from oddeye.video.frames import Frames, TruncatedVideoWarning, VideoReader, _empty, _finish
-from oddeye.video.io_pyav import STREAM_RE, PyAVFileReader, StreamReader, _header_frames, is_stream
+from oddeye.core.frames import Frames, TruncatedVideoWarning, VideoReader, _empty, _finish
+from oddeye.core.videoio_pyav import STREAM_RE, PyAVFileReader, StreamReader, _header_frames, is_stream
 
 DEFAULT_FOLDER_FPS = 25.0
 __all__ = ["Frames", "VideoReader", "FolderReader", "DecordReader", "PyAVFileReader", "StreamReader",

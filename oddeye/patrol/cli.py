@@ -20,8 +20,8 @@ def _head_options(head: Any, features: bool, threads: Optional[int]) -> None:
 def write_outputs(result: Any, out: Path, db: Optional[str], model: str, data: str) -> list[str]:
     """Save the Result, a timeline PNG per run, and one review sample per frame in the store; return lines."""
     from oddeye.core.viz import plot_timeline
-    from oddeye.retrieval.patrol.review import per_pair
-    from oddeye.ui.store import save_result
+    from oddeye.patrol.review import per_pair
+    from oddeye.store.api import save_result
 
     out.mkdir(parents=True, exist_ok=True)
     lines = []
@@ -59,7 +59,7 @@ def register(cli: Any) -> None:
 
         Example: oddeye fit patrol --reference route_ok.mp4 --out patrol-model --poses route_ok.csv
         """
-        from oddeye.retrieval.patrol.head import PatrolHead
+        from oddeye.patrol.head import PatrolHead
 
         head = PatrolHead(stride=stride, max_side=max_side)
         _head_options(head, features, threads)
@@ -88,7 +88,7 @@ def register(cli: Any) -> None:
         Frames without a matching reference frame are reported as "no reference", not as anomalies.
         Example: oddeye score patrol patrol-model --query route_today.mp4 --out results/patrol
         """
-        from oddeye.retrieval.patrol.head import PatrolHead
+        from oddeye.patrol.head import PatrolHead
 
         if poses is not None and len(query) > 1:
             raise InputError("--poses goes with a single --query", "score the runs one at a time")
@@ -135,9 +135,9 @@ def register(cli: Any) -> None:
         Example: oddeye eval patrol --dataset deeppcb --root ../shared/data/deeppcb --warp
         """
         from oddeye.core.report import eval_line, print_eval
-        from oddeye.retrieval.patrol.evaluate import DATASETS, evaluate_deeppcb
-        from oddeye.retrieval.patrol.head import PatrolHead
-        from oddeye.ui.store import save_result
+        from oddeye.patrol.evaluate import DATASETS, evaluate_deeppcb
+        from oddeye.patrol.head import PatrolHead
+        from oddeye.store.api import save_result
 
         if dataset not in DATASETS:
             raise InputError(f"unknown patrol data set {dataset!r}", f"use one of {', '.join(DATASETS)}")

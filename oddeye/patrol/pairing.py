@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from oddeye.core.errors import InputError
-from oddeye.retrieval.patrol.reference import ReferenceRun
+from oddeye.patrol.reference import ReferenceRun
 
 
 @dataclass

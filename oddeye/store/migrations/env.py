@@ -1,8 +1,8 @@
-"""Alembic environment: migrate the connection oddeye.ui.store hands over (config.attributes['connection'])."""
+"""Alembic environment: migrate the connection oddeye.store.api hands over (config.attributes['connection'])."""
 
 from alembic import context
 
-from oddeye.ui.models import Base
+from oddeye.store.models import Base
 
 connection = context.config.attributes["connection"]
 context.configure(connection=connection, target_metadata=Base.metadata, render_as_batch=True)

@@ -9,7 +9,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from oddeye.core.types import Result, to_jsonable
-from oddeye.ui.engine import is_url
+from oddeye.store.engine import is_url
 
 SERIES = ("frame_scores", "frame_times", "frame_indices")
 REVIEW_SIDE = 256  # pixel maps are kept for review at this size at most (metrics never read them back)

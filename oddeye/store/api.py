@@ -1,6 +1,6 @@
 """The review store: what heads found (runs, samples, series, events, artefacts) and what people decided.
 
-    from oddeye.ui.store import save_result, open_store
+    from oddeye.store.api import save_result, open_store
     run_id = save_result("results/store.db", result, kind="score", model="model/", data="clips/")
     store = open_store("results/store.db")       # or "postgresql://user:pw@host/db"
     store.add_label(run_id, "false_alarm", event_id=3, by="ana")
@@ -20,9 +20,9 @@ from sqlalchemy.orm import Session
 from oddeye import __version__
 from oddeye.core.errors import InputError, StoreError
 from oddeye.core.types import Result, to_jsonable
-from oddeye.ui import engine as eng
-from oddeye.ui.convert import _finite, attached_rows, sample_rows, unpack
-from oddeye.ui.models import (LABELS, ArtefactRow, EventRow, FolderRow, LabelRow, MapRow, Run, SampleRow, SeriesRow,
+from oddeye.store import engine as eng
+from oddeye.store.convert import _finite, attached_rows, sample_rows, unpack
+from oddeye.store.models import (LABELS, ArtefactRow, EventRow, FolderRow, LabelRow, MapRow, Run, SampleRow, SeriesRow,
                               ThresholdRow)
 
 class PathRefusedError(InputError):

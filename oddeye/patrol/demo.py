@@ -13,8 +13,8 @@ from oddeye.core import synth
 
 def run_demo(out: Path, db: str) -> list[str]:
     """Fit on a synthetic reference route, score the query run, write result, overlays, timeline and store."""
-    from oddeye.retrieval.patrol.cli import write_outputs
-    from oddeye.retrieval.patrol.head import PatrolHead
+    from oddeye.patrol.cli import write_outputs
+    from oddeye.patrol.head import PatrolHead
 
     t0 = time.perf_counter()
     out = Path(out)

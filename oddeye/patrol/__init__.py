@@ -15,5 +15,5 @@ def __getattr__(name: str) -> Any:
     if name in _WHERE:
         import importlib
 
-        return getattr(importlib.import_module(f"oddeye.retrieval.patrol.{_WHERE[name]}"), name)
+        return getattr(importlib.import_module(f"oddeye.patrol.{_WHERE[name]}"), name)
     raise AttributeError(name)

@@ -13,9 +13,9 @@ from tqdm import tqdm
 from oddeye.core import metrics as M
 from oddeye.core.imageio import read_image
 from oddeye.core.types import AnomalyMap, Result, Score
-from oddeye.retrieval.patrol.deeppcb import load_deeppcb, random_homography, warp_reference
-from oddeye.retrieval.patrol.head import PatrolHead
-from oddeye.retrieval.patrol.viz import save_change_overlay
+from oddeye.patrol.deeppcb import load_deeppcb, random_homography, warp_reference
+from oddeye.patrol.head import PatrolHead
+from oddeye.patrol.viz import save_change_overlay
 
 DATASETS = ("deeppcb",)
 

@@ -15,10 +15,10 @@ from tqdm import tqdm
 from oddeye.core.errors import InputError, ModelError, OddeyeError
 from oddeye.core.head import read_manifest, write_manifest
 from oddeye.core.types import AnomalyMap, Result, Score, events_from_scores
-from oddeye.retrieval.patrol.align import Alignment, align
-from oddeye.retrieval.patrol.change import Change, ChangeParams, change_map
-from oddeye.retrieval.patrol.pairing import PairingParams, pair_frames
-from oddeye.retrieval.patrol.reference import ReferenceRun, frame_size, lookup_poses, read_poses
+from oddeye.patrol.align import Alignment, align
+from oddeye.patrol.change import Change, ChangeParams, change_map
+from oddeye.patrol.pairing import PairingParams, pair_frames
+from oddeye.patrol.reference import ReferenceRun, frame_size, lookup_poses, read_poses
 
 NAME = "patrol"
 CONFIG_FILE = "patrol.json"
@@ -136,7 +136,7 @@ class PatrolHead:
 
     def _open_query(self, source: Any) -> Any:
         """Open a query run at the reference's frame size; other aspect ratio -> InputError before any work."""
-        from oddeye.video.io import VideoReader, open_video
+        from oddeye.core.videoio import VideoReader, open_video
 
         ref = self._need_reference()
         probe = source if isinstance(source, VideoReader) else open_video(source)
@@ -288,7 +288,7 @@ class PatrolHead:
             maps[f"frame_{rec.index:06d}"] = AnomalyMap("pixel", small)
         if overlays is not None:
             from oddeye.core.imageio import write_image
-            from oddeye.retrieval.patrol.viz import save_change_overlay
+            from oddeye.patrol.viz import save_change_overlay
 
             base = Path(overlays) / f"{name}_{rec.index:06d}"
             rec.artefacts = {"change": str(save_change_overlay(f"{base}_change.png", img, ch)),

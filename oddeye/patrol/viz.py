@@ -9,7 +9,7 @@ import numpy as np
 
 from oddeye.core.imageio import convert, write_image
 from oddeye.core.viz import overlay
-from oddeye.retrieval.patrol.change import Change
+from oddeye.patrol.change import Change
 
 
 def change_overlay(query: np.ndarray, change: Change, reference: np.ndarray | None = None,
