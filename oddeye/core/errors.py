@@ -87,4 +87,5 @@ class ConfigError(InputError):
 
     def __init__(self, field: str, message: str, hint: str | None = None) -> None:
         self.field = field
+        self.detail = message
         super().__init__(f"{field}: {message}", hint)

@@ -119,7 +119,10 @@ def _coerce(value: Any, tp: Any, name: str) -> Any:
             return value
         if isinstance(value, dict):
             if issubclass(tp, HeadConfig):
-                return tp.from_dict(value)
+                try:
+                    return tp.from_dict(value)
+                except ConfigError as e:  # name the field from the outer config down: "PatrolConfig.change.x"
+                    raise ConfigError(f"{name}.{e.field.split('.', 1)[-1]}", e.detail, e.hint) from None
             try:
                 return tp(**value)
             except TypeError as e:
