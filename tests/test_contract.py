@@ -10,14 +10,16 @@ from pathlib import Path
 import pytest
 
 from contract_image import CASES as IMAGE_CASES
-from contract_points import CASES as POINT_CASES
+from contract_patrol import CASES as PATROL_CASES
+from contract_pointcloud import CASES as POINTCLOUD_CASES
+from contract_prediction import CASES as PREDICTION_CASES
+from contract_rules import CASES as RULES_CASES
 from contract_support import ContractCase, assert_same_result
-from contract_video import CASES as VIDEO_CASES
 from oddeye.core.errors import ConfigError, ModelError
 from oddeye.core.head import HEADS, MANIFEST, Head, load_head, score_command, write_manifest
 from oddeye.core.headconfig import HeadConfig
 
-CASES: list[ContractCase] = [*IMAGE_CASES, *VIDEO_CASES, *POINT_CASES]
+CASES: list[ContractCase] = [*IMAGE_CASES, *PREDICTION_CASES, *RULES_CASES, *POINTCLOUD_CASES, *PATROL_CASES]
 METHODS = ("fit", "score", "save", "load")
 
 

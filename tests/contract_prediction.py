@@ -1,4 +1,4 @@
-"""Contract cases of the video heads (see tests/test_contract.py)."""
+"""Contract cases of the video-prediction head (see tests/test_contract.py)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,7 @@
+"""Contract cases of the patrol head (see tests/test_contract.py)."""
+
+from __future__ import annotations
+
+from contract_support import ContractCase
+
+CASES: list[ContractCase] = []
