@@ -62,7 +62,7 @@ def main() -> int:
     runs = [("1clip", 1)] if args.quick else [("all", None), ("1clip", 1)]
     head_all = None
     for tag, clips in runs:
-        head = RulesHead(show_progress=False)
+        head = RulesHead()
         t0 = time.perf_counter()
         m = evaluate_rules(ds, shots=None, train_clips=clips, head=head, show_progress=True)
         print(tag, json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in m.items()}), flush=True)

@@ -26,25 +26,25 @@ def run_variant(name: str, root: Path, steps: list[int], out: Path, device: str)
     """Train one variant, scoring after each step count in `steps`."""
     from oddeye.core.metrics import frame_auroc
     from oddeye.video.datasets import load_video_dataset
+    from oddeye.video.prediction.config import PredictionConfig, PredictorConfig, TrainConfig
     from oddeye.video.prediction.head import PredictionHead, split_validation
-    from oddeye.video.prediction.model import PredictorConfig
-    from oddeye.video.prediction.train import Trainer, TrainConfig
+    from oddeye.video.prediction.train import Trainer
 
     over = VARIANTS[name]
     cfg = PredictorConfig(**{k: v for k, v in over.items() if k in PredictorConfig.__dataclass_fields__})
     tc = TrainConfig(minutes=1e9, **{k: v for k, v in over.items() if k in TrainConfig.__dataclass_fields__})
-    head = PredictionHead(cfg, tc, device=device)
+    head = PredictionHead(PredictionConfig(model=cfg, train=tc), device=device)
     ds = load_video_dataset("ucsd-ped2", root)
     train = head.read_frames([v.source for v in ds.train])
     test = [v for _, v in head.read_frames([v.source for v in ds.test])]
     labels = [v.labels for v in ds.test]
-    tr, val = split_validation(train, tc.val_fraction, cfg.past * head.score_cfg.stride, tc.seed)
+    tr, val = split_validation(train, tc.val_fraction, head.config.lead, tc.seed)
     trainer = Trainer(cfg, tc, [v for _, v in tr], device)
     res = {"variant": name, "overrides": {k: list(v) if isinstance(v, tuple) else v for k, v in over.items()},
            "params_g": sum(p.numel() for p in trainer.g.parameters()), "device": device, "points": []}
     t0, done = time.perf_counter(), 0
     for s in steps:
-        trainer.tcfg.max_steps = s - done
+        trainer.tcfg = tc.replace(max_steps=s - done)
         trainer.run(None, progress=False)
         done = s
         head.g = trainer.g.eval()

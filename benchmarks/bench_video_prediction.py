@@ -17,13 +17,13 @@ from pathlib import Path
 import torch
 
 from oddeye.core.config import set_threads
+from oddeye.core.head import RunContext
 from oddeye.core.report import machine_line, record_benchmark
 from oddeye.video.datasets import VideoDataset, load_video_dataset
+from oddeye.video.prediction.config import PredictionConfig, PredictorConfig, ScoreConfig, TrainConfig
 from oddeye.video.prediction.evaluate import HALVES, score_dataset, series_metrics
 from oddeye.video.prediction.head import PredictionHead, split_validation
-from oddeye.video.prediction.score import ScoreConfig
-from oddeye.video.prediction.model import PredictorConfig
-from oddeye.video.prediction.train import Trainer, TrainConfig
+from oddeye.video.prediction.train import Trainer
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_ROOT = REPO.parent / "shared" / "data" / "ucsd_ped2"
@@ -55,10 +55,11 @@ def plot_curve(points: list[dict], path: Path, title: str) -> Path:
 def rescored(model: Path, ds: VideoDataset, score_cfg: ScoreConfig) -> PredictionHead:
     """A trained model with `score_cfg`, re-calibrated on the validation clips it held out."""
     head = PredictionHead.load(model)
-    head.score_cfg = score_cfg
+    head.config = head.config.replace(score=score_cfg)
     vids = head.read_frames([v.source for v in ds.train], progress=False)
-    lead = max(head.cfg.past * head.score_cfg.stride, head.cfg.past * head.train_cfg.stride)
-    _, val = split_validation(vids, head.train_cfg.val_fraction, lead, head.train_cfg.seed)
+    tc = head.config.train
+    lead = max(head.config.lead, head.config.model.past * tc.stride)
+    _, val = split_validation(vids, tc.val_fraction, lead, tc.seed)
     if [n for n, _ in val] != head.train_info.get("val_videos", [n for n, _ in val]):
         raise SystemExit(f"{model}: its validation clips {head.train_info.get('val_videos')} differ from this split")
     head.calibrate([v for _, v in val])
@@ -91,7 +92,8 @@ def main() -> int:
     threads = set_threads(args.threads)
     ds = load_video_dataset("ucsd-ped2", args.root)
     score_cfg = ScoreConfig(perspective=args.perspective, **({} if args.motion is None else {"motion": args.motion}))
-    head = PredictionHead(PredictorConfig(size=args.size), TrainConfig(minutes=args.minutes), score_cfg=score_cfg)
+    head = PredictionHead(PredictionConfig(model=PredictorConfig(size=args.size),
+                                           train=TrainConfig(minutes=args.minutes), score=score_cfg))
     points: list[dict] = []
 
     def checkpoint(tr: Trainer) -> None:
@@ -105,15 +107,16 @@ def main() -> int:
     t0 = time.perf_counter()
     if args.model is not None:
         head = rescored(args.model, ds, score_cfg)
-        args.size = head.cfg.size
+        args.size = head.config.model.size
     else:
-        head.fit([v.source for v in ds.train], out=args.out / "model", callback=checkpoint,
-                 callback_every_s=args.eval_every * 60)
+        head.fit([v.source for v in ds.train], ctx=RunContext(out=args.out / "model", callback=checkpoint,
+                                                              callback_every_s=args.eval_every * 60))
+        head.save(args.out / "model")
     series, speed = score_dataset(head, ds, keep_maps=True)
     final = series_metrics(ds, series, pixel=True, halves=True)
     points.append({"train_minutes": round(head.train_info["train_minutes"], 2), "step": head.train_info["steps"],
                    **{k: final[k] for k in ("frame_auroc_micro", "frame_auroc_macro")}, **speed,
-                   "score": head.score_cfg.describe()})
+                   "score": head.config.score.describe()})
     png = None
     if args.model is None:  # a re-scored model keeps the curve of its training run
         (args.out / "curve.json").write_text(json.dumps(points, indent=1))
@@ -122,7 +125,7 @@ def main() -> int:
     figures = {"frame_auroc_micro": final["frame_auroc_micro"], "frame_auroc_macro": final["frame_auroc_macro"],
                **{f"frame_auroc_{a}_{h}": round(final[f"frame_auroc_{a}_{h}"], 4) for h in HALVES
                   for a in ("micro", "macro")},
-               "score": head.score_cfg.describe(), "pixel_auroc": final["pixel_auroc"], "train_minutes": round(head.train_info["train_minutes"], 2),
+               "score": head.config.score.describe(), "pixel_auroc": final["pixel_auroc"], "train_minutes": round(head.train_info["train_minutes"], 2),
                "train_steps": head.train_info["steps"], "frames_per_s": round(speed["frames_per_s"], 1),
                "frames_per_cpu_s": round(speed["frames_per_cpu_s"], 1),
                "resolution": f"{args.size}x{args.size} gray", "threshold": round(head.calibration.threshold, 3),

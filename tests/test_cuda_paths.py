@@ -24,9 +24,12 @@ def test_video_prediction_trains_on_cuda_and_scores_like_cpu(tmp_path):
     folders = [write_frames(make_video(seed=s, n_frames=60, size=(64, 64), anomaly=None).frames, tmp_path / f"v{s}")
                for s in range(3)]
     test = make_video(seed=9, n_frames=60, size=(64, 64), anomaly="fast", anomaly_span=(30, 50)).frames
-    head = PredictionHead(PredictorConfig(size=64), TrainConfig(minutes=5, max_steps=30))
+    from oddeye.core.head import RunContext
+
+    head = PredictionHead(model=PredictorConfig(size=64), train=TrainConfig(minutes=5, max_steps=30))
     assert head.device == "cuda"  # CUDA when present, without asking
-    head.fit(folders, out=tmp_path / "m", progress=False)
+    head.fit(folders, ctx=RunContext(out=tmp_path / "m", progress=False))
+    head.save(tmp_path / "m")
     assert next(head.g.parameters()).is_cuda
     s_gpu = head._series_from_array(test).score
     cpu = PredictionHead.load(tmp_path / "m", device="cpu")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-import dataclasses
+import json
 import warnings
 from pathlib import Path
 
@@ -12,13 +12,14 @@ import numpy as np
 import pytest
 import torch
 
-from oddeye.core.errors import InputError, ModelError
-from oddeye.core.head import write_manifest
+from oddeye.core.errors import ConfigError, InputError, ModelError
+from oddeye.core.head import RunContext, write_manifest
 from oddeye.core.metrics import auroc
 from oddeye.core.synth import make_video, write_frames, write_video_file
-from oddeye.video.prediction.head import PredictionHead, ScoreConfig, split_validation
-from oddeye.video.prediction.model import Generator, PredictorConfig
-from oddeye.video.prediction.train import CHECKPOINT, Trainer, TrainConfig
+from oddeye.video.prediction.config import PredictionConfig, PredictorConfig, ScoreConfig, TrainConfig
+from oddeye.video.prediction.head import PredictionHead, split_validation
+from oddeye.video.prediction.model import Generator
+from oddeye.video.prediction.train import CHECKPOINT, Trainer
 
 SIZE = 32
 TINY = PredictorConfig(size=SIZE, past=3, channels=(8, 16, 16), heads=2, d_channels=4)
@@ -36,9 +37,11 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[PredictionHead, P
     srcs = [write_frames(make_video(seed=s, anomaly=None, n_frames=80).frames, d / f"train{s}") for s in (1, 2, 3)]
     test = make_video(seed=9, anomaly="fast")
     test_dir = write_frames(test.frames, d / "test")
-    head = PredictionHead(TINY, TrainConfig(minutes=2, max_steps=60, batch_size=8, checkpoint_every_s=1e9),
-                          ScoreConfig(patch=0))
-    head.fit(srcs, out=d / "model", progress=False)
+    head = PredictionHead(model=TINY, train=TrainConfig(minutes=2, max_steps=60, batch_size=8, checkpoint_every_s=1e9),
+                          score=ScoreConfig(patch=0))
+    head.fit(srcs, ctx=RunContext(out=d / "model", progress=False))
+    assert (d / "model" / CHECKPOINT).is_file()
+    head.save(d / "model")
     return head, d / "model", {"test": test, "test_dir": test_dir, "dir": d}
 
 
@@ -46,8 +49,12 @@ def test_generator_shapes() -> None:
     g = Generator(TINY)
     clip = torch.zeros(2, TINY.past, 1, SIZE, SIZE)
     assert tuple(g(clip).shape) == (2, 1, SIZE, SIZE)
-    with pytest.raises(ValueError):
-        Generator(PredictorConfig(channels=(8, 16, 18), heads=4))
+    with pytest.raises(ConfigError, match=r"PredictorConfig\.heads"):
+        PredictorConfig(channels=(8, 16, 18), heads=4)
+    with pytest.raises(ConfigError, match=r"PredictorConfig\.size: must be a multiple of 8"):
+        PredictorConfig(size=36)
+    with pytest.raises(ConfigError, match=r"PredictorConfig\.past"):
+        PredictorConfig(past=1)
 
 
 def test_loss_decreases_on_a_fixed_batch() -> None:
@@ -85,7 +92,7 @@ def test_checkpoint_resume_continues_at_saved_step(tmp_path: Path) -> None:
 
 def test_fast_anomaly_scores_higher(trained: tuple[PredictionHead, Path, dict]) -> None:
     head, _, data = trained
-    res = head.score([data["test_dir"]], progress=False)
+    res = head.score([data["test_dir"]], ctx=RunContext(progress=False))
     sc = res.scores[0]
     assert len(sc.frame_scores) == 120 and sc.frame_indices.tolist() == list(range(120))
     assert auroc(data["test"].labels, sc.frame_scores) > 0.75
@@ -96,11 +103,11 @@ def test_fast_anomaly_scores_higher(trained: tuple[PredictionHead, Path, dict]) 
 
 def test_save_load_identical_scores(trained: tuple[PredictionHead, Path, dict]) -> None:
     head, model_dir, data = trained
-    a = head.score([data["test_dir"]], progress=False).scores[0].frame_scores
+    a = head.score([data["test_dir"]], ctx=RunContext(progress=False)).scores[0].frame_scores
     loaded = PredictionHead.load(model_dir)
-    b = loaded.score([data["test_dir"]], progress=False).scores[0].frame_scores
+    b = loaded.score([data["test_dir"]], ctx=RunContext(progress=False)).scores[0].frame_scores
     np.testing.assert_array_equal(a, b)
-    assert loaded.calibration == head.calibration and loaded.cfg == TINY
+    assert loaded.calibration == head.calibration and loaded.config == head.config and loaded.config.model == TINY
     assert "threshold" in loaded.describe()
 
 
@@ -128,10 +135,10 @@ def test_truncated_video_scores_frames_it_has(trained: tuple[PredictionHead, Pat
     data_b = (tmp_path / "cut.avi").read_bytes()
     (tmp_path / "cut.avi").write_bytes(data_b[: len(data_b) // 2])
     head1 = copy.copy(head)
-    head1.score_cfg = dataclasses.replace(head.score_cfg, stride=1)  # 5 frames survive the cut: < past x 2
+    head1.config = head.config.replace(score=head.config.score.replace(stride=1))  # 5 frames survive: < past x 2
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        sc = head1.score([tmp_path / "cut.avi"], progress=False).scores[0]
+        sc = head1.score([tmp_path / "cut.avi"], ctx=RunContext(progress=False)).scores[0]
     n = sc.meta["truncated_at"]
     assert 0 < n < 120 and len(sc.frame_scores) == n and f"the {n} frames before the cut" in sc.reason
     assert any("stopped at frame" in str(w.message) for w in caught)
@@ -145,7 +152,80 @@ def test_split_validation_and_bad_inputs(tmp_path: Path) -> None:
     assert len(tr[0][1]) == 89 and len(va[0][1]) == 11  # at least past + 8 frames held out
     with pytest.raises(InputError, match="too short"):
         split_validation([("short", np.zeros((14, 8, 8), np.uint8))], 0.1, 3, 0)
-    head = PredictionHead(TINY)
+    head = PredictionHead(model=TINY)
     (tmp_path / "empty").mkdir()
     with pytest.raises(InputError, match="no frames"):
-        head.score([tmp_path / "empty"], progress=False)
+        head.score([tmp_path / "empty"], ctx=RunContext(progress=False))
+
+
+def test_one_config_overrides_and_refusals() -> None:
+    head = PredictionHead(model=TINY, score={"motion": 0.0})
+    assert isinstance(head.config, PredictionConfig) and head.config.model == TINY
+    assert head.config.score == ScoreConfig(motion=0.0) and head.config.train == TrainConfig()
+    assert PredictionHead(head.config, train=TrainConfig(seed=3)).config.train.seed == 3
+    with pytest.raises(ConfigError, match="no_such_setting"):
+        PredictionHead(no_such_setting=1)
+    with pytest.raises(ConfigError, match=r"PredictionConfig\.score\.stride: must be >= 1"):
+        PredictionHead(score={"stride": 0})
+    with pytest.raises(ConfigError, match=r"PredictionConfig\.score\.motion_gap"):
+        PredictionConfig(model=TINY, score=ScoreConfig(motion_gap=TINY.past + 1))
+    with pytest.raises(ConfigError, match="model=PredictorConfig"):  # the old positional call is refused clearly
+        PredictionHead(TINY)  # type: ignore[arg-type]
+
+
+def test_fit_context_resume_needs_out_and_callback_sees_the_trainer(tmp_path: Path) -> None:
+    torch.set_num_threads(1)
+    srcs = [write_frames(make_video(seed=s, anomaly=None, n_frames=30).frames, tmp_path / f"t{s}") for s in (1, 2, 3)]
+    head = PredictionHead(model=TINY, train=TrainConfig(max_steps=2, batch_size=2))
+    with pytest.raises(InputError, match="oddeye fit video-prediction"):
+        head.fit(srcs, ctx=RunContext(resume=True, progress=False))
+    seen: list[int] = []
+    head.fit(srcs, ctx=RunContext(progress=False, callback=lambda tr: seen.append(tr.step), callback_every_s=1e-9))
+    assert seen == [1, 2] and head.train_info["steps"] == 2
+    assert not list(tmp_path.glob("**/" + CHECKPOINT))  # no ctx.out: no checkpoints
+
+
+def test_skip_bad_records_unreadable_videos_and_scores_the_rest(trained: tuple[PredictionHead, Path, dict],
+                                                                tmp_path: Path) -> None:
+    head, _, data = trained
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "broken.mp4").write_bytes(b"not a video at all" * 10)
+    short = write_frames(make_video(seed=3, anomaly=None, n_frames=4).frames, tmp_path / "short")
+    samples = [tmp_path / "empty", data["test_dir"], tmp_path / "broken.mp4", short]
+    with pytest.raises(InputError, match="empty"):
+        head.score(samples, ctx=RunContext(progress=False))
+    res = head.score(samples, ctx=RunContext(progress=False, skip_bad=True))
+    assert [s.sample_id for s in res.scores] == ["empty", "test", "broken.mp4", "short"]
+    bad = res.errors()
+    assert [s.sample_id for s in bad] == ["empty", "broken.mp4", "short"]
+    assert all(np.isnan(s.score) and s.reason.startswith("error: ") and s.meta["path"] for s in bad)
+    assert "past x stride" in bad[2].meta["error"]
+    good = res.get("test")
+    alone = head.score([data["test_dir"]], ctx=RunContext(progress=False)).get("test")
+    np.testing.assert_array_equal(good.frame_scores, alone.frame_scores)
+    lean = head.score([data["test_dir"]], ctx=RunContext(progress=False, keep_maps=False)).scores[0]
+    assert "peak_error" not in lean.maps and "peak_error" in good.maps
+
+
+def test_model_folder_saved_before_the_config_loads_and_scores_the_same(trained: tuple[PredictionHead, Path, dict],
+                                                                        tmp_path: Path) -> None:
+    """A format-2 manifest (model=..., score=..., train=... keys, no "config") loads with the same settings."""
+    import shutil
+
+    head, model_dir, data = trained
+    old = Path(shutil.copytree(model_dir, tmp_path / "format2"))
+    doc = json.loads((old / "oddeye_model.json").read_text())
+    cfg = doc.pop("config")
+    doc.update(format_version=2, model=cfg["model"], score=cfg["score"], train=cfg["train"])
+    (old / "oddeye_model.json").write_text(json.dumps(doc))
+    loaded = PredictionHead.load(old)
+    assert loaded.config == head.config and loaded.calibration == head.calibration
+    a = head.score([data["test_dir"]], ctx=RunContext(progress=False))
+    b = loaded.score([data["test_dir"]], ctx=RunContext(progress=False))
+    np.testing.assert_array_equal(a.scores[0].frame_scores, b.scores[0].frame_scores)
+    assert a.threshold == b.threshold and len(a.events) == len(b.events)
+    # a model folder written by a newer oddeye is refused, not misread
+    doc["format_version"] = 99
+    (old / "oddeye_model.json").write_text(json.dumps(doc))
+    with pytest.raises(ModelError, match="newer oddeye"):
+        PredictionHead.load(old)

@@ -47,7 +47,72 @@ def test_fit_then_score_writes_result_timeline_and_store(data: Path, capsys: pyt
 def test_score_with_model_of_another_head(data: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     write_manifest(tmp_path / "m", "pointcloud")
     rc = main(["score", "video", str(tmp_path / "m"), str(data / "test.mp4"), "--out", str(tmp_path / "r")])
-    assert rc == 2 and "pointcloud" in capsys.readouterr().err
+    assert rc == 2 and "`oddeye score pointcloud`" in capsys.readouterr().err
+
+
+def _model(data: Path) -> Path:
+    """The model of test_fit_then_score (fitted here when that test did not run first)."""
+    if not (data / "model" / "oddeye_model.json").is_file():
+        assert main(["fit", "video-prediction", "--frames", str(data / "train"), "--out", str(data / "model"),
+                     "--minutes", "0.5", "--size", "32", "--max-steps", "2", "--batch-size", "2"]) == 0
+    return data / "model"
+
+
+def test_score_refuses_a_bad_input_before_loading_the_model(data: Path, tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture) -> None:
+    write_manifest(tmp_path / "m", "video-prediction")  # no weights: loading it would fail
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.mp4").write_bytes(b"garbage" * 20)
+    assert main(["score", "video", str(tmp_path / "m"), str(tmp_path / "in"), "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "a.mp4" in err and "--skip-bad" in err and "generator" not in err
+    assert main(["score", "video", str(tmp_path / "m"), str(tmp_path / "nothing.mp4")]) == 2
+    assert "nothing.mp4" in capsys.readouterr().err
+
+
+def test_score_skip_bad_records_the_bad_video_and_scores_the_rest(data: Path, tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture) -> None:
+    import shutil
+
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    shutil.copy(data / "test.mp4", inputs / "01_good.mp4")
+    (inputs / "02_bad.mp4").write_bytes(b"garbage" * 20)
+    model = _model(data)
+    capsys.readouterr()
+    assert main(["score", "video", str(model), str(inputs), "--out", str(tmp_path / "r")]) == 2
+    assert "02_bad.mp4" in capsys.readouterr().err and not (tmp_path / "r").exists()
+    assert main(["score", "video", str(model), str(inputs), "--out", str(tmp_path / "r"), "--skip-bad"]) == 0
+    out = capsys.readouterr()
+    assert "skipped" in out.err and "02_bad.mp4" in out.err
+    doc = json.loads((tmp_path / "r" / "result.json").read_text())
+    by_id = {s["sample_id"]: s for s in doc["scores"]}
+    assert "error" in by_id["02_bad.mp4"]["meta"] and "error" not in by_id["01_good.mp4"]["meta"]
+    assert (tmp_path / "r" / "timeline_01_good.mp4.png").is_file()
+
+
+def test_fit_with_a_config_file_and_options_on_top(data: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    cfg = tmp_path / "tiny.json"
+    cfg.write_text(json.dumps({"model": {"size": 16, "past": 2, "channels": [4, 8, 8], "heads": 2},
+                               "train": {"max_steps": 2, "batch_size": 2}, "score": {"motion_gap": 2}}))
+    assert main(["fit", "video-prediction", "--frames", str(data / "train"), "--out", str(tmp_path / "m"),
+                 "--config", str(cfg), "--seed", "4", "--no-progress"]) == 0
+    man = json.loads((tmp_path / "m" / "oddeye_model.json").read_text())
+    assert man["config"]["model"]["size"] == 16 and man["config"]["train"]["seed"] == 4
+    assert man["train_info"]["steps"] == 2
+    # a model's manifest reuses its settings
+    assert main(["fit", "video-prediction", "--frames", str(data / "train"), "--out", str(tmp_path / "m2"),
+                 "--config", str(tmp_path / "m" / "oddeye_model.json"), "--no-progress"]) == 0
+    assert json.loads((tmp_path / "m2" / "oddeye_model.json").read_text())["config"] == man["config"]
+    capsys.readouterr()
+    cfg.write_text(json.dumps({"model": {"size": 20}}))
+    assert main(["fit", "video-prediction", "--frames", str(data / "train"), "--out", str(tmp_path / "m3"),
+                 "--config", str(cfg)]) == 2
+    assert "PredictionConfig.model.size: must be a multiple of 8" in capsys.readouterr().err
+    assert main(["fit", "video-prediction", "--frames", str(data / "train"), "--out", str(tmp_path / "m3"),
+                 "--size", "20"]) == 2
+    err = capsys.readouterr().err
+    assert "PredictionConfig.model.size" in err and "--size" in err
 
 
 def test_fit_bad_inputs(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -88,9 +153,7 @@ def _fake_ped2(root: Path) -> Path:
 
 def test_eval_video_prediction_contract(data: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     root = _fake_ped2(tmp_path / "ped2")
-    if not (data / "model" / "oddeye_model.json").is_file():
-        assert main(["fit", "video-prediction", "--frames", str(data / "train"), "--out", str(data / "model"),
-                     "--minutes", "0.5", "--size", "32", "--max-steps", "2", "--batch-size", "2"]) == 0
+    _model(data)
     capsys.readouterr()
     rc = main(["eval", "video", "--dataset", "ucsd-ped2", "--root", str(root), "--head", "prediction",
                "--model", str(data / "model"), "--out", str(tmp_path / "ev"), "--json", str(tmp_path / "m.json")])
@@ -117,7 +180,7 @@ def test_eval_video_trains_with_the_score_options(tmp_path: Path, capsys: pytest
     out = tmp_path / "ev"
     assert main(["eval", "video", "--dataset", "ucsd-ped2", "--root", str(root), "--minutes", "0.01",
                  "--perspective", "32", "--motion", "0.5", "--out", str(out)]) == 0
-    score = json.loads((out / "model" / "oddeye_model.json").read_text())["score"]
+    score = json.loads((out / "model" / "oddeye_model.json").read_text())["config"]["score"]
     assert score["perspective"] == 32 and score["motion"] == 0.5 and score["perspective_copy"] is False
     assert 0 <= json.loads(capsys.readouterr().out.strip().splitlines()[-1])["frame_auroc_micro"] <= 1
 
@@ -146,9 +209,9 @@ def test_fit_score_stride_is_stored_and_used(data: Path, tmp_path: Path, capsys:
                "--minutes", "0.5", "--size", "32", "--max-steps", "2", "--batch-size", "2", "--score-stride", "1",
                "--motion", "0", "--perspective", "4"])
     assert rc == 0
-    man = json.loads((tmp_path / "m1" / "oddeye_model.json").read_text())
-    assert man["score"]["stride"] == 1 and man["score"]["motion"] == 0 and man["score"]["perspective"] == 4
-    assert "t-2" not in capsys.readouterr().out  # describe() names the stride only when it is > 1
+    score = json.loads((tmp_path / "m1" / "oddeye_model.json").read_text())["config"]["score"]
+    assert score["stride"] == 1 and score["motion"] == 0 and score["perspective"] == 4
+    assert "predicted from t-" not in capsys.readouterr().out  # describe() names the stride only when > 1
     assert main(["fit", "video-prediction", "--frames", str(data / "train"), "--out", str(tmp_path / "m0"),
                  "--score-stride", "0"]) == 2
     assert "--score-stride" in capsys.readouterr().err

@@ -2,26 +2,33 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from oddeye.core.errors import EmptyDataError, InputError, ModelError
+from oddeye.core.errors import ConfigError, EmptyDataError, InputError, ModelError
+from oddeye.core.head import MANIFEST, RunContext
 from oddeye.core.metrics import auroc
 from oddeye.core.synth import make_video
-from oddeye.video.rules import RulesHead
+from oddeye.video.rules import RulesConfig, RulesHead
+from oddeye.video.rules.config import PerceptionConfig
 from oddeye.video.rules.head import SceneMovedWarning
-from oddeye.video.rules.perception import Perceiver, PerceptionParams
+from oddeye.video.rules.modelio import LEGACY_KEYS
+from oddeye.video.rules.perception import Perceiver
 
 SEED = 7
+QUIET = RunContext(progress=False)
 
 
 @pytest.fixture(scope="module")
 def head() -> RulesHead:
     """A head fitted on 300 normal frames of the synthetic scene."""
     normal = make_video(seed=SEED, n_frames=300, anomaly=None).frames
-    return RulesHead(show_progress=False).fit([normal])
+    return RulesHead().fit([normal], ctx=QUIET)
 
 
 def _overlaps(box, mask: np.ndarray) -> bool:
@@ -31,7 +38,7 @@ def _overlaps(box, mask: np.ndarray) -> bool:
 
 def test_perception_finds_walkers_with_plausible_attributes() -> None:
     v = make_video(seed=SEED, n_frames=60, n_walkers=4, anomaly=None)
-    p = Perceiver(PerceptionParams())
+    p = Perceiver(PerceptionConfig())
     p.fit_background(v.frames[::3])
     obs = list(p.run(v.frames))
     counts = np.array([f.count for f in obs[5:]])
@@ -68,7 +75,7 @@ def test_rules_flag_synthetic_anomalies(head: RulesHead, anomaly: str, attribute
 
 def test_events_carry_reasons_and_boxes(head: RulesHead) -> None:
     v = make_video(seed=SEED, anomaly="big")
-    res = head.score([v.frames])
+    res = head.score([v.frames], ctx=QUIET)
     assert res.head == "video-rules" and len(res.scores) == 1
     s = res.scores[0]
     assert s.frame_scores.shape == (120,) and s.frame_indices[-1] == 119
@@ -82,18 +89,56 @@ def test_events_carry_reasons_and_boxes(head: RulesHead) -> None:
 def test_save_load_roundtrip(head: RulesHead, tmp_path) -> None:
     head.save(tmp_path / "m")
     assert (tmp_path / "m" / "rules.yaml").read_text().startswith("# oddeye video-rules")
+    doc = json.loads((tmp_path / "m" / MANIFEST).read_text())
+    assert doc["config"] == head.config.to_dict() and doc["format_version"] == 2
     again = RulesHead.load(tmp_path / "m")
-    assert len(again.rules) == len(head.rules)
+    assert again.config == head.config and len(again.rules) == len(head.rules)
     v = make_video(seed=SEED, anomaly="fast")
     a, _ = head.score_video(v.frames)
     b, _ = again.score_video(v.frames)
-    np.testing.assert_allclose(a.frame_scores, b.frame_scores, atol=1e-5)
+    np.testing.assert_array_equal(a.frame_scores, b.frame_scores)
+
+
+def _to_format_1(model: Path, keep: tuple[str, ...] = LEGACY_KEYS) -> None:
+    """Rewrite a model folder to the layout before the config moved into the manifest: every setting and the
+    fit state in perception.json, no "config" in the manifest (`keep`: the top-level settings it had then)."""
+    doc = json.loads((model / MANIFEST).read_text())
+    config = doc.pop("config")
+    doc["format_version"] = 1
+    state = json.loads((model / "fit.json").read_text())
+    (model / "fit.json").unlink()
+    old = {"perception": config["perception"], "induction": config["induction"],
+           **{k: config[k] for k in keep}, "scene_baseline": state["scene_baseline"], "fit": state["fit"]}
+    (model / "perception.json").write_text(json.dumps(old, indent=1))
+    (model / MANIFEST).write_text(json.dumps(doc))
+
+
+def test_model_folder_of_format_1_loads_and_scores_the_same(tmp_path) -> None:
+    normal = make_video(seed=SEED, n_frames=150, anomaly=None).frames
+    head = RulesHead(sigma=6, persist=2, soft=0.5, grid=(3, 5),
+                     induction={"zone_weight": 1.0}, perception={"diff_threshold": 18}).fit([normal], ctx=QUIET)
+    _to_format_1(Path(head.save(tmp_path / "old")))
+    assert not (tmp_path / "old" / "fit.json").exists()
+    old = RulesHead.load(tmp_path / "old")
+    assert old.config == head.config and old.scene_baseline == head.scene_baseline
+    v = make_video(seed=SEED, anomaly="wrong_place")
+    a, b = head.score([v.frames], ctx=QUIET), old.score([v.frames], ctx=QUIET)
+    np.testing.assert_array_equal(a.scores[0].frame_scores, b.scores[0].frame_scores)
+    assert [(e.start_frame, e.end_frame, e.reason, e.box) for e in a.events] == \
+           [(e.start_frame, e.end_frame, e.reason, e.box) for e in b.events] and a.events
+    old.save(tmp_path / "old")  # saved again: today's layout, the stale settings file gone
+    assert not (tmp_path / "old" / "perception.json").exists()
+    assert RulesHead.load(tmp_path / "old").config == head.config
+    # the oldest folders had no soft / flag_at / warmup: they were scored with 0.75 / 0.5 / 4
+    oldest = Path(shutil.copytree(tmp_path / "old", tmp_path / "oldest"))
+    _to_format_1(oldest, keep=("sigma", "persist", "recheck"))
+    assert RulesHead.load(oldest).config == head.config.replace(soft=0.75)
 
 
 def test_all_black_footage(head: RulesHead) -> None:
     black = np.zeros((30, 120, 160), np.uint8)
     with pytest.raises(EmptyDataError, match="all black"):
-        RulesHead(show_progress=False).fit([black])
+        RulesHead().fit([black], ctx=QUIET)
     with pytest.warns(SceneMovedWarning, match="black"):
         sc, _ = head.score_video(black, name="black")
     assert np.all(sc.frame_scores == 0)
@@ -119,26 +164,58 @@ def test_camera_moved_mid_video_warns(head: RulesHead) -> None:
 
 def test_bad_inputs(head: RulesHead) -> None:
     with pytest.raises(EmptyDataError):
-        RulesHead(show_progress=False).fit([])
+        RulesHead().fit([], ctx=QUIET)
     with pytest.raises(InputError, match="shots"):
-        RulesHead(show_progress=False).fit([np.zeros((5, 64, 64), np.uint8)], shots=0)
+        RulesHead().fit([np.zeros((5, 64, 64), np.uint8)], ctx=RunContext(shots=0, progress=False))
     with pytest.raises(InputError, match="fit on"):
         head.score_video(np.full((5, 60, 80), 128, np.uint8))
     with pytest.raises(ModelError):
-        RulesHead(show_progress=False).score_video(np.zeros((5, 64, 64), np.uint8))
+        RulesHead().score_video(np.zeros((5, 64, 64), np.uint8))
     with pytest.raises(InputError):
         head.score_video(np.zeros((5, 64), np.float32))
     with pytest.raises(EmptyDataError, match="no frames"):
         head.score_video(np.zeros((0, 120, 160), np.uint8))
+
+
+def test_bad_video_refused_up_front_or_skipped(head: RulesHead, tmp_path, monkeypatch) -> None:
     good = make_video(seed=SEED, n_frames=30, anomaly=None).frames
-    with pytest.warns(UserWarning, match="skipped"):
-        res = head.score([good, np.zeros((0, 120, 160), np.uint8), good])
-    assert len(res.scores) == 2 and "video 1" in res.meta["errors"]  # the bad one is reported, the rest kept
+    empty, small = np.zeros((0, 120, 160), np.uint8), np.full((5, 60, 80), 128, np.uint8)
+    scored: list[str] = []
+    real = head.score_video
+    monkeypatch.setattr(head, "score_video", lambda v, name=None, **kw: scored.append(name) or real(v, name, **kw))
+    for bad, match in ((empty, "no frames"), (small, "fit on"), (tmp_path / "missing.mp4", "missing.mp4")):
+        with pytest.raises(InputError, match=match):
+            head.score([good, bad], ctx=QUIET)
+    assert scored == []  # refused before anything was scored: no work lost
+    res = head.score([good, empty, tmp_path / "missing.mp4", good], ctx=RunContext(skip_bad=True, progress=False))
+    assert [s.sample_id for s in res.scores] == ["video 0", "video 1", "missing.mp4", "video 3"]
+    errors = res.errors()
+    assert [s.sample_id for s in errors] == ["video 1", "missing.mp4"]
+    assert "no frames" in errors[0].meta["error"] and np.isnan(errors[0].score)
+    assert errors[1].meta["path"] == str((tmp_path / "missing.mp4").resolve())
+    ok = [s for s in res.scores if s not in errors]
+    assert len(ok) == 2 and all(len(s.frame_scores) == 30 for s in ok)
+
+
+def test_config_is_one_dataclass_with_checked_overrides() -> None:
+    h = RulesHead(sigma=4, induction={"zone_weight": 1.0})
+    assert h.config == RulesConfig(sigma=4.0, induction=RulesConfig().induction.replace(zone_weight=1.0))
+    assert RulesHead(h.config, persist=5).config.sigma == 4.0
+    with pytest.raises(ConfigError, match=r"RulesConfig\.show_progress"):
+        RulesHead(show_progress=False)
+    with pytest.raises(ConfigError, match=r"RulesConfig\.induction\.attributes"):
+        RulesHead(induction={"attributes": ["spped"]})
+    with pytest.raises(ConfigError, match=r"RulesConfig\.llm\.model"):
+        RulesHead(llm={"backend": "transformers"})
+    with pytest.raises(ConfigError, match=r"RulesConfig\.grid"):
+        RulesHead(grid=(13, 6))
+    with pytest.raises(ConfigError, match=r"RulesConfig\.llm\.backend"):
+        RulesHead(backend=object())  # a backend object the (offline) config would not rebuild on load
 
 
 def test_few_shot_fit() -> None:
     normal = make_video(seed=SEED, n_frames=300, anomaly=None).frames
-    h = RulesHead(show_progress=False).fit([normal], shots=24)
+    h = RulesHead().fit([normal], ctx=RunContext(shots=24, progress=False))
     assert h.fit_info["n_frames"] == 24 and len(h.rules) >= 3
     v = make_video(seed=SEED, anomaly="fast")
     sc, _ = h.score_video(v.frames)

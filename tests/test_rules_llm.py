@@ -8,9 +8,11 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from oddeye.core.errors import BackendError, MissingWeightsError
+from oddeye.core.head import RunContext
 from oddeye.video.rules.llm import HTTPBackend, TransformersBackend, extract_json
 from oddeye.video.rules.rules import ATTRIBUTES, Rule
 
@@ -161,20 +163,25 @@ def test_endpoint_down_is_backend_error_naming_url() -> None:
         http.complete([{"role": "user", "content": "hi"}])
 
 
-def test_head_keeps_offline_rules_and_scores_when_llm_is_down() -> None:
+def test_head_keeps_offline_rules_and_scores_when_llm_is_down(tmp_path: Path) -> None:
     from oddeye.core.synth import make_video
     from oddeye.video.rules import RulesHead
 
-    dead = HTTPBackend("http://127.0.0.1:9", model="x", timeout=2)
+    dead = {"backend": "http", "url": "http://127.0.0.1:9", "model": "x"}
     normal = make_video(seed=3, n_frames=120, anomaly=None).frames
     with pytest.warns(UserWarning, match="LLM induction failed"):
-        head = RulesHead(llm=dead, show_progress=False).fit([normal])
+        head = RulesHead(llm=dead).fit([normal], ctx=RunContext(progress=False))
     assert len(head.rules) > 0 and "not reachable" in head.rules.meta["llm_error"]
     v = make_video(seed=3, anomaly="fast")
     with pytest.warns(UserWarning, match="offline scores are kept"):
         sc, verdicts = head.score_video(v.frames)
     assert len(sc.frame_scores) == 120 and "llm_error" in sc.meta
     assert sc.frame_scores[v.labels == 1].mean() > sc.frame_scores[v.labels == 0].mean()
+    # loaded, the model asks the endpoint its config names (still down): same warning, same scores
+    again = RulesHead.load(head.save(tmp_path / "m"))
+    with pytest.warns(UserWarning, match=r"127\.0\.0\.1:9/v1/chat/completions is not reachable"):
+        sc2, _ = again.score_video(v.frames)
+    np.testing.assert_array_equal(sc2.frame_scores, sc.frame_scores)
 
 
 def test_lenient_json_and_free_text_rules() -> None:
@@ -205,17 +212,25 @@ class _BrightnessCaptioner:
         return [f"a scene of mean brightness {float(f.mean()):.0f}" for f in frames]
 
 
-def test_head_with_llm_and_captioner_end_to_end(server: _Server) -> None:
+def test_head_with_llm_and_captioner_end_to_end(server: _Server, tmp_path: Path) -> None:
     from oddeye.core.synth import make_video
     from oddeye.video.rules import RulesHead
 
-    http = HTTPBackend(f"http://127.0.0.1:{server.port}/constrained", model="tiny")
+    llm = {"backend": "http", "url": f"http://127.0.0.1:{server.port}/constrained", "model": "tiny",
+           "deduce_frames": 2, "captioner": "brightness stand-in"}
     normal = make_video(seed=4, n_frames=120, anomaly=None).frames
     n0 = len(server.requests)
-    head = RulesHead(llm=http, captioner=_BrightnessCaptioner(), llm_frames=2, show_progress=False).fit([normal])
+    head = RulesHead(llm=llm, captioner=_BrightnessCaptioner()).fit([normal], ctx=RunContext(progress=False))
     prompts_sent = [b["messages"][-1]["content"] for _, b in server.requests[n0:]]
     assert any("mean brightness" in p and "measured:" in p for p in prompts_sent)
     assert head.rules.meta["llm_rules"] >= 1 and any(r.source == "llm" for r in head.rules.rules)
-    sc, _ = head.score_video(make_video(seed=4, anomaly="fast").frames)
+    test = make_video(seed=4, anomaly="fast").frames
+    sc, _ = head.score_video(test)
     judged = sc.meta.get("llm_judgements", [])
     assert 1 <= len(judged) <= 2 and all(isinstance(j["anomalous"], bool) for j in judged)
+    # a loaded model rebuilds its LLM and captioner from the config: this stand-in has no folder to load
+    head.save(tmp_path / "m")
+    again = RulesHead.load(tmp_path / "m", device="cpu")
+    assert again.config.llm == head.config.llm
+    with pytest.raises(MissingWeightsError, match="brightness stand-in"):
+        again.score_video(test)

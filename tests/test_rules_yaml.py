@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
 
-from oddeye.core.errors import ModelError
+from oddeye.core.errors import InputError, ModelError
+from oddeye.core.head import RunContext
 from oddeye.core.synth import make_video, write_frames
 from oddeye.video.rules import Rule, RuleSet, RulesHead
 from oddeye.video.rules.rules import RuleFileError
@@ -74,7 +76,7 @@ def test_broken_yaml_names_the_line(tmp_path: Path) -> None:
 
 def test_edited_rule_changes_scoring_and_typo_fails_load(tmp_path: Path) -> None:
     normal = make_video(seed=5, n_frames=150, anomaly=None).frames
-    head = RulesHead(show_progress=False).fit([normal])
+    head = RulesHead().fit([normal], ctx=RunContext(progress=False))
     head.save(tmp_path / "m")
     doc = yaml.safe_load((tmp_path / "m" / "rules.yaml").read_text())
     for r in doc["rules"]:
@@ -104,6 +106,41 @@ def test_cli_fit_show_and_score(tmp_path: Path, capsys) -> None:
     assert main(["fit", "video-rules", "--frames", str(frames), "--out", str(tmp_path / "m2"), "--grid", "4by6"]) == 2
     assert main(["rules", "show", str(tmp_path)]) == 2
     assert "--grid must look like 4x6" in capsys.readouterr().err
+    assert main(["fit", "video-rules", "--frames", str(frames), "--out", str(tmp_path / "m2"), "--grid", "13x6"]) == 2
+    assert main(["fit", "video-rules", "--frames", str(frames), "--out", str(tmp_path / "m2"), "--backend", "transformers"]) == 2
+    err = capsys.readouterr().err
+    assert "RulesConfig.grid" in err and "RulesConfig.llm.model" in err and "--llm-model" in err
+    assert not (tmp_path / "m2").exists()  # refused before any work
+
+
+def test_fit_command_stores_the_settings_it_was_given(tmp_path: Path) -> None:
+    from oddeye.core.head import MANIFEST
+    from oddeye.video.rules import RulesConfig
+    from oddeye.video.rules.cli import fit_video_rules
+
+    frames = write_frames(make_video(seed=5, n_frames=80, anomaly=None).frames, tmp_path / "normal")
+    model = fit_video_rules(out=tmp_path / "m", frames=[frames], grid="3x5", flow="dis", attributes="speed, height",
+                            zone_weight=1.0, progress=False)
+    config = RulesConfig.from_dict(json.loads((model / MANIFEST).read_text())["config"])
+    assert config == RulesConfig(grid=(3, 5), perception={"flow": "dis"},
+                                 induction={"attributes": ["speed", "height"], "zone_weight": 1.0})
+    assert RulesHead.load(model).config == config
+    with pytest.raises(InputError, match="--shots"):
+        fit_video_rules(out=tmp_path / "m3", frames=[frames], shots=0)
+    with pytest.raises(InputError, match="no training data"):
+        fit_video_rules(out=tmp_path / "m3")
+
+
+def test_errors_name_real_commands(tmp_path: Path) -> None:
+    from oddeye.core.head import write_manifest
+
+    write_manifest(tmp_path / "img", "patchcore")
+    with pytest.raises(ModelError, match="`oddeye score image`"):
+        RulesHead.load(tmp_path / "img")
+    (tmp_path / "broken").mkdir()
+    write_manifest(tmp_path / "broken", "video-rules", 2, config={})
+    with pytest.raises(ModelError, match="`oddeye fit video-rules`"):
+        RulesHead.load(tmp_path / "broken")
 
 
 def test_evaluate_rules_on_a_tiny_dataset(tmp_path: Path) -> None:

@@ -111,3 +111,90 @@ def test_shanghaitech_layout_refuses_pickles(tmp_path: Path) -> None:
     np.save(root / "testing" / "test_frame_mask" / "01_0014.npy", np.array([{"a": 1}], dtype=object))
     with pytest.raises(DataLayoutError, match="pickled"):
         load_video_dataset("shanghaitech", root)
+
+
+def _vol(n: int, anomalous: list[int]) -> np.ndarray:
+    """An Avenue volLabel cell array: n masks (24, 36), a 3x3 square in the frames listed."""
+    vol = np.empty((1, n), dtype=object)
+    for i in range(n):
+        m = np.zeros((24, 36), np.uint8)
+        if i in anomalous:
+            m[2:5, 2:5] = 1
+        vol[0, i] = m
+    return vol
+
+
+@pytest.fixture()
+def avenue_subset(tmp_path: Path) -> Path:
+    """Avenue with test videos 08 and 17-21 only (tiny .avi files) and their <k>_label.mat: video k's anomalous frame
+    is frame k % 6, so a label file paired by position shows."""
+    from oddeye.core.synth import write_video_file
+
+    root = tmp_path / "avenue"
+    (root / "training_videos").mkdir(parents=True)
+    (root / "testing_videos").mkdir()
+    (root / "testing_label_mask").mkdir()
+    frames = np.stack([np.full((24, 36), 10 * i, np.uint8) for i in range(6)])
+    write_video_file(frames, root / "training_videos" / "01.avi", fps=25)
+    for k in (8, 17, 18, 19, 20, 21):
+        write_video_file(frames, root / "testing_videos" / f"{k:02d}.avi", fps=25)
+        sio.savemat(root / "testing_label_mask" / f"{k}_label.mat", {"volLabel": _vol(6, [k % 6])})
+    return root
+
+
+def test_avenue_subset_pairs_videos_and_labels_by_number(avenue_subset: Path) -> None:
+    ds = load_video_dataset("avenue", avenue_subset)
+    assert [v.name for v in ds.test] == ["08.avi", "17.avi", "18.avi", "19.avi", "20.avi", "21.avi"]
+    for item in ds.test:
+        k = int(item.name[:2])
+        assert item.labels.tolist() == [int(i == k % 6) for i in range(6)], item.name
+        assert item.mask_loader(k % 6).sum() == 9
+
+
+def test_avenue_subset_with_the_full_avenue_mat(avenue_subset: Path) -> None:
+    """avenue.mat lists all 21 test videos; a subset takes entry k - 1 for video k."""
+    import shutil
+
+    shutil.rmtree(avenue_subset / "testing_label_mask")
+    gt = np.empty((1, 21), dtype=object)
+    for k in range(1, 22):
+        gt[0, k - 1] = np.array([[k % 6 + 1], [k % 6 + 1]])  # 1-based inclusive: frame k % 6 only
+    sio.savemat(avenue_subset / "avenue.mat", {"gt": gt})
+    ds = load_video_dataset("avenue", avenue_subset)
+    for item in ds.test:
+        k = int(item.name[:2])
+        assert item.labels.tolist() == [int(i == k % 6) for i in range(6)], item.name
+    sio.savemat(avenue_subset / "avenue.mat", {"gt": gt[:, :5]})  # 5 entries, 6 videos numbered up to 21
+    with pytest.raises(DataLayoutError, match="21.avi"):
+        load_video_dataset("avenue", avenue_subset)
+
+
+def test_avenue_missing_label_file_and_unnumbered_video(avenue_subset: Path) -> None:
+    (avenue_subset / "testing_label_mask" / "19_label.mat").unlink()
+    with pytest.raises(DataLayoutError, match="19.avi.*19_label.mat"):
+        load_video_dataset("avenue", avenue_subset)
+    (avenue_subset / "testing_videos" / "19.avi").unlink()
+    (avenue_subset / "testing_videos" / "20.avi").rename(avenue_subset / "testing_videos" / "walk.avi")
+    with pytest.raises(DataLayoutError, match="walk.avi.*no number"):
+        load_video_dataset("avenue", avenue_subset)
+
+
+def test_ped2_subset_pairs_by_number(ped2: Path) -> None:
+    """Test clips 02 and 06 only, with the labels of all of 01..06: clip k takes entry k - 1."""
+    import shutil
+
+    shutil.rmtree(ped2 / "testing" / "frames" / "01")
+    _frames(ped2 / "testing" / "frames" / "07", 6)  # a 4th video makes positional pairing impossible
+    gt = np.empty((1, 7), dtype=object)
+    for k in range(1, 8):
+        gt[0, k - 1] = np.array([[k % 6 + 1], [k % 6 + 1]])
+    sio.savemat(ped2 / "ped2.mat", {"gt": gt})
+    ds = load_video_dataset("ucsd-ped2", ped2)
+    assert [v.name for v in ds.test] == ["02", "06", "07"]
+    for item in ds.test:
+        k = int(item.name)
+        assert item.labels.tolist() == [int(i == k % 6) for i in range(6)], item.name
+    assert ds.test[1].mask_loader is not None and ds.test[0].mask_loader is None  # masks by number too
+    _frames(ped2 / "testing" / "frames" / "Test007", 6)
+    with pytest.raises(DataLayoutError, match="the same number 7"):
+        load_video_dataset("ucsd-ped2", ped2)

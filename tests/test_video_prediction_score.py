@@ -11,13 +11,14 @@ import numpy as np
 import pytest
 import torch
 
-from oddeye.core.errors import InputError, ModelError
+from oddeye.core.errors import ConfigError, InputError, ModelError
 from oddeye.core.metrics import auroc
 from oddeye.core.synth import make_video
+from oddeye.video.prediction.config import PredictorConfig, ScoreConfig, TrainConfig
 from oddeye.video.prediction.head import LOCATION, PredictionHead
-from oddeye.video.prediction.model import PredictorConfig, psnr_map
-from oddeye.video.prediction.score import ErrorAccumulator, FrameScorer, LocationStats, ScoreConfig
-from oddeye.video.prediction.train import Trainer, TrainConfig
+from oddeye.video.prediction.model import psnr_map
+from oddeye.video.prediction.score import ErrorAccumulator, FrameScorer, LocationStats
+from oddeye.video.prediction.train import Trainer
 
 SIZE = 32
 TINY = PredictorConfig(size=SIZE, past=3, channels=(8, 16, 16), heads=2, d_channels=4)
@@ -30,7 +31,7 @@ def _small(frames: np.ndarray) -> np.ndarray:
 def _copy_last_head(score: ScoreConfig) -> PredictionHead:
     """A head whose generator predicts 'the last past frame': its error map is the frame difference over stride."""
     torch.manual_seed(0)
-    head = PredictionHead(TINY, score_cfg=score)
+    head = PredictionHead(model=TINY, score=score)
     head.g.predict = lambda feats, idx, last: last  # type: ignore[method-assign]
     return head
 
@@ -68,7 +69,7 @@ def test_motion_term_scores_error_relative_to_how_much_changed() -> None:
     assert torch.isfinite(FrameScorer(ScoreConfig(), None)(torch.zeros(1, 1, 8, 8), torch.zeros(1, 1, 8, 8))).all()
     with pytest.raises(InputError, match="copy_err"):
         FrameScorer(ScoreConfig(), None)(err)
-    with pytest.raises(InputError, match="motion"):
+    with pytest.raises(ConfigError, match=r"ScoreConfig\.motion"):
         ScoreConfig(motion=-1)
 
 
@@ -79,9 +80,9 @@ def test_motion_term_copies_the_frame_motion_gap_strides_back() -> None:
     copies = torch.cat([c for _, c, _, _ in head._errors(head._array_batches(frames))])
     lead = TINY.past * 2
     assert torch.allclose(copies, psnr_map(x[lead - 6:-6], x[lead:]), atol=1e-6)  # frame t vs frame t - 3 x 2
-    with pytest.raises(InputError, match="motion_gap"):
-        next(_copy_last_head(ScoreConfig(motion_gap=TINY.past + 1))._errors(head._array_batches(frames)))
-    with pytest.raises(InputError, match="motion_gap"):
+    with pytest.raises(ConfigError, match=r"PredictionConfig\.score\.motion_gap"):
+        _copy_last_head(ScoreConfig(motion_gap=TINY.past + 1))
+    with pytest.raises(ConfigError, match=r"ScoreConfig\.motion_gap"):
         ScoreConfig(motion_gap=0)
 
 
@@ -99,7 +100,7 @@ def test_perspective_weights_far_rows_more() -> None:
     assert torch.allclose(flat[0], flat[1])
     s = FrameScorer(ScoreConfig(perspective=32.0), None)(err, copy)
     assert s[0] > s[1] + 6.0  # dB: rows 1-2 weigh ~7x rows 13-14
-    with pytest.raises(InputError, match="perspective"):
+    with pytest.raises(ConfigError, match=r"ScoreConfig\.perspective"):
         ScoreConfig(perspective=0.5)
 
 
@@ -154,6 +155,8 @@ def test_training_stride_takes_every_kth_frame() -> None:
     assert (b.diff(dim=1) == 3).all() and (b[:, -1] < 60).all()
     with pytest.raises(InputError, match="past x stride"):
         Trainer(TINY, TrainConfig(stride=3), [frames[:9]])
+    with pytest.raises(ConfigError, match=r"TrainConfig\.stride"):
+        TrainConfig(stride=0)
 
 
 def test_per_location_norm_detects_walker_in_the_wrong_place() -> None:
@@ -169,7 +172,7 @@ def test_per_location_norm_detects_walker_in_the_wrong_place() -> None:
     for norm in ("none", "ratio", "z"):
         head = _copy_last_head(ScoreConfig(norm=norm, patch=3, smooth_sigma=1))
         head.calibrate(normal)
-        assert head.location is not None and head.location.n_frames == 8 * (60 - TINY.past * head.score_cfg.stride)
+        assert head.location is not None and head.location.n_frames == 8 * (60 - head.config.lead)
         got[norm] = auroc(test.labels, head._series_from_array(_small(test.frames)).score)
     assert got["none"] < 0.7 and got["ratio"] > 0.9 and got["z"] > 0.9, got
 
@@ -179,7 +182,7 @@ def test_save_load_keeps_location_stats_and_old_models_load(tmp_path: Path) -> N
     normal = [_small(make_video(seed=s, anomaly=None, n_frames=40).frames) for s in (1, 2)]
     test = _small(make_video(seed=5, anomaly="fast", n_frames=80, anomaly_span=(40, 70)).frames)
     torch.manual_seed(0)
-    head = PredictionHead(TINY, score_cfg=ScoreConfig(norm="ratio", patch=3))
+    head = PredictionHead(model=TINY, score=ScoreConfig(norm="ratio", patch=3))
     head.calibrate(normal)
     head.save(tmp_path / "v2")
     loaded = PredictionHead.load(tmp_path / "v2")
@@ -188,7 +191,7 @@ def test_save_load_keeps_location_stats_and_old_models_load(tmp_path: Path) -> N
     assert loaded.calibration == head.calibration and "ratio" in loaded.describe()
 
     # a format-1 model: PSNR calibration in the manifest, no location statistics, stride 1 (no key)
-    head.score_cfg = ScoreConfig(stride=1, motion=0.0, smooth_sigma=3.0)  # what format 1 scored with
+    head.config = head.config.replace(score=ScoreConfig(stride=1, motion=0.0, smooth_sigma=3.0))  # format 1
     cal = head.calibrate(normal)
     head.save(tmp_path / "v1")
     (tmp_path / "v1" / LOCATION).unlink()
@@ -196,30 +199,36 @@ def test_save_load_keeps_location_stats_and_old_models_load(tmp_path: Path) -> N
     c = doc["calibration"]
     c["psnr_mean"], c["psnr_std"] = -c.pop("score_mean"), c.pop("score_std")
     doc["format_version"] = 1
+    cfg = doc.pop("config")
+    doc["model"], doc["train"] = cfg["model"], cfg["train"]
     doc["score"] = {"patch": 0, "smooth_sigma": 3.0, "quantile": 0.99, "batch_size": 128}
     (tmp_path / "v1" / "oddeye_model.json").write_text(json.dumps(doc))
     old = PredictionHead.load(tmp_path / "v1")
-    assert old.location is None and old.calibration == cal and old.score_cfg.stride == 1 and old.score_cfg.motion == 0
+    assert old.location is None and old.calibration == cal
+    assert old.config.score.stride == 1 and old.config.score.motion == 0 and old.config.score.smooth_sigma == 3.0
     sc, _ = old.to_score(old._series_from_array(test))
     np.testing.assert_allclose(sc.frame_scores, head.to_score(head._series_from_array(test))[0].frame_scores,
                                rtol=1e-5)
     assert "PSNR" in sc.reason or "PSNR" in str(old.describe())
-    old.score_cfg = ScoreConfig(norm="z")
+    old.config = old.config.replace(score=ScoreConfig(norm="z"))
     with pytest.raises(ModelError, match="per-location"):
         old._series_from_array(test)
 
     # saved before perspective_copy: a perspective weighed both errors, and still does
-    head.score_cfg = ScoreConfig(perspective=8.0, perspective_copy=True)
+    head.config = head.config.replace(score=ScoreConfig(perspective=8.0, perspective_copy=True))
     head.calibrate(normal)
     head.save(tmp_path / "p")
     doc = json.loads((tmp_path / "p" / "oddeye_model.json").read_text())
-    del doc["score"]["perspective_copy"]
+    cfg = doc.pop("config")
+    del cfg["score"]["perspective_copy"]
+    doc.update(format_version=2, **cfg)
     (tmp_path / "p" / "oddeye_model.json").write_text(json.dumps(doc))
-    assert PredictionHead.load(tmp_path / "p").score_cfg == head.score_cfg
+    assert PredictionHead.load(tmp_path / "p").config == head.config
 
 
 @pytest.mark.parametrize("bad", [{"norm": "rank"}, {"reduce": "top0"}, {"reduce": "median"}, {"stride": 0},
-                                 {"patch": -1}])
+                                 {"patch": -1}, {"quantile": 1.0}, {"motion_floor": 0.0}])
 def test_bad_score_options(bad: dict) -> None:
-    with pytest.raises(InputError):
+    (field,) = bad
+    with pytest.raises(ConfigError, match=rf"ScoreConfig\.{field}"):
         ScoreConfig(**bad)

@@ -6,7 +6,7 @@ from typing import Any
 
 __all__ = ["PatrolHead", "PatrolConfig", "ReferenceRun", "align", "change_map", "pair_frames"]
 
-_WHERE = {"PatrolHead": "head", "PatrolConfig": "head", "ReferenceRun": "reference", "align": "align",
+_WHERE = {"PatrolHead": "head", "PatrolConfig": "config", "ReferenceRun": "reference", "align": "align",
           "change_map": "change", "pair_frames": "pairing"}
 
 

@@ -3,54 +3,49 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
-
 import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from oddeye.core.headconfig import HeadConfig, param
 from oddeye.core.imageio import convert
 
 
 @dataclass
-class ChangeParams:
-    """Knobs of the change map; defaults are the ones benchmarked in docs/patrol.md."""
+class ChangeParams(HeadConfig):
+    """Knobs of the change map; defaults are the ones benchmarked in docs/patrol.md.
 
-    feature_window: int = 3  # k x k reference patches each query patch may match (soft alignment)
-    photo_window: int = 5  # k x k pixel shifts the photometric term is robust to
-    photo_blur: float = 1.0  # Gaussian sigma (px) before the photometric difference
-    photo_weight: float = 1.0
-    feature_weight: float = 0.5  # how much the features may lower (gate) the photometric change where they see none
-    feature_floor: float = 0.35  # cosine-type patch distance below this is texture noise, not change
-    feature_scale: float = 0.5  # distance above the floor that counts as 1.0 (full change)
-    smooth: float = 12.0  # Gaussian sigma (px) of the change map (the per-pixel score)
-    box_smooth: float = 2.0  # Gaussian sigma (px) of the sharper map that boxes are cut from
-    threshold: float = 0.15  # level of the sharper map that makes a box
-    box_grow: int = 2  # px: components closer than twice this merge into one box
-    box_pad: int = 10  # px added on every side of a box (annotators draw boxes with a margin)
-    min_area: int = 16  # px; smaller components are dropped
-    work_side: int = 640  # the photometric term is computed at most this size (longest side)
-    # the pixel sizes above (windows, sigmas, grow, area) are for frames whose longest side is 640 px;
-    # other frame sizes scale them by (longest side / 640)
+    The pixel sizes (windows, sigmas, grow, pad, area) are for frames whose longest side is 640 px; other frame
+    sizes scale them by (longest side / 640).
+    """
+
+    feature_window: int = param(3, ge=1, doc="k x k reference patches each query patch may match (soft alignment)")
+    photo_window: int = param(5, ge=1, doc="k x k pixel shifts the photometric term is robust to")
+    photo_blur: float = param(1.0, ge=0, doc="Gaussian sigma (px) before the photometric difference")
+    photo_weight: float = param(1.0, ge=0, doc="weight of the photometric term")
+    feature_weight: float = param(0.5, ge=0, le=1,
+                                  doc="how much the features may lower (gate) the photometric change where they see none")
+    feature_floor: float = param(0.35, ge=0, doc="cosine-type patch distance below this is texture noise, not change")
+    feature_scale: float = param(0.5, gt=0, doc="distance above the floor that counts as 1.0 (full change)")
+    smooth: float = param(12.0, ge=0, doc="Gaussian sigma (px) of the change map (the per-pixel score)")
+    box_smooth: float = param(2.0, ge=0, doc="Gaussian sigma (px) of the sharper map that boxes are cut from")
+    threshold: float = param(0.15, ge=0, doc="level of the sharper map that makes a box")
+    box_grow: int = param(2, ge=0, doc="px: components closer than twice this merge into one box")
+    box_pad: int = param(10, ge=0, doc="px added on every side of a box (annotators draw boxes with a margin)")
+    min_area: int = param(16, ge=1, doc="px; smaller components are dropped")
+    work_side: int = param(640, ge=8, doc="the photometric term is computed at most this size (longest side)")
 
     def scaled(self, h: int, w: int) -> ChangeParams:
         """A copy with the pixel-sized knobs scaled from a 640 px frame to an (h, w) frame."""
         s = max(h, w) / 640.0
         if abs(s - 1.0) < 1e-6:
             return self
-        q = ChangeParams(**self.as_dict())
-        q.photo_window = max(3, int(round(self.photo_window * s)) | 1) if self.photo_window > 1 else 1
-        q.photo_blur, q.smooth, q.box_smooth = self.photo_blur * s, self.smooth * s, self.box_smooth * s
-        q.box_grow = int(round(self.box_grow * s))
-        q.box_pad = int(round(self.box_pad * s))
-        q.min_area = max(1, int(round(self.min_area * s * s)))
-        q.work_side = max(h, w)
-        return q
-
-    def as_dict(self) -> dict[str, Any]:
-        """Plain dict for manifests and results."""
-        return dict(self.__dict__)
+        return self.replace(
+            photo_window=max(3, int(round(self.photo_window * s)) | 1) if self.photo_window > 1 else 1,
+            photo_blur=self.photo_blur * s, smooth=self.smooth * s, box_smooth=self.box_smooth * s,
+            box_grow=int(round(self.box_grow * s)), box_pad=int(round(self.box_pad * s)),
+            min_area=max(1, int(round(self.min_area * s * s))), work_side=max(8, h, w))
 
 
 @dataclass

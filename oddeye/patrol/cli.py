@@ -1,155 +1,214 @@
-"""`oddeye fit patrol`, `oddeye score patrol`, `oddeye eval patrol`: reference-vs-query change detection."""
+"""`oddeye fit patrol`, `oddeye score patrol`, `oddeye eval patrol`: reference-vs-query change detection.
+
+Each command is a plain function (the demo calls the same ones): it checks every input first, then loads or fits
+the head, and writes through the one writer. Options left at None take the PatrolConfig default.
+"""
 
 from __future__ import annotations
 
+import os
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
-from oddeye.core.errors import InputError
+from oddeye.core.errors import InputError, require_dir, require_file
+from oddeye.store.writer import Written
+
+THREADS_HELP = "CPU threads (default: all, or $ODDEYE_THREADS)."
 
 
-def _head_options(head: Any, features: bool, threads: Optional[int]) -> None:
-    head.config.use_features = features
-    head.config.threads = threads
+def _check_run(path: str | Path, what: str) -> Path:
+    """A reference or query run that exists (a video file or a frame folder)."""
+    from oddeye.core.videoio import is_stream
+
+    if str(path).isdigit() or is_stream(str(path)):  # a webcam or a stream: nothing to check before opening it
+        return Path(str(path))
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise InputError(f"{what} not found: {p}", "pass a video file or a folder of frame images")
+    return p if p.is_dir() else require_file(p, what)
 
 
-def write_outputs(result: Any, out: Path, db: Optional[str], model: str, data: str) -> list[str]:
-    """Save the Result, a timeline PNG per run, and one review sample per frame in the store; return lines."""
-    from oddeye.core.viz import plot_timeline
+def _check_out(out: Path, what: str = "--out") -> Path:
+    """An output folder that exists and is writable, or can be made."""
+    p = Path(out).expanduser()
+    if p.exists() and not p.is_dir():
+        raise InputError(f"{what} {p} is a file, not a folder", "pass a folder for the outputs")
+    parent = next((q for q in (p, *p.parents) if q.exists()), Path("."))
+    if not os.access(parent, os.W_OK):
+        raise InputError(f"{what} {p} is not writable", "pass a folder you may write to")
+    return p
+
+
+def _config_changes(**changes: Any) -> dict[str, Any]:
+    """The settings given on the command line (None: keep the config's value)."""
+    return {k: v for k, v in changes.items() if v is not None}
+
+
+def fit_patrol(
+    reference: Annotated[Path, typer.Option("--reference", help="Reference route: a video file or a frame folder.")],
+    out: Annotated[Path, typer.Option("--out", help="Model folder to write.")],
+    poses: Annotated[Optional[Path], typer.Option(
+        "--poses", help="CSV: frame,time,x,y[,z][,yaw] per reference frame.")] = None,
+    stride: Annotated[Optional[int], typer.Option(
+        "--stride", help="Use every n-th reference frame (default: every frame).")] = None,
+    max_side: Annotated[Optional[int], typer.Option(
+        "--max-side", help="Scale frames so the longest side is at most this.")] = None,
+    features: Annotated[Optional[bool], typer.Option(
+        "--features/--no-features",
+        help="Use the backbone's patch features in the change map (default: on).")] = None,
+    threads: Annotated[Optional[int], typer.Option("--threads", help=THREADS_HELP)] = None,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress bars.")] = True,
+) -> Path:
+    """Ingest a reference patrol run (driven without anomalies): frames, global descriptors, poses.
+
+    Example: oddeye fit patrol --reference route_ok.mp4 --out patrol-model --poses route_ok.csv
+    """
+    _check_run(reference, "reference run")
+    if poses is not None:
+        require_file(poses, "poses CSV")
+    _check_out(out)
+    from oddeye.core.head import RunContext
+    from oddeye.patrol.config import PatrolConfig
+    from oddeye.patrol.head import PatrolHead
+
+    config = PatrolConfig(**_config_changes(stride=stride, max_side=max_side, use_features=features, threads=threads))
+    head = PatrolHead(config).fit(reference, ctx=RunContext(poses=poses, progress=progress))
+    model = head.save(out)
+    ref = head.reference
+    typer.echo(f"reference: {len(ref)} frames of {reference} at {ref.size[0]}x{ref.size[1]}"
+               + (", with poses" if ref.poses is not None else ""))
+    typer.echo(f"model written to {model}")
+    return Path(model)
+
+
+def score_patrol(
+    model_dir: Annotated[Path, typer.Argument(help="Folder written by `oddeye fit patrol`.")],
+    query: Annotated[list[str], typer.Option("--query", help="Query run: video file or frame folder (repeatable).")],
+    poses: Annotated[Optional[Path], typer.Option(
+        "--poses", help="CSV of the query's poses/times (one query only).")] = None,
+    out: Annotated[Path, typer.Option(
+        "--out", help="Folder for result, overlays, timeline, store.")] = Path("oddeye-results/patrol"),
+    db: Annotated[Optional[str], typer.Option(
+        "--db", help="Review store (SQLite path or URL); default <out>/store.db.")] = None,
+    threshold: Annotated[Optional[float], typer.Option(
+        "--threshold", help="Frame change score that makes an event (default: the model's).")] = None,
+    pose_radius: Annotated[Optional[float], typer.Option(
+        "--pose-radius",
+        help="Pair only with reference frames this close (pose units; needs --poses for both runs).")] = None,
+    time_window: Annotated[Optional[float], typer.Option(
+        "--time-window",
+        help="Pair only with reference frames this many seconds from the query frame's time.")] = None,
+    min_similarity: Annotated[Optional[float], typer.Option(
+        "--min-similarity",
+        help="Descriptor similarity below which a frame must be confirmed by alignment.")] = None,
+    threads: Annotated[Optional[int], typer.Option("--threads", help=THREADS_HELP)] = None,
+    skip_bad: Annotated[bool, typer.Option(
+        "--skip-bad", help="Record a query run that cannot be read as an error and go on with the others.")] = False,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress bars.")] = True,
+) -> Written:
+    """Compare a query run with the reference frame by frame: pair, align, change map, events.
+
+    Frames without a matching reference frame are reported as "no reference", not as anomalies.
+    Example: oddeye score patrol patrol-model --query route_today.mp4 --out results/patrol
+    """
+    if not query:
+        raise InputError("no --query given", "pass the query run: `oddeye score patrol MODEL --query RUN.mp4`")
+    if poses is not None and len(query) > 1:
+        raise InputError("--poses goes with a single --query", "score the runs one at a time")
+    for q in query:
+        _check_run(q, "query run")
+    if poses is not None:
+        require_file(poses, "poses CSV")
+    _check_out(out)
+    from oddeye.core.head import RunContext, read_manifest
+    from oddeye.patrol.config import PatrolConfig
+    from oddeye.patrol.head import NAME, PatrolHead
     from oddeye.patrol.review import per_pair
-    from oddeye.store.api import save_result
+    from oddeye.store.writer import write_result
 
-    out.mkdir(parents=True, exist_ok=True)
-    lines = []
-    for s in result.scores:
-        evs = [e for e in result.events if e.sample_id == s.sample_id]
-        if s.frame_scores is not None and len(s.frame_scores):
-            png = plot_timeline(out / f"timeline_{Path(s.sample_id).name}.png", s.frame_scores, result.threshold,
-                                times=s.frame_times, events=evs, title=f"patrol: {s.sample_id}")
-            s.artefacts["timeline"] = str(png)
-            result.meta.setdefault("artefacts", {})[f"timeline_{s.sample_id}"] = str(png)
-            lines.append(f"{s.sample_id}: max change {s.score:.3f}, {len(evs)} event(s); timeline {png}")
-        lines.append(f"  {s.reason}")
-    path = result.save(out)
-    lines.append(f"result: {path}")
-    store = db or str(out / "store.db")
-    run_id = save_result(store, per_pair(result), kind="patrol", model=model, data=data)
-    lines.append(f"review store: {store} (run {run_id})")
-    return lines
+    read_manifest(model_dir, head=NAME)  # another head's folder is refused before the (slow) load
+    pairing = dict(pose_radius=pose_radius, time_window=time_window,
+                   **_config_changes(min_similarity=min_similarity))
+    top = dict(threads=threads, **_config_changes(event_threshold=threshold))
+    PatrolConfig().replace(**top, pairing=PatrolConfig().pairing.replace(**pairing))  # bad values: refused now
+    head = PatrolHead.load(model_dir)
+    head.config = head.config.replace(**top, pairing=head.config.pairing.replace(**pairing))
+    ctx = RunContext(out=out, poses=poses, skip_bad=skip_bad, progress=progress)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = head.score(query, ctx=ctx)
+    for w in caught:
+        if "resized" in str(w.message) or "truncated" in str(w.message):
+            typer.echo(f"warning: {w.message}", err=True)
+    for s in result.errors():
+        typer.echo(f"skipped {s.meta.get('path', s.sample_id)}: {s.meta['error']}", err=True)
+    typer.echo(f"threshold {result.threshold:.3g}; {len(result.events)} event(s)")
+    for e in result.events:
+        typer.echo(f"  {e.sample_id}: frames {e.start_frame}-{e.end_frame} ({e.start:.2f}-{e.end:.2f} s) "
+                   f"score {e.score:.3f} {e.reason}")
+    written = write_result(result, out, kind="patrol", db=db, model=model_dir, data=",".join(query), view=per_pair)
+    for line in written.lines:
+        typer.echo(line)
+    return written
+
+
+def eval_patrol(
+    root: Annotated[Path, typer.Option("--root", help="Data set folder in its public layout (holds PCBData/).")],
+    dataset: Annotated[str, typer.Option(
+        "--dataset", help="deeppcb (template/test boards with defect boxes).")] = "deeppcb",
+    warp: Annotated[bool, typer.Option(
+        "--warp", help="Warp each template by a seeded random homography first.")] = False,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the --warp homographies.")] = 0,
+    limit: Annotated[Optional[int], typer.Option("--limit", help="Evaluate only the first N test pairs.")] = None,
+    features: Annotated[Optional[bool], typer.Option(
+        "--features/--no-features", help="Use patch features (slower; default: on).")] = None,
+    threads: Annotated[Optional[int], typer.Option("--threads", help=THREADS_HELP)] = None,
+    out: Annotated[Path, typer.Option(
+        "--out", help="Folder for result, overlays, store.")] = Path("oddeye-results/eval-patrol"),
+    json_path: Annotated[Optional[Path], typer.Option(
+        "--json", help="Also write the JSON line to this file.")] = None,
+    db: Annotated[Optional[str], typer.Option("--db", help="Review store; default <out>/store.db.")] = None,
+) -> dict[str, Any]:
+    """Evaluate patrol change detection on DeepPCB (test split): pixel AUROC (boxes as masks), box recall at
+    IoU 0.5 (and with centre hits), pixel F1/IoU of the predicted boxes at the head's threshold, pairs/s.
+
+    With --warp every template is first warped by a seeded random homography (rotation <= 5 deg, scale
+    0.95-1.05, shift <= 5 %, corner jitter <= 1 %); pixels and boxes the warped template no longer covers
+    are left out. Prints a table, then one JSON line (last line of stdout).
+    Example: oddeye eval patrol --dataset deeppcb --root ../shared/data/deeppcb --warp
+    """
+    from oddeye.patrol.evaluate import DATASETS
+
+    if dataset not in DATASETS:
+        raise InputError(f"unknown patrol data set {dataset!r}", f"use one of {', '.join(DATASETS)}")
+    require_dir(root, "--root")
+    _check_out(out)
+    from oddeye.core.report import eval_line, print_eval
+    from oddeye.patrol.evaluate import evaluate_deeppcb
+    from oddeye.patrol.head import PatrolHead
+    from oddeye.store.writer import write_result
+
+    t0 = time.perf_counter()
+    head = PatrolHead(**_config_changes(use_features=features, threads=threads))
+    if warp:
+        typer.echo(f"--warp: each template is warped by a random homography (seed {seed}) before alignment")
+    metrics, result = evaluate_deeppcb(head, root, warp=warp, seed=seed, limit=limit, out=out)
+    written = write_result(result, out, kind="patrol", db=db, data=root, timelines=False,
+                           params={"warp": warp, "features": head.config.use_features})
+    for line in written.lines:
+        typer.echo(line)
+    doc = eval_line(metrics, "deeppcb", len(result.scores), time.perf_counter() - t0, split="test", warp=warp,
+                    seed=seed if warp else None, features=head.config.use_features)
+    print_eval(doc, title=f"patrol on deeppcb ({'warped' if warp else 'aligned'} templates)", json_path=json_path)
+    return doc
 
 
 def register(cli: Any) -> None:
     """Add the patrol commands to the oddeye CLI groups."""
-
-    @cli.fit.command("patrol")
-    def fit_patrol(
-        reference: Path = typer.Option(..., "--reference", help="Reference route: a video file or a frame folder."),
-        out: Path = typer.Option(..., "--out", help="Model folder to write."),
-        poses: Optional[Path] = typer.Option(None, "--poses", help="CSV: frame,time,x,y[,z][,yaw] per reference frame."),
-        stride: int = typer.Option(1, "--stride", help="Use every n-th reference frame."),
-        max_side: int = typer.Option(640, "--max-side", help="Scale frames so the longest side is at most this."),
-        features: bool = typer.Option(True, "--features/--no-features", help="Use the backbone's patch features in the change map."),
-        threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (default: all, or $ODDEYE_THREADS)."),
-    ) -> None:
-        """Ingest a reference patrol run (driven without anomalies): frames, global descriptors, poses.
-
-        Example: oddeye fit patrol --reference route_ok.mp4 --out patrol-model --poses route_ok.csv
-        """
-        from oddeye.patrol.head import PatrolHead
-
-        head = PatrolHead(stride=stride, max_side=max_side)
-        _head_options(head, features, threads)
-        head.fit(reference, poses=poses)
-        head.save(out)
-        ref = head.reference
-        typer.echo(f"reference: {len(ref)} frames of {reference} at {ref.size[0]}x{ref.size[1]}"
-                   + (", with poses" if ref.poses is not None else ""))
-        typer.echo(f"model written to {out}")
-
-    @cli.score.command("patrol")
-    def score_patrol(
-        model_dir: Path = typer.Argument(..., help="Folder written by `oddeye fit patrol`."),
-        query: list[str] = typer.Option(..., "--query", help="Query run: video file or frame folder (repeatable)."),
-        poses: Optional[Path] = typer.Option(None, "--poses", help="CSV of the query's poses/times (one query only)."),
-        out: Path = typer.Option(Path("oddeye-results/patrol"), "--out", help="Folder for result, overlays, timeline, store."),
-        db: Optional[str] = typer.Option(None, "--db", help="Review store (SQLite path or URL); default <out>/store.db."),
-        threshold: Optional[float] = typer.Option(None, "--threshold", help="Frame change score that makes an event."),
-        pose_radius: Optional[float] = typer.Option(None, "--pose-radius", help="Pair only with reference frames this close (pose units; needs --poses for both runs)."),
-        time_window: Optional[float] = typer.Option(None, "--time-window", help="Pair only with reference frames this many seconds from the query frame's time."),
-        min_similarity: Optional[float] = typer.Option(None, "--min-similarity", help="Descriptor similarity below which a frame must be confirmed by alignment (default 0.5)."),
-        threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (default: all, or $ODDEYE_THREADS)."),
-    ) -> None:
-        """Compare a query run with the reference frame by frame: pair, align, change map, events.
-
-        Frames without a matching reference frame are reported as "no reference", not as anomalies.
-        Example: oddeye score patrol patrol-model --query route_today.mp4 --out results/patrol
-        """
-        from oddeye.patrol.head import PatrolHead
-
-        if poses is not None and len(query) > 1:
-            raise InputError("--poses goes with a single --query", "score the runs one at a time")
-        head = PatrolHead.load(model_dir)
-        head.config.threads = threads
-        if threshold is not None:
-            head.config.event_threshold = threshold
-        head.config.pairing.pose_radius = pose_radius
-        head.config.pairing.time_window = time_window
-        if min_similarity is not None:
-            head.config.pairing.min_similarity = min_similarity
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            result = head.score(query, poses=poses, overlays=out / "overlays")
-        for w in caught:
-            if "resized" in str(w.message) or "truncated" in str(w.message):
-                typer.echo(f"warning: {w.message}", err=True)
-        typer.echo(f"threshold {result.threshold:.3g}; {len(result.events)} event(s)")
-        for e in result.events:
-            typer.echo(f"  {e.sample_id}: frames {e.start_frame}-{e.end_frame} ({e.start:.2f}-{e.end:.2f} s) "
-                       f"score {e.score:.3f} {e.reason}")
-        for line in write_outputs(result, out, db, str(model_dir), ",".join(query)):
-            typer.echo(line)
-
-    @cli.eval.command("patrol")
-    def eval_patrol(
-        dataset: str = typer.Option("deeppcb", "--dataset", help="deeppcb (template/test boards with defect boxes)."),
-        root: Path = typer.Option(..., "--root", help="Data set folder in its public layout (holds PCBData/)."),
-        warp: bool = typer.Option(False, "--warp", help="Warp each template by a seeded random homography first."),
-        seed: int = typer.Option(0, "--seed", help="Seed of the --warp homographies."),
-        limit: Optional[int] = typer.Option(None, "--limit", help="Evaluate only the first N test pairs."),
-        features: bool = typer.Option(True, "--features/--no-features", help="Use patch features (slower)."),
-        threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (default: all, or $ODDEYE_THREADS)."),
-        out: Path = typer.Option(Path("oddeye-results/eval-patrol"), "--out", help="Folder for result, overlays, store."),
-        json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the JSON line to this file."),
-        db: Optional[str] = typer.Option(None, "--db", help="Review store; default <out>/store.db."),
-    ) -> None:
-        """Evaluate patrol change detection on DeepPCB (test split): pixel AUROC (boxes as masks), box recall at
-        IoU 0.5 (and with centre hits), pixel F1/IoU of the predicted boxes at the head's threshold, pairs/s.
-
-        With --warp every template is first warped by a seeded random homography (rotation <= 5 deg, scale
-        0.95-1.05, shift <= 5 %, corner jitter <= 1 %); pixels and boxes the warped template no longer covers
-        are left out. Prints a table, then one JSON line (last line of stdout).
-        Example: oddeye eval patrol --dataset deeppcb --root ../shared/data/deeppcb --warp
-        """
-        from oddeye.core.report import eval_line, print_eval
-        from oddeye.patrol.evaluate import DATASETS, evaluate_deeppcb
-        from oddeye.patrol.head import PatrolHead
-        from oddeye.store.api import save_result
-
-        if dataset not in DATASETS:
-            raise InputError(f"unknown patrol data set {dataset!r}", f"use one of {', '.join(DATASETS)}")
-        t0 = time.perf_counter()
-        head = PatrolHead()
-        _head_options(head, features, threads)
-        if warp:
-            typer.echo(f"--warp: each template is warped by a random homography (seed {seed}) before alignment")
-        metrics, result = evaluate_deeppcb(head, root, warp=warp, seed=seed, limit=limit, out=out)
-        result.save(out)
-        store = db or str(out / "store.db")
-        save_result(store, result, kind="patrol", data=str(root), params={"warp": warp, "features": features})
-        doc = eval_line(metrics, "deeppcb", len(result.scores), time.perf_counter() - t0, split="test", warp=warp,
-                        seed=seed if warp else None, features=features)
-        print_eval(doc, title=f"patrol on deeppcb ({'warped' if warp else 'aligned'} templates)", json_path=json_path)
+    cli.fit.command("patrol")(fit_patrol)
+    cli.score.command("patrol")(score_patrol)
+    cli.eval.command("patrol")(eval_patrol)

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from oddeye.core.errors import InputError
+from oddeye.core.headconfig import HeadConfig, param
 from oddeye.patrol.reference import ReferenceRun
 
 
@@ -24,17 +25,20 @@ class Pairing:
 
 
 @dataclass
-class PairingParams:
+class PairingParams(HeadConfig):
     """Knobs of the pairing step."""
 
-    k: int = 64  # reference candidates fetched per query frame
-    min_similarity: float = 0.5  # of reference-centred descriptors; below: "no reference" for this frame
-    separation: int = 3  # frames; the margin is to the best candidate at least this far from the winner
-    time_window: float | None = None  # s; only reference frames with |t_ref - t_query - offset| <= window
-    time_offset: float = 0.0
-    pose_radius: float | None = None  # pose units; only reference frames within this distance (x, y[, z])
-    continuity: int = 5  # frames; prefer a candidate this close to the previous pairing ...
-    continuity_slack: float = 0.2  # ... if its similarity is at most this much below the best
+    k: int = param(64, ge=1, doc="reference candidates fetched per query frame")
+    min_similarity: float = param(0.5, ge=-1, le=1, doc="of reference-centred descriptors; below: 'no reference' "
+                                                          "for this frame unless alignment confirms the match")
+    separation: int = param(3, ge=0, doc="frames; the margin is to the best candidate at least this far from the winner")
+    time_window: float | None = param(None, ge=0, doc="s; only reference frames with |t_ref - t_query - offset| <= "
+                                                      "window (None: no window)")
+    time_offset: float = param(0.0, doc="s; added to the query time before the time window")
+    pose_radius: float | None = param(None, ge=0, doc="pose units; only reference frames within this distance "
+                                                      "(x, y[, z]); needs poses for both runs")
+    continuity: int = param(5, ge=0, doc="frames; prefer a candidate this close to the previous pairing ...")
+    continuity_slack: float = param(0.2, ge=0, doc="... if its similarity is at most this much below the best")
 
 
 def pair_frames(ref: ReferenceRun, descriptors: np.ndarray, params: PairingParams | None = None,
@@ -53,10 +57,12 @@ def pair_frames(ref: ReferenceRun, descriptors: np.ndarray, params: PairingParam
     m = len(q)
     qidx = np.arange(m) if query_indices is None else np.asarray(query_indices)
     if p.time_window is not None and times is None:
-        raise InputError("time_window needs query frame times", "give the query's timestamps or drop --time-window")
+        raise InputError("time_window needs query frame times",
+                         "pass frame times, or drop --time-window from `oddeye score patrol`")
     if p.pose_radius is not None and (poses is None or ref.poses is None):
         raise InputError("pose_radius needs poses for both the reference and the query",
-                         "pass --poses for both runs, or drop --pose-radius")
+                         "pass --poses to both `oddeye fit patrol` and `oddeye score patrol`, "
+                         "or drop --pose-radius")
     k = min(len(ref), max(p.k, 2) if p.time_window is None and p.pose_radius is None else len(ref))
     dist, ids = ref.index.search(q, k=k)
     sims = 1.0 - dist

@@ -108,9 +108,15 @@ class ReferenceRun:
 
     @classmethod
     def ingest(cls, source: str | Path, extractor: Any, poses: str | Path | None = None, stride: int = 1,
-               max_side: int | None = 640, batch_size: int = 16) -> ReferenceRun:
-        """Read a route (video file or frame folder), describe every `stride`-th frame; empty -> EmptyDataError."""
+               max_side: int | None = 640, batch_size: int = 16, progress: bool = True) -> ReferenceRun:
+        """Read a route (video file or frame folder), describe every `stride`-th frame; empty -> EmptyDataError.
+
+        A local source is kept as an absolute path (the dashboard reads reference frames from it).
+        """
         from oddeye.core.videoio import open_video
+
+        local = Path(str(source)).expanduser()
+        source = str(local.resolve()) if local.exists() else str(source)
 
         if stride < 1:
             raise InputError(f"stride must be >= 1, got {stride}")
@@ -124,7 +130,8 @@ class ReferenceRun:
         probe.close()
         reader = open_video(source, size=size)
         descs, idx, times = [], [], []
-        with tqdm(total=(n + stride - 1) // stride, desc="reference frames", unit="frame", leave=False) as bar:
+        with tqdm(total=(n + stride - 1) // stride, desc="reference frames", unit="frame", leave=False,
+                  disable=not progress) as bar:
             for fr in reader.iter_batches(batch_size, step=stride):
                 descs.append(extractor.global_descriptor(fr.data))
                 idx.append(fr.indices)
@@ -142,7 +149,7 @@ class ReferenceRun:
         dc /= np.maximum(np.linalg.norm(dc, axis=1, keepdims=True), 1e-8)
         index = PatchIndex.build(dc.astype(np.float32), kind="flat", metric="cosine", device="cpu")
         meta = {"extractor": extractor.config(), "source_frames": int(n), "stride": int(stride),
-                "poses_file": str(poses) if poses else None}
+                "poses_file": str(Path(poses).expanduser().resolve()) if poses else None}
         return cls(str(source), indices, t, pose_arr, index, size, center, meta)
 
     def frames(self, ids: np.ndarray | list[int]) -> np.ndarray:

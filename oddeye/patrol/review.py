@@ -11,9 +11,14 @@ def pair_id(run: str, index: int) -> str:
 
 
 def per_pair(result: Result) -> Result:
-    """One Score per scored frame (kind patrol_pair, its map and pictures), events pointing at their peak frame."""
+    """One Score per scored frame (kind patrol_pair: meta index / ref_index, maps["change"] where the run kept the
+    frame's map, reference / query / change pictures where they were written), runs that could not be read
+    (Result.add_error) as they are, events pointing at their peak frame."""
     out = Result(head=result.head, threshold=result.threshold, metrics=dict(result.metrics), meta=dict(result.meta))
     for sc in result.scores:
+        if "error" in sc.meta:
+            out.scores.append(sc)
+            continue
         for fr in sc.meta.get("frames", []):
             if fr["index"] < 0:
                 continue

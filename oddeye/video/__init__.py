@@ -1,1 +1,2 @@
-"""Video: decoding (io), data sets, the frame-prediction head and (engineer 5) the rules head."""
+"""Video: data sets (datasets.py), the frame-prediction head (prediction/) and the rules head (rules/), with their
+commands (cli.py, rules/cli.py); decoding lives in oddeye.core.videoio."""

@@ -92,6 +92,45 @@ def _ranges_to_labels(ranges: list[tuple[int, int]], n: int) -> np.ndarray:
     return lab
 
 
+def video_number(p: Path) -> int:
+    """The number in a test video's name (07.avi -> 7, Test007 -> 7): what Ped2 and Avenue labels are keyed by."""
+    found = re.findall(r"\d+", p.stem if p.is_file() else p.name)
+    if not found:
+        raise DataLayoutError(f"cannot tell which labels belong to test video {p}: its name holds no number",
+                              "keep the data set's own names (01, 02, ... or 01.avi, 02.avi, ...)")
+    return int(found[-1])
+
+
+def _numbers(tests: list[Path]) -> list[int]:
+    """video_number of each test video; two videos with one number is a DataLayoutError naming both."""
+    seen: dict[int, Path] = {}
+    for p in tests:
+        n = video_number(p)
+        if n in seen:
+            raise DataLayoutError(f"test videos {seen[n].name} and {p.name} have the same number {n}",
+                                  "keep one of them: labels are paired with videos by number")
+        seen[n] = p
+    return list(seen)
+
+
+def _pair_ranges(tests: list[Path], ranges: list[list[tuple[int, int]]],
+                 source: Path | str) -> list[list[tuple[int, int]]]:
+    """The label ranges of each test video from a per-video list (ped2.mat, avenue.mat, UCSDped2.m).
+
+    Video n takes entry n - 1, so a subset of the videos (08, 17-21) pairs with the full list; a list made for
+    exactly these videos (as many entries, some video numbered beyond it) pairs in order.
+    """
+    nums = _numbers(tests)
+    if max(nums) <= len(ranges):
+        return [ranges[n - 1] for n in nums]
+    if len(ranges) == len(tests):
+        return list(ranges)
+    beyond = [p.name for p, n in zip(tests, nums) if n > len(ranges)]
+    raise DataLayoutError(f"{source} holds labels for {len(ranges)} videos, but test video(s) {', '.join(beyond)} "
+                          f"are numbered beyond that and there are {len(tests)} test videos",
+                          "use the data set's own label file and video names")
+
+
 def read_ped2_mat(path: Path) -> list[list[tuple[int, int]]]:
     """`gt` of ped2.mat / avenue.mat style files: per test video, a list of 1-based (start, end) ranges."""
     import scipy.io as sio
@@ -185,14 +224,10 @@ def load_ped2(root: Path) -> VideoDataset:
             ranges = read_ucsd_m(text)
     if ranges is None:
         raise DataLayoutError(f"no frame labels for UCSD Ped2 under {root}", "put ped2.mat (or UCSDped2.m) in the root")
-    if len(ranges) != len(tests):
-        raise DataLayoutError(f"{root}: {len(ranges)} label entries but {len(tests)} test videos")
     have_masks = masks.clips() if masks is not None else set()
-    for k, (p, r) in enumerate(zip(tests, ranges), start=1):
-        n = _n_frames(p)
-        clip = int(p.stem) if p.stem.isdigit() else k  # folder 06 holds the masks of Test006
-        loader = masks.loader(clip) if masks is not None and clip in have_masks else None
-        ds.test.append(VideoItem(p.name, p, _ranges_to_labels(r, n), loader))
+    for p, clip, r in zip(tests, _numbers(tests), _pair_ranges(tests, ranges, f"the Ped2 labels under {root}")):
+        loader = masks.loader(clip) if masks is not None and clip in have_masks else None  # 06: Test006's masks
+        ds.test.append(VideoItem(p.name, p, _ranges_to_labels(r, _n_frames(p)), loader))
     return ds
 
 
@@ -223,14 +258,19 @@ def load_avenue(root: Path) -> VideoDataset:
     ranges = read_ped2_mat(mat) if mat else None
     if not label_dirs and ranges is None:
         raise DataLayoutError(f"no Avenue labels under {root}", "expected testing_label_mask/<k>_label.mat or avenue.mat")
-    for k, p in enumerate(tests, start=1):
-        got = _avenue_masks(label_dirs[0], k) if label_dirs else None
+    nums = _numbers(tests)
+    masks = [_avenue_masks(label_dirs[0], k) if label_dirs else None for k in nums]  # 07.avi <-> 7_label.mat
+    lacking = [i for i, m in enumerate(masks) if m is None]
+    if lacking and ranges is None:
+        i = lacking[0]
+        raise DataLayoutError(f"no labels for Avenue test video {tests[i].name}: "
+                              f"{label_dirs[0] / f'{nums[i]}_label.mat'} is missing", "add it, or leave the video out")
+    paired = _pair_ranges(tests, ranges, mat) if lacking else []
+    for i, (p, got) in enumerate(zip(tests, masks)):
         if got is not None:
             ds.test.append(VideoItem(p.name, p, got[0], got[1]))
-        elif ranges is not None and k <= len(ranges):
-            ds.test.append(VideoItem(p.name, p, _ranges_to_labels(ranges[k - 1], _n_frames(p))))
         else:
-            raise DataLayoutError(f"no labels for Avenue test video {p.name} under {root}")
+            ds.test.append(VideoItem(p.name, p, _ranges_to_labels(paired[i], _n_frames(p))))
     return ds
 
 
@@ -291,4 +331,5 @@ def load_video_dataset(name: str, root: str | Path) -> VideoDataset:
     return ds
 
 
-__all__ = ["VideoDataset", "VideoItem", "load_video_dataset", "read_ped2_mat", "read_ucsd_m", "TarMasks"]
+__all__ = ["VideoDataset", "VideoItem", "load_video_dataset", "read_ped2_mat", "read_ucsd_m", "TarMasks",
+           "video_number"]

@@ -10,10 +10,12 @@ import cv2
 import numpy as np
 from tqdm.auto import tqdm
 
+from oddeye.core.head import RunContext
 from oddeye.core.metrics import frame_auroc, pixel_auroc
+from oddeye.core.types import Result
 from oddeye.video.datasets import VideoDataset
+from oddeye.video.prediction.config import PredictionConfig
 from oddeye.video.prediction.head import PredictionHead, VideoSeries
-from oddeye.video.prediction.score import ScoreConfig
 
 PIXEL_EVAL_SIZE = (180, 120)  # (w, h) at which error maps are compared with the masks
 # Score options were chosen on the odd-numbered test videos (01, 03, ...: "dev") and checked on the even ones
@@ -75,26 +77,38 @@ def series_metrics(ds: VideoDataset, series: list[VideoSeries], pixel: bool = Tr
     return out
 
 
-def evaluate_prediction(ds: VideoDataset, out: Path, minutes: float, model_dir: Path | None = None,
-                        head: PredictionHead | None = None, progress: bool = True,
-                        score_cfg: ScoreConfig | None = None
+def evaluate_prediction(ds: VideoDataset, out: Path, config: PredictionConfig | None = None,
+                        model_dir: Path | None = None, progress: bool = True
                         ) -> tuple[dict[str, Any], PredictionHead, list[VideoSeries]]:
-    """Train on ds.train for `minutes` with `score_cfg` (or load `model_dir`), score ds.test -> (metrics, head,
-    series)."""
-    if head is None:
-        if model_dir is not None:
-            head = PredictionHead.load(model_dir)
-        else:
-            head = PredictionHead(score_cfg=score_cfg)
-            head.train_cfg.minutes = minutes
-            head.fit([v.source for v in ds.train], out=out / "model", progress=progress)
+    """Train on ds.train with `config` and save the model to out/model (or load `model_dir`), score ds.test ->
+    (metrics, head, series)."""
+    if model_dir is not None:
+        head = PredictionHead.load(model_dir)
+    else:
+        head = PredictionHead(config).fit([v.source for v in ds.train],
+                                          ctx=RunContext(out=out / "model", progress=progress))
+        head.save(out / "model")
     import torch
 
     series, speed = score_dataset(head, ds, keep_maps=True, progress=progress)
     metrics = series_metrics(ds, series)
+    size = head.config.model.size
     metrics.update({"train_minutes": round(float(head.train_info.get("train_minutes", 0.0)), 2),
                     "frames_per_s": round(speed["frames_per_s"], 1),
                     "frames_per_cpu_s": round(speed["frames_per_cpu_s"], 1), "torch_threads": torch.get_num_threads(),
-                    "resolution": f"{head.cfg.size}x{head.cfg.size} gray",
-                    "threshold": head.calibration.threshold})
+                    "resolution": f"{size}x{size} gray", "threshold": head.calibration.threshold})
     return metrics, head, series
+
+
+def labelled_result(head: PredictionHead, ds: VideoDataset, series: list[VideoSeries],
+                    metrics: dict[str, Any]) -> Result:
+    """The Result of the scored test videos for review: each Score labelled (1: the video has an anomalous frame),
+    the float metrics attached; the dense error maps are dropped."""
+    result = Result(head=head.name, threshold=head.calibration.threshold,
+                    metrics={k: v for k, v in metrics.items() if isinstance(v, float)})
+    for item, s in zip(ds.test, series):
+        s.maps = None
+        sc, ev = head.to_score(s, label=int(item.labels.max()) if item.labels is not None else None)
+        result.scores.append(sc)
+        result.events.extend(ev)
+    return result

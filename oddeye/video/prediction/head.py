@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -15,19 +14,20 @@ from scipy.ndimage import gaussian_filter1d
 from tqdm.auto import tqdm
 
 from oddeye.core.config import get_device, seed_everything
-from oddeye.core.errors import EmptyDataError, InputError, ModelError
-from oddeye.core.head import read_manifest, write_manifest
+from oddeye.core.errors import ConfigError, EmptyDataError, InputError, ModelError
+from oddeye.core.head import RunContext, context, read_manifest, write_manifest
 from oddeye.core.metrics import minmax_normalize
 from oddeye.core.types import AnomalyMap, Result, Score, events_from_scores
 from oddeye.core.videoio import TruncatedVideoWarning, VideoReader, open_video
-from oddeye.video.prediction.model import Generator, PredictorConfig, psnr_map
-from oddeye.video.prediction.score import ErrorAccumulator, FrameScorer, LocationStats, ScoreConfig
-from oddeye.video.prediction.train import Trainer, TrainConfig, to_model_range
+from oddeye.video.prediction.config import PredictionConfig
+from oddeye.video.prediction.model import Generator, psnr_map
+from oddeye.video.prediction.score import ErrorAccumulator, FrameScorer, LocationStats
+from oddeye.video.prediction.train import Trainer, to_model_range
 
 NAME = "video-prediction"
 WEIGHTS = "generator.safetensors"
-LOCATION = "location_stats.safetensors"  # per-pixel normal error (format 2)
-FORMAT_VERSION = 2
+LOCATION = "location_stats.safetensors"  # per-pixel normal error (format 2 on)
+FORMAT_VERSION = 3  # 3: the settings are one PredictionConfig in the manifest's "config" (2: model/train/score keys)
 
 
 @dataclass
@@ -58,16 +58,27 @@ class VideoSeries:
     peak_map: np.ndarray | None = None  # error map (S, S) of the frame with the highest raw score
 
 
+def _sample_id(x: Any) -> str:
+    """The id of a sample: a VideoItem's name, else the file or folder name of its source (a webcam index as is)."""
+    if isinstance(x, VideoReader):
+        return Path(str(x.source)).name
+    return str(getattr(x, "name", None) or Path(str(getattr(x, "source", x))).name)
+
+
+def _sample_path(x: Any) -> Path | None:
+    """The file or folder a sample reads, if it is one."""
+    src = getattr(x, "source", x)
+    return Path(src) if isinstance(src, (str, Path)) and Path(src).exists() else None
+
+
 def _as_reader(x: Any, size: int) -> tuple[str, VideoReader]:
     """(sample id, gray reader at size x size) for a path, a VideoItem-like object or an open reader."""
     if isinstance(x, VideoReader):
         if (x.width, x.height) != (size, size) or not x.gray:
             raise InputError(f"reader {x.source} is {x.width}x{x.height} gray={x.gray}; this model needs "
                              f"open_video(..., size=({size}, {size}), gray=True)")
-        return Path(x.source).name, x
-    src = getattr(x, "source", x)
-    name = getattr(x, "name", None) or Path(str(src)).name
-    return str(name), open_video(src, size=(size, size), gray=True)
+        return _sample_id(x), x
+    return _sample_id(x), open_video(getattr(x, "source", x), size=(size, size), gray=True)
 
 
 class PredictionHead:
@@ -75,13 +86,15 @@ class PredictionHead:
 
     name = NAME
 
-    def __init__(self, cfg: PredictorConfig | None = None, train: TrainConfig | None = None,
-                 score_cfg: ScoreConfig | None = None, device: str | None = None) -> None:
-        self.cfg = cfg or PredictorConfig()
-        self.train_cfg = train or TrainConfig()
-        self.score_cfg = score_cfg or ScoreConfig()
+    def __init__(self, config: PredictionConfig | None = None, *, device: str | None = None,
+                 **overrides: Any) -> None:
+        if config is not None and not isinstance(config, PredictionConfig):
+            raise ConfigError("PredictionConfig", f"expected a PredictionConfig, got {type(config).__name__}",
+                              "pass model=PredictorConfig(...), train=TrainConfig(...), score=ScoreConfig(...)")
+        config = config or PredictionConfig()
+        self.config: PredictionConfig = config.replace(**overrides) if overrides else config
         self.device = get_device(device)
-        self.g = Generator(self.cfg).to(self.device).eval()
+        self.g = Generator(self.config.model).to(self.device).eval()
         self.calibration = Calibration()
         self.location: LocationStats | None = None  # per-pixel normal error, set by calibrate()
         self.train_info: dict[str, Any] = {}
@@ -91,53 +104,58 @@ class PredictionHead:
         """Decode videos to gray (T, S, S) uint8 arrays at the working size."""
         out = []
         for s in tqdm(list(samples), desc="read videos", disable=not progress, leave=False):
-            name, r = _as_reader(s, self.cfg.size)
+            name, r = _as_reader(s, self.config.model.size)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", TruncatedVideoWarning)
                 out.append((name, r.read_all().data))
             r.close()
         return out
 
-    def fit(self, samples: Iterable[Any], out: str | Path | None = None, resume: bool = False,
-            progress: bool = True, callback: Callable[[Trainer], None] | None = None,
-            callback_every_s: float = 0.0) -> Self:
-        """Train on normal videos (paths, frame folders or readers); hold out validation clips for the threshold."""
-        seed_everything(self.train_cfg.seed)
-        vids = self.read_frames(samples, progress)
+    def fit(self, samples: Iterable[Any], *, ctx: RunContext | None = None) -> Self:
+        """Train on normal videos (paths, frame folders or readers); hold out validation clips for the threshold.
+
+        ctx.out: checkpoint folder (ctx.resume continues from it); ctx.callback(trainer) every ctx.callback_every_s
+        training seconds, with this head's generator set to the one being trained.
+        """
+        ctx = context(ctx)
+        tc = self.config.train
+        seed_everything(tc.seed)
+        vids = self.read_frames(samples, ctx.progress)
         if not vids:
             raise EmptyDataError("no training videos given", "pass --frames DIR or --video FILE with normal footage")
-        lead = max(self._lead, self.cfg.past * self.train_cfg.stride)
-        train, val = split_validation(vids, self.train_cfg.val_fraction, lead, self.train_cfg.seed)
-        trainer = Trainer(self.cfg, self.train_cfg, [v for _, v in train], self.device)
-        out_p = Path(out) if out is not None else None
-        if resume:
-            if out_p is None:
-                raise InputError("--resume needs the --out folder of the run to continue")
-            trainer.load_checkpoint(out_p)
+        lead = max(self.config.lead, self.config.model.past * tc.stride)
+        train, val = split_validation(vids, tc.val_fraction, lead, tc.seed)
+        trainer = Trainer(self.config.model, tc, [v for _, v in train], self.device)
+        if ctx.resume:
+            if ctx.out is None:
+                raise InputError("resuming needs the folder of the run to continue",
+                                 "pass the --out of the interrupted `oddeye fit video-prediction` run")
+            trainer.load_checkpoint(ctx.out)
         self.g = trainer.g
+        user_cb = ctx.callback
 
         def cb(tr: Trainer) -> None:
             self.g = tr.g
-            if callback is not None:
-                callback(tr)
+            if user_cb is not None:
+                user_cb(tr)
 
-        trainer.run(out_p, callback=cb if callback else None, callback_every_s=callback_every_s, progress=progress)
+        trainer.run(ctx.out, callback=cb if user_cb else None, callback_every_s=ctx.callback_every_s,
+                    progress=ctx.progress)
         self.g = trainer.g.eval()
         self.calibrate([v for _, v in val])
         self.train_info = {"steps": trainer.step, "train_minutes": trainer.train_seconds / 60,
                            "train_videos": [n for n, _ in train], "val_videos": [n for n, _ in val],
                            "train_frames": int(sum(len(v) for _, v in train)), "last_losses": trainer.history[-1:]}
-        if out_p is not None:
-            self.save(out_p)
         return self
 
     def calibrate(self, val_videos: list[np.ndarray]) -> Calibration:
         """From held-out normal frames: per-location error statistics, then the threshold (`quantile` of z-scores)."""
-        vids = [v for v in val_videos if len(v) > self._lead]
+        lead = self.config.lead
+        vids = [v for v in val_videos if len(v) > lead]
         if not vids:
-            raise EmptyDataError(f"no validation video has more than past x stride = {self._lead} frames")
+            raise EmptyDataError(f"no validation video has more than past x stride = {lead} frames")
         acc = ErrorAccumulator()
-        if self.score_cfg.norm == "none":  # the score does not read the statistics: one pass over the clips
+        if self.config.score.norm == "none":  # the score does not read the statistics: one pass over the clips
             sc = np.concatenate([self._series_from_array(v, on_error=acc.add).score for v in vids])
             self.location = acc.stats()
         else:  # the score is relative to the statistics of these same frames: those first
@@ -148,29 +166,21 @@ class PredictionHead:
             sc = np.concatenate([self._series_from_array(v).score for v in vids])
         mu, sd = float(sc.mean()), float(sc.std() + 1e-6)
         z = (sc - mu) / sd
-        q = self.score_cfg.quantile
+        q = self.config.score.quantile
         self.calibration = Calibration(mu, sd, float(np.quantile(z, q)), int(len(sc)),
                                        {f"q{int(p * 1000)}": float(np.quantile(z, p)) for p in (0.9, 0.95, 0.99, 0.999)})
         return self.calibration
 
     # ---- scoring -------------------------------------------------------------------------------
-    @property
-    def _lead(self) -> int:
-        """Frames before the first one that can be predicted: past x stride."""
-        return self.cfg.past * self.score_cfg.stride
-
     @torch.inference_mode()
     def _errors(self, frames_iter: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]]
                 ) -> Iterator[tuple[torch.Tensor, torch.Tensor, np.ndarray, np.ndarray]]:
         """Per batch of frames (B, S, S) uint8: squared-error maps (b, 1, S, S) of the frames after the first
         past x stride of the video (frame t predicted from t - stride * (past..1)), those of copying frame
         t - motion_gap x stride instead (b, 1, S, S), and the batch's indices and times."""
-        g, past, k = self.g, self.cfg.past, self.score_cfg.stride
+        g, past, k = self.g, self.config.model.past, self.config.score.stride
         lead = past * k
-        gap = self.score_cfg.motion_gap * k  # the copied frame, for the motion term
-        if self.score_cfg.motion_gap > past:
-            raise InputError(f"score motion_gap {self.score_cfg.motion_gap} exceeds the model's past={past} frames",
-                             f"use a motion_gap of at most {past}")
+        gap = self.config.score.motion_gap * k  # the copied frame, for the motion term
         prev_x: torch.Tensor | None = None
         prev_f: list[torch.Tensor] | None = None
         for data, idx, times in frames_iter:
@@ -195,8 +205,8 @@ class PredictionHead:
                 keep_maps: bool, on_error: Callable[[torch.Tensor], None] | None = None) -> VideoSeries:
         """Score every frame from its error map, smoothed in time (the first past x stride copy the first score);
         `on_error` sees each batch of error maps (b, 1, S, S)."""
-        past = self._lead
-        scorer = FrameScorer(self.score_cfg, self.location, self.device)
+        past = self.config.lead
+        scorer = FrameScorer(self.config.score, self.location, self.device)
         scores, idx_all, t_all, maps = [], [], [], []
         peak: tuple[float, np.ndarray | None] = (-float("inf"), None)
         for err, copy, idx, times in self._errors(frames_iter):
@@ -218,8 +228,8 @@ class PredictionHead:
             raise EmptyDataError(f"{name} has {n} frames; the model needs more than past x stride = {past}")
         p = np.concatenate(scores).astype(np.float64)
         p = np.concatenate([np.full(past, p[0]), p])
-        if self.score_cfg.smooth_sigma > 0:
-            p = gaussian_filter1d(p, self.score_cfg.smooth_sigma, mode="nearest")
+        if self.config.score.smooth_sigma > 0:
+            p = gaussian_filter1d(p, self.config.score.smooth_sigma, mode="nearest")
         m = None
         if keep_maps:
             m = np.concatenate(maps)
@@ -228,7 +238,7 @@ class PredictionHead:
 
     def _array_batches(self, frames: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """(frames, indices, times at 25 fps) batches of an in-memory video (T, S, S) uint8."""
-        bs = self.score_cfg.batch_size
+        bs = self.config.score.batch_size
         for a in range(0, len(frames), bs):
             i = np.arange(a, min(a + bs, len(frames)))
             yield frames[a: a + bs], i, i / 25.0
@@ -240,22 +250,24 @@ class PredictionHead:
 
     def video_series(self, sample: Any, keep_maps: bool = False) -> VideoSeries:
         """Decode and predict one video (path, frame folder, VideoItem or reader) -> VideoSeries."""
-        name, r = _as_reader(sample, self.cfg.size)
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", TruncatedVideoWarning)
-            s = self._series(((f.data, f.indices, f.times) for f in r.iter_batches(self.score_cfg.batch_size)),
-                             name, keep_maps)
+        name, r = _as_reader(sample, self.config.model.size)
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", TruncatedVideoWarning)
+                s = self._series(((f.data, f.indices, f.times)
+                                  for f in r.iter_batches(self.config.score.batch_size)), name, keep_maps)
+        finally:
+            r.close()
         for w in caught:  # re-emit for the caller, once
             warnings.warn(w.message, w.category, stacklevel=2)
         s.truncated_at = r.truncated_at
-        r.close()
         return s
 
     def to_score(self, s: VideoSeries, label: int | None = None) -> tuple[Score, list]:
         """Turn a VideoSeries into a Score (calibrated z per frame) and its events."""
         c = self.calibration
         z = (s.score - c.score_mean) / c.score_std
-        reasons = [self.score_cfg.explain(v, c.score_mean) for v in s.score]
+        reasons = [self.config.score.explain(v, c.score_mean) for v in s.score]
         events = events_from_scores(z, c.threshold, s.name, times=s.times, frame_indices=s.indices,
                                     min_length=2, merge_gap=3, reasons=reasons)
         maps = {"normalized": AnomalyMap("frame", minmax_normalize(s.score)), "score": AnomalyMap("frame", s.score)}
@@ -270,17 +282,29 @@ class PredictionHead:
                       frame_times=s.times, frame_indices=s.indices, reason=reason, meta=meta)
         return score, events
 
-    def score(self, samples: Iterable[Any], keep_maps: bool = False, progress: bool = True) -> Result:
-        """Score videos (paths, frame folders or readers) -> Result: per-frame z-scores, events, threshold.
+    def score(self, samples: Iterable[Any], *, ctx: RunContext | None = None) -> Result:
+        """Score videos (paths, frame folders, VideoItems or readers) -> Result: per-frame z-scores, events, threshold.
 
-        Only the error map of the worst frame is kept per video (memory stays flat on long videos).
+        Per video the error map (S, S) of its worst frame is kept ("peak_error"; ctx.keep_maps False drops it), so
+        memory stays flat on long videos (every frame's map: video_series(sample, keep_maps=True)). With
+        ctx.skip_bad an unreadable or too short video is recorded with Result.add_error and the rest are scored.
         """
+        ctx = context(ctx)
         result = Result(head=NAME, threshold=self.calibration.threshold,
-                        meta={"score": f"z-score of the frame score ({self.score_cfg.describe()}) vs normal "
+                        meta={"score": f"z-score of the frame score ({self.config.score.describe()}) vs normal "
                                        "validation frames",
-                              "threshold_quantile": self.score_cfg.quantile, "size": self.cfg.size})
-        for sample in tqdm(list(samples), desc="score videos", disable=not progress, leave=False):
-            sc, ev = self.to_score(self.video_series(sample, keep_maps))
+                              "threshold_quantile": self.config.score.quantile, "size": self.config.model.size})
+        for sample in tqdm(list(samples), desc="score videos", disable=not ctx.progress, leave=False):
+            try:
+                series = self.video_series(sample)
+            except InputError as e:
+                if not ctx.skip_bad:
+                    raise
+                result.add_error(_sample_id(sample), e.message, _sample_path(sample))
+                continue
+            if ctx.keep_maps is False:
+                series.peak_map = None
+            sc, ev = self.to_score(series)
             result.scores.append(sc)
             result.events.extend(ev)
         if not result.scores:
@@ -289,47 +313,48 @@ class PredictionHead:
 
     # ---- persistence ---------------------------------------------------------------------------
     def save(self, directory: str | Path) -> Path:
-        """Write generator weights (safetensors) + manifest with sizes, calibration and training info."""
+        """Write generator weights (safetensors) + manifest with the config, calibration and training info."""
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
         save_file({k: v.detach().cpu().contiguous() for k, v in self.g.state_dict().items()}, str(d / WEIGHTS))
         if self.location is not None:
             save_file({"mean": torch.from_numpy(self.location.mean), "std": torch.from_numpy(self.location.std),
                        "n_frames": torch.tensor([self.location.n_frames])}, str(d / LOCATION))
-        write_manifest(d, NAME, FORMAT_VERSION, model=self.cfg.to_dict(), score=asdict(self.score_cfg),
-                       calibration=asdict(self.calibration), train=asdict(self.train_cfg), train_info=self.train_info)
+        write_manifest(d, NAME, FORMAT_VERSION, config=self.config.to_dict(), calibration=asdict(self.calibration),
+                       train_info=self.train_info)
         return d
 
     @classmethod
-    def load(cls, directory: str | Path, device: str | None = None) -> Self:
-        """Read a model folder written by save(); another head's folder is a ModelError."""
+    def load(cls, directory: str | Path, *, device: str | None = None) -> Self:
+        """Read a model folder written by save() (any format); another head's folder is a ModelError."""
         d = Path(directory)
         doc = read_manifest(d, head=NAME, max_version=FORMAT_VERSION)
         if not (d / WEIGHTS).is_file():
-            raise ModelError(f"{d} has no {WEIGHTS}", "refit the model")
+            raise ModelError(f"{d} has no {WEIGHTS}", "refit with `oddeye fit video-prediction`")
         try:
-            head = cls(PredictorConfig.from_dict(doc["model"]), TrainConfig(**doc.get("train", {})),
-                       # format 1: stride 1; saved before the motion term: none (and its gap: 1 stride); before
-                       # perspective_copy, a perspective weighed the copy error too
-                       ScoreConfig(**{"stride": 1, "motion": 0.0, "motion_gap": 1, "perspective_copy": True,
-                                      **doc.get("score", {})}), device)
+            config = PredictionConfig.from_manifest(doc)
+        except (KeyError, TypeError, AttributeError) as e:
+            raise ModelError(f"{d} holds a broken video-prediction model (settings: {e!r})",
+                             "refit with `oddeye fit video-prediction`") from None
+        head = cls(config, device=device)
+        try:
             head.g.load_state_dict(load_file(str(d / WEIGHTS), device=head.device))
             head.calibration = _calibration_from(doc)
             if (d / LOCATION).is_file():  # absent in format 1
                 t = load_file(str(d / LOCATION))
                 head.location = LocationStats(t["mean"].numpy(), t["std"].numpy(), int(t["n_frames"][0]))
         except (KeyError, TypeError, RuntimeError) as e:
-            raise ModelError(f"{d} holds a broken video-prediction model ({str(e)[:200]})", "refit the model") from None
+            raise ModelError(f"{d} holds a broken video-prediction model ({str(e)[:200]})",
+                             "refit with `oddeye fit video-prediction`") from None
         head.g.eval()
         head.train_info = doc.get("train_info", {})
         return head
 
     def describe(self) -> str:
         """One line for people: resolution, threshold and how it was chosen."""
-        c = self.calibration
-        return (f"video-prediction {self.cfg.size}x{self.cfg.size} gray, past={self.cfg.past}; score: "
-                f"{self.score_cfg.describe()}; threshold {c.threshold:.2f} = {self.score_cfg.quantile:.3g} "
-                f"quantile of {c.n_frames} held-out normal frames")
+        c, m, s = self.calibration, self.config.model, self.config.score
+        return (f"video-prediction {m.size}x{m.size} gray, past={m.past}; score: {s.describe()}; threshold "
+                f"{c.threshold:.2f} = {s.quantile:.3g} quantile of {c.n_frames} held-out normal frames")
 
 
 def _calibration_from(doc: dict) -> Calibration:
@@ -357,9 +382,3 @@ def split_validation(vids: list[tuple[str, np.ndarray]], fraction: float, past: 
         train.append((name, a[:cut]))
         val.append((name + ":val", a[cut:]))
     return train, val
-
-
-def save_json(path: Path, doc: dict) -> Path:
-    """Write `doc` as indented JSON."""
-    path.write_text(json.dumps(doc, indent=1))
-    return path

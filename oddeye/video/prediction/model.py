@@ -4,34 +4,12 @@ an image discriminator on the predicted frame and a video discriminator on clip 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-
-@dataclass
-class PredictorConfig:
-    """Sizes of the generator and discriminators; `size` is the square working resolution (gray)."""
-
-    size: int = 64
-    past: int = 4
-    channels: tuple[int, int, int] = (16, 32, 32)
-    heads: int = 4
-    d_channels: int = 8
-
-    def to_dict(self) -> dict:
-        """Plain dict for the manifest."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> PredictorConfig:
-        """Inverse of to_dict (unknown keys are ignored)."""
-        kw = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
-        if "channels" in kw:
-            kw["channels"] = tuple(kw["channels"])
-        return cls(**kw)
+from oddeye.video.prediction.config import PredictorConfig
 
 
 def _conv(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
@@ -59,11 +37,7 @@ class Generator(nn.Module):
 
     def __init__(self, cfg: PredictorConfig) -> None:
         super().__init__()
-        c = cfg.channels
-        if cfg.past < 2:
-            raise ValueError(f"past must be >= 2 (the decoder uses the latest change), got {cfg.past}")
-        if c[2] % cfg.heads:
-            raise ValueError(f"channels[2]={c[2]} must be divisible by heads={cfg.heads}")
+        c = cfg.channels  # past >= 2: the decoder uses the latest change (checked by PredictorConfig)
         self.cfg = cfg
         self.s2, self.s3, self.s4 = _conv(4, c[0]), _conv(c[0], c[1], 2), _conv(c[1], c[2], 2)
         self.norm = nn.GroupNorm(1, c[2])

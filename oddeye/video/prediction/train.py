@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -16,30 +15,11 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from oddeye.core.errors import InputError, ModelError
-from oddeye.video.prediction.model import (Generator, ImageDiscriminator, PredictorConfig, VideoDiscriminator,
-                                           gradient_loss)
+from oddeye.video.prediction.config import PredictorConfig, TrainConfig
+from oddeye.video.prediction.model import Generator, ImageDiscriminator, VideoDiscriminator, gradient_loss
 
 CHECKPOINT = "checkpoint.safetensors"
 STATE = "train_state.json"
-
-
-@dataclass
-class TrainConfig:
-    """Optimisation settings; `minutes` is this run's wall-clock budget, `max_steps` an optional cap; `stride`:
-    training clips take every stride-th frame (score with the same ScoreConfig.stride)."""
-
-    minutes: float = 30.0
-    max_steps: int | None = None
-    batch_size: int = 16
-    lr_g: float = 2e-4
-    lr_d: float = 2e-5
-    w_int: float = 20.0  # the intensity error of a good prediction is tiny: weigh it up
-    w_grad: float = 0.2
-    w_adv: float = 0.05
-    seed: int = 0
-    checkpoint_every_s: float = 60.0
-    val_fraction: float = 0.1
-    stride: int = 1
 
 
 def to_model_range(x: np.ndarray | torch.Tensor) -> torch.Tensor:
@@ -70,8 +50,6 @@ class Trainer:
     """Holds G, the two discriminators and their optimisers; run() trains until the budget is spent."""
 
     def __init__(self, cfg: PredictorConfig, tcfg: TrainConfig, videos: list[np.ndarray], device: str = "cpu") -> None:
-        if tcfg.stride < 1:
-            raise InputError(f"the training stride must be >= 1, got {tcfg.stride}")
         lead = cfg.past * tcfg.stride
         usable = [v for v in videos if v.shape[0] > lead]
         if not usable:
@@ -169,7 +147,7 @@ class Trainer:
         save_file(tensors, str(tmp))
         tmp.replace(out / CHECKPOINT)
         state = {"step": self.step, "train_seconds": self.train_seconds, "model": self.cfg.to_dict(),
-                 "train": asdict(self.tcfg), "history": self.history[-200:]}
+                 "train": self.tcfg.to_dict(), "history": self.history[-200:]}
         (out / STATE).write_text(json.dumps(state, indent=1))
         return out / CHECKPOINT
 

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Protocol, Sequence
 
 import numpy as np
 
 from oddeye.core.errors import InputError, MissingWeightsError
 
 DEFAULT_PROMPT = "Describe the people and objects in this surveillance frame: what they are, where, how they move."
+
+
+class Captioner(Protocol):
+    """What the rules head needs of a VLM: caption([(H, W[, 3]) uint8, ...]) -> one sentence each."""
+
+    def caption(self, frames: Sequence[np.ndarray]) -> list[str]:
+        """One caption per frame."""
+        ...
 
 
 class VLMCaptioner:

@@ -7,7 +7,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy.ndimage import gaussian_filter1d
+from scipy.ndimage import gaussian_filter1d, median_filter
+
+from oddeye.core.types import Event, Score, events_from_scores
 
 from oddeye.video.rules.perception import FrameObs, ObjectObs
 from oddeye.video.rules.rules import Rule, RuleSet
@@ -154,3 +156,28 @@ def judge_one(score: float, soft: float = 0.75) -> float:
     if soft <= 0:
         return 1.0 if score > 0 else 0.0
     return min(max(score / soft, -1.0), 0.0) + 1.0
+
+
+def verdict_events(sc: Score, verdicts: list[Verdict], flag_at: float = 0.5, persist: int = 3) -> list[Event]:
+    """Events of one scored video: runs of frames flagged (a rule of weight >= flag_at broken on most frames within
+    `persist` either side); each carries the reason, box and breaches of its peak frame and the boxes per frame."""
+    assert sc.frame_scores is not None and sc.frame_indices is not None
+    reasons = [v.reason for v in verdicts]
+    flagged = median_filter(np.array([v.flagged(flag_at) for v in verdicts], dtype=float), 2 * persist + 1,
+                            mode="nearest")
+    events = events_from_scores(flagged, 0.5, sc.sample_id, times=sc.frame_times,
+                                frame_indices=sc.frame_indices, min_length=2, merge_gap=3, reasons=reasons)
+    pos = {int(ix): k for k, ix in enumerate(sc.frame_indices)}
+    for ev in events:
+        a, b = pos[ev.start_frame], pos[ev.end_frame]
+        k = max(range(a, b + 1), key=lambda j: (verdicts[j].flagged(flag_at), verdicts[j].judgement, verdicts[j].score))
+        v = verdicts[k]
+        ev.meta["peak_frame"] = v.index
+        ev.score = float(sc.frame_scores[k])
+        ev.reason = v.reason or ev.reason
+        ev.box = v.box
+        ev.meta["breaches"] = [x.to_dict() for x in v.breaches[:5]]
+        ev.meta["rules"] = sorted({x.rule for j in range(a, b + 1) for x in verdicts[j].breaches})
+        ev.meta["boxes"] = {str(verdicts[j].index): list(verdicts[j].box) for j in range(a, b + 1)
+                            if verdicts[j].box is not None}
+    return events

@@ -10,9 +10,10 @@ import numpy as np
 from tqdm import tqdm
 
 from oddeye.core.errors import EmptyDataError
+from oddeye.core.head import RunContext
 from oddeye.core.metrics import frame_auroc
 from oddeye.core.types import Result
-from oddeye.video.rules.deduction import Verdict
+from oddeye.video.rules.deduction import Verdict, verdict_events
 from oddeye.video.rules.head import HEAD, RulesHead
 from oddeye.video.rules.sources import as_source
 
@@ -36,18 +37,19 @@ def reason_hits(verdicts: list[Verdict], labels: np.ndarray, mask_loader: Any, f
 
 def evaluate_rules(dataset: Any, shots: int | None = None, out: str | Path | None = None,
                    train_clips: int | None = None, head: RulesHead | None = None,
-                   show_progress: bool = True, **head_kw: Any) -> dict[str, Any]:
+                   show_progress: bool = True, **overrides: Any) -> dict[str, Any]:
     """Fit on dataset.train (first `train_clips` clips; `shots` frames, None = all), score dataset.test.
 
+    head: an unfitted RulesHead (default: RulesHead(**overrides), overrides being RulesConfig fields).
     Returns frame_auroc_micro/macro, reason_hit_rate, frames_per_s (perception + deduction + decoding), n_rules,
     n_frames, fit_s; writes the model, rules and Result under `out` when given.
     """
     train = dataset.train[:train_clips] if train_clips else dataset.train
     if not train or not dataset.test:
         raise EmptyDataError(f"data set {dataset.name} has no training or no test videos")
-    head = head or RulesHead(show_progress=False, **head_kw)
+    head = head or RulesHead(**overrides)
     t0 = time.perf_counter()
-    head.fit([v.source for v in train], shots=shots)
+    head.fit([v.source for v in train], ctx=RunContext(shots=shots, progress=show_progress))
     fit_s = time.perf_counter() - t0
     result = Result(head=HEAD, threshold=None, meta={"dataset": dataset.name, "shots": shots,
                                                     "train_clips": len(train), "n_rules": len(head.rules)})
@@ -62,12 +64,12 @@ def evaluate_rules(dataset: Any, shots: int | None = None, out: str | Path | Non
         src.close()
         sc.label = int(item.labels.max()) if item.labels is not None else None
         result.scores.append(sc)
-        result.events += head._events(sc, verdicts)
+        result.events += verdict_events(sc, verdicts, head.config.flag_at, head.config.persist)
         n_frames += len(verdicts)
         if item.labels is not None:
             labels.append(item.labels[: len(sc.frame_scores)])
             scores.append(sc.frame_scores[: len(item.labels)])
-            h, f = reason_hits(verdicts, item.labels, item.mask_loader, head.flag_at)
+            h, f = reason_hits(verdicts, item.labels, item.mask_loader, head.config.flag_at)
             hits, flagged = hits + h, flagged + f
     metrics: dict[str, Any] = {}
     if labels:

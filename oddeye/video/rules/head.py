@@ -3,30 +3,30 @@
 from __future__ import annotations
 
 import heapq
-import json
 import time
 import warnings
 from pathlib import Path
 from typing import Any, Iterable, Self
 
 import numpy as np
-import yaml
-from scipy.ndimage import median_filter
 from tqdm import tqdm
 
-from oddeye.core.errors import BackendError, EmptyDataError, InputError, ModelError
-from oddeye.core.head import read_manifest, write_manifest
-from oddeye.core.types import Result, Score, events_from_scores
-from oddeye.video.rules.deduction import Deducer, Verdict, judge_one, smooth_scores
-from oddeye.video.rules.induction import InductionParams, induce_rules
-from oddeye.video.rules.perception import FrameObs, PerceptionParams, Perceiver, recheck_speed
+from oddeye.core.errors import ConfigError, EmptyDataError, InputError, ModelError
+from oddeye.core.head import RunContext, context
+from oddeye.core.types import Result, Score
+from oddeye.core.videoio import VideoReader, is_stream
+from oddeye.video.rules.assist import llm_deduce, llm_induce
+from oddeye.video.rules.captioner import Captioner
+from oddeye.video.rules.config import RulesConfig
+from oddeye.video.rules.deduction import Deducer, Verdict, judge_one, smooth_scores, verdict_events
+from oddeye.video.rules.induction import induce_rules
+from oddeye.video.rules.llm import LLMBackend, make_backend
+from oddeye.video.rules.modelio import HEAD, read_model, write_model
+from oddeye.video.rules.perception import FrameObs, Perceiver, recheck_speed, shrunk_shape
 from oddeye.video.rules.rules import RuleSet
 from oddeye.video.rules.sources import VideoSource, as_source
-from oddeye.core.videoio import VideoReader
 from oddeye.video.rules.zones import ZoneMap
 
-HEAD = "video-rules"
-FORMAT = 1
 BLACK_LEVEL = 8  # a frame whose brightest pixel is below this is "black"
 SCENE_CHECK_EVERY = 250  # frames between checks that the scene still matches the learned background
 
@@ -40,66 +40,119 @@ class RulesHead:
 
     name = HEAD
 
-    def __init__(self, perception: PerceptionParams | None = None, induction: InductionParams | None = None,
-                 grid: tuple[int, int] = (4, 6), sigma: float = 10.0, soft: float = 0.75, persist: int = 3,
-                 recheck: bool = False, flag_at: float = 0.5,
-                 warmup: int = 4, llm: Any = None, llm_frames: int = 8, captioner: Any = None,
-                 show_progress: bool = True) -> None:
-        """sigma: temporal smoothing (frames); soft: margin units below a rule's limit where the judgement starts to
-        rise from 0 to 1; persist: frames a track must break a rule; recheck: re-measure flagged speeds with full-resolution flow
-        (off by default: on Ped2 it lowered frame AUROC, 0.942 vs 0.948)."""
-        self.perception = perception or PerceptionParams()
-        self.induction = induction or InductionParams()
-        self.zones = ZoneMap(rows=grid[0], cols=grid[1])
-        self.sigma = float(sigma)
-        self.soft = float(soft)
-        self.flag_at = float(flag_at)
-        self.persist = int(persist)
-        self.recheck = bool(recheck)
-        self.warmup = int(warmup)
-        self.llm = llm
-        self.llm_frames = int(llm_frames)
-        self.captioner = captioner  # a VLMCaptioner: its captions join the descriptions the LLM reads
-        self.show_progress = show_progress
+    def __init__(self, config: RulesConfig | None = None, *, backend: LLMBackend | None = None,
+                 captioner: Captioner | None = None, device: str | None = None, **overrides: Any) -> None:
+        """Settings from `config` (defaults when None) with `overrides` (RulesConfig fields) applied.
+
+        backend / captioner: ready runtime objects used instead of building them from config.llm (which must
+        still describe them: a loaded model rebuilds them from it); device: where a local LLM or VLM runs.
+        """
+        cfg = config if config is not None else RulesConfig()
+        self.config: RulesConfig = cfg.replace(**overrides) if overrides else cfg
+        if backend is not None and self.config.llm.backend == "offline":
+            raise ConfigError("RulesConfig.llm.backend", "an LLM backend object was given but the config says offline",
+                              "set llm.backend (and llm.url / llm.model) to what the object is")
+        if captioner is not None and not self.config.llm.captioner:
+            raise ConfigError("RulesConfig.llm.captioner", "a captioner object was given but the config names none",
+                              "set llm.captioner to the VLM it runs")
+        self.device = device or "cpu"
+        self._backend = backend
+        self._captioner = captioner
+        self.zones = ZoneMap(rows=self.config.grid[0], cols=self.config.grid[1])
         self.rules = RuleSet()
         self.background: np.ndarray | None = None
         self.scene_baseline = 1.0
         self.fit_info: dict[str, Any] = {}
 
-    # -- fitting --------------------------------------------------------------------------------------
+    def _llm(self) -> LLMBackend | None:
+        """The LLM backend: the one given, else built from config.llm on first use (None when offline)."""
+        if self._backend is None and self.config.llm.backend != "offline":
+            self._backend = make_backend(self.config.llm, self.device)
+        return self._backend
+
+    def _vlm(self) -> Captioner | None:
+        """The captioner: the one given, else loaded from config.llm.captioner on first use (None without one)."""
+        if self._captioner is None and self.config.llm.captioner:
+            from oddeye.video.rules.captioner import VLMCaptioner
+
+            self._captioner = VLMCaptioner(self.config.llm.captioner, device=self.device)
+        return self._captioner
+
     def _perceiver(self) -> Perceiver:
-        p = Perceiver(self.perception, self.zones)
+        p = Perceiver(self.config.perception, self.zones)
         p.background = self.background
         return p
 
-    def fit(self, samples: Iterable[Any], shots: int | None = None) -> Self:
-        """Learn background, zones and rules from normal videos; `shots` = K normal frames (None: all frames)."""
+    # -- fitting --------------------------------------------------------------------------------------
+    def fit(self, samples: Iterable[Any], *, ctx: RunContext | None = None) -> Self:
+        """Learn background, zones and rules from normal videos (paths, VideoReaders or uint8 (T, H, W[, 3])).
+
+        ctx.shots: induce from K normal frames spread over the footage (None: all frames); ctx.progress: bars.
+        """
+        ctx = context(ctx)
+        if ctx.shots is not None and ctx.shots < 1:
+            raise InputError(f"shots must be >= 1, got {ctx.shots}", "pass --shots K with K >= 1, or leave it out")
+        self._llm()  # a missing local model or endpoint setting fails now, not after perception
+        self._vlm()
+        sources: list[VideoSource] = []
+        try:
+            for v in samples:
+                sources.append(as_source(v))
+            self._fit_sources(sources, ctx.shots, ctx.progress)
+        finally:
+            for s in sources:
+                s.close()
+        return self
+
+    def _fit_sources(self, sources: list[VideoSource], shots: int | None, progress: bool) -> None:
+        """fit() on opened sources."""
         t0 = time.perf_counter()
-        sources = [as_source(v) for v in samples]
         if not sources:
             raise EmptyDataError("no normal videos to fit on", "give at least one normal video or frame folder")
         for s in sources:
             if s.n_frames is None:
                 raise InputError(f"{s.name} is a live stream", "fit on recorded normal footage (a file or folder)")
-        if shots is not None and shots < 1:
-            raise InputError(f"shots must be >= 1, got {shots}")
         lengths = np.array([s.n_frames for s in sources])
         total = int(lengths.sum())
-        plan = _shot_plan(lengths, shots) if shots else None
+        plan = _spread(lengths, min(int(shots), total)) if shots else None
         # background from frames spread over the footage (the shot frames when few-shot)
-        picks = plan if plan is not None else _spread(lengths, min(self.perception.bg_frames, total))
+        picks = plan if plan is not None else _spread(lengths, min(self.config.perception.bg_frames, total))
         sample = np.concatenate([sources[v].get(np.array(sorted(ix))) for v, ix in _group(picks).items()])
         if int(sample.max()) < BLACK_LEVEL:
             raise EmptyDataError("the normal footage is all black (no light, or a capped lens)",
                                  "fit on footage in which the scene is visible")
-        perceiver = Perceiver(self.perception, ZoneMap(self.zones.rows, self.zones.cols))
+        self.zones = ZoneMap(rows=self.config.grid[0], cols=self.config.grid[1])
+        perceiver = Perceiver(self.config.perception, ZoneMap(self.zones.rows, self.zones.cols))
         self.background = perceiver.fit_background(sample)
         sims = [perceiver.scene_similarity(f) for f in sample[:: max(1, len(sample) // 16)]]
         self.scene_baseline = float(np.median(sims))
-        # perception of the normal footage
+        videos = self._perceive_normal(perceiver, sources, plan, total, progress)
+        h, w = self.background.shape[0], self.background.shape[1]
+        fw, fh = perceiver.frame_size
+        feet = np.array([((o.box[0] + o.box[2]) / 2, o.box[3]) for v in videos for f in v for o in f.objects])
+        self.zones.fit(feet.reshape(-1, 2), fw or w, fh or h)
+        for v in videos:
+            for f in v:
+                for o in f.objects:
+                    o.zone = self.zones.name((o.box[0] + o.box[2]) / 2, o.box[3])
+        self.rules = induce_rules(videos, self.zones, self.config.induction)
+        llm = self._llm()
+        if llm is not None:
+            frames = [f for v in videos for f in v if f.objects]
+            self.rules = llm_induce(llm, self._vlm(), self.rules, self.zones, frames, fh or h,
+                                    lambda f: sources[f.video].get(np.array([f.index]))[0], self.config)
+        self.fit_info = {"n_videos": len(sources), "n_frames": sum(len(v) for v in videos), "shots": shots,
+                         "frame_size": [fw, fh], "fit_s": round(time.perf_counter() - t0, 2)}
+        self.rules.meta.update({"fit": self.fit_info})
+        # score with the rules as rules.yaml holds them (limits rounded for reading), as a loaded model will
+        self.rules = RuleSet.from_dict(self.rules.to_dict())
+
+    def _perceive_normal(self, perceiver: Perceiver, sources: list[VideoSource], plan: list[tuple[int, int]] | None,
+                         total: int, progress: bool) -> list[list[FrameObs]]:
+        """Perception of the normal footage: every frame per video, or the shot frames after a few warm-up ones."""
         videos: list[list[FrameObs]] = []
         bar = tqdm(total=len(plan) if plan is not None else total, desc="perceiving normal footage", unit="frame",
-                   disable=not self.show_progress, leave=False)
+                   disable=not progress, leave=False)
         if plan is None:
             for vi, s in enumerate(sources):
                 obs = []
@@ -111,7 +164,7 @@ class RulesHead:
         else:
             obs = []
             for v, i in plan:
-                a = max(0, i - self.warmup)
+                a = max(0, i - self.config.warmup)
                 perceiver.reset()
                 *_, last = perceiver.run((f for _, _, f in sources[v].iter_frames(start=a, stop=i + 1)), start=a)
                 last.video = v
@@ -119,71 +172,58 @@ class RulesHead:
                 bar.update()
             videos.append(obs)
         bar.close()
-        h, w = self.background.shape[0], self.background.shape[1]
-        fw, fh = perceiver.frame_size
-        feet = np.array([((o.box[0] + o.box[2]) / 2, o.box[3]) for v in videos for f in v for o in f.objects])
-        self.zones.fit(feet.reshape(-1, 2), fw or w, fh or h)
-        for v in videos:
-            for f in v:
-                for o in f.objects:
-                    o.zone = self.zones.name((o.box[0] + o.box[2]) / 2, o.box[3])
-        self.rules = induce_rules(videos, self.zones, self.induction)
-        if self.llm is not None:
-            self._llm_induce(videos, fh or h, sources)
-        self.fit_info = {"n_videos": len(sources), "n_frames": sum(len(v) for v in videos), "shots": shots,
-                         "frame_size": [fw, fh], "fit_s": round(time.perf_counter() - t0, 2)}
-        self.rules.meta.update({"fit": self.fit_info})
-        for s in sources:
-            s.close()
-        return self
-
-    def _llm_induce(self, videos: list[list[FrameObs]], frame_h: int, sources: list[VideoSource]) -> None:
-        """Add the LLM's rules (induced from frame descriptions) to the offline ones; failures only warn."""
-        frames = [f for v in videos for f in v if f.objects]
-        rng = np.random.default_rng(self.induction.seed)
-        pick = rng.choice(len(frames), min(len(frames), 24), replace=False) if frames else []
-        chosen = [frames[i] for i in sorted(pick)]
-        descriptions = [f.description(frame_h) for f in chosen]
-        if self.captioner is not None and chosen:
-            images = [sources[f.video].get(np.array([f.index]))[0] for f in chosen]
-            descriptions = [f"{c} (measured: {d})" for c, d in zip(self.captioner.caption(images), descriptions)]
-        try:
-            extra = self.llm.induce(descriptions, self.zones.all_names(), self.rules)
-        except BackendError as e:
-            warnings.warn(f"LLM induction failed, keeping the offline rules: {e.message}", stacklevel=3)
-            self.rules.meta["llm_error"] = e.message
-            return
-        self.rules = self.llm.merge(self.rules, extra)
+        return videos
 
     # -- scoring --------------------------------------------------------------------------------------
     def _check_fitted(self) -> None:
         if self.background is None or not self.rules.rules:
             raise ModelError("the rules head is not fitted", "call fit() or load() a model folder first")
 
-    def score_video(self, video: Any, name: str | None = None) -> tuple[Score, list[Verdict]]:
+    def _check_shape(self, shape: tuple[int, ...], name: str) -> None:
+        """InputError when frames of `shape` (H, W[, C]) do not shrink to the size the background was learned at."""
+        assert self.background is not None
+        if shrunk_shape(shape, self.config.perception.proc_height) != tuple(self.background.shape):
+            raise InputError(f"{name}: frames are {shape[1]}x{shape[0]} but the model was fit on "
+                             f"{self.fit_info.get('frame_size')}", "score footage of the camera the model was fit on")
+
+    def check_input(self, video: Any, name: str | None = None) -> None:
+        """Open `video` and check it can be scored (frames, frame size) without scoring it; InputError if not."""
+        self._check_fitted()
+        src = as_source(video, name)
+        try:
+            if src.frame_shape is not None:
+                self._check_shape(src.frame_shape, src.name)
+        finally:
+            if src is not video and not isinstance(video, VideoReader):
+                src.close()
+
+    def score_video(self, video: Any, name: str | None = None, *,
+                    progress: bool = False) -> tuple[Score, list[Verdict]]:
         """Score one video -> (Score with frame_scores/times/indices, raw per-frame Verdicts)."""
         self._check_fitted()
         if isinstance(video, VideoSource):
-            return self._score_source(video)
+            return self._score_source(video, progress)
         src = as_source(video, name)
         try:
-            return self._score_source(src)
+            return self._score_source(src, progress)
         finally:
             if not isinstance(video, VideoReader):  # close only what this call opened
                 src.close()
 
-    def _score_source(self, src: VideoSource) -> tuple[Score, list[Verdict]]:
+    def _score_source(self, src: VideoSource, progress: bool) -> tuple[Score, list[Verdict]]:
         """score_video() on an opened source."""
+        if src.frame_shape is not None:
+            self._check_shape(src.frame_shape, src.name)
+        llm, vlm, keep = self._llm(), self._vlm(), self.config.llm.deduce_frames
         perceiver = self._perceiver()
         perceiver.reset()
-        deducer = Deducer(self.rules, self.zones, persist=self.persist, soft=self.soft)
+        deducer = Deducer(self.rules, self.zones, persist=self.config.persist, soft=self.config.soft)
         verdicts: list[Verdict] = []
         described: dict[int, str] = {}  # frame position -> description, for the LLM's second opinion
         pixels: list[tuple[float, int, np.ndarray]] = []  # heap of the most anomalous flagged frames, to caption
         times: list[float] = []
         meta: dict[str, Any] = {}
-        bar = tqdm(total=src.n_frames, desc=f"scoring {src.name}", unit="frame", disable=not self.show_progress,
-                   leave=False)
+        bar = tqdm(total=src.n_frames, desc=f"scoring {src.name}", unit="frame", disable=not progress, leave=False)
         for n, (i, t, frame) in enumerate(src.iter_frames()):
             if n % SCENE_CHECK_EVERY == 0 and "scene_warning" not in meta and not meta.get("black"):
                 self._scene_checks(perceiver, frame, src.name, meta, at=i)
@@ -192,13 +232,13 @@ class RulesHead:
             else:
                 fo = perceiver.step(frame, i, t)
                 v = deducer.judge(fo)
-                if self.recheck and v.score > 0:
+                if self.config.recheck and v.score > 0:
                     v = self._recheck(v, perceiver, deducer)
-                if self.llm is not None and v.flagged(self.flag_at):
+                if llm is not None and v.flagged(self.config.flag_at):
                     described[len(verdicts)] = fo.description(frame.shape[0])
-                    if self.captioner is not None:
+                    if vlm is not None:
                         heapq.heappush(pixels, (v.judgement, len(verdicts), frame.copy()))
-                        if len(pixels) > self.llm_frames:
+                        if len(pixels) > keep:
                             heapq.heappop(pixels)
                 verdicts.append(v)
             times.append(t)
@@ -206,36 +246,19 @@ class RulesHead:
         bar.close()
         if not verdicts:
             raise EmptyDataError(f"video {src.name} has no frames", "check the file or folder")
-        if self.llm is not None and described:
-            if pixels:
-                caps = self.captioner.caption([p[2] for p in pixels])
+        if llm is not None and described:
+            if vlm is not None and pixels:
+                caps = vlm.caption([p[2] for p in pixels])
                 for (_, k, _), c in zip(pixels, caps):
                     described[k] = f"{c} (measured: {described[k]})"
-            self._llm_deduce(verdicts, described, meta)
+            llm_deduce(llm, self.rules, verdicts, described, meta, keep)
         raw = np.array([v.judgement for v in verdicts])
-        scores = smooth_scores(raw, self.sigma)
+        scores = smooth_scores(raw, self.config.sigma)
         worst = verdicts[int(np.argmax(raw))]
         sc = Score(sample_id=src.name, score=float(scores.max()), frame_scores=scores.astype(np.float32),
                    frame_times=np.array(times), frame_indices=np.array([v.index for v in verdicts]),
                    reason=worst.reason, meta=meta)
         return sc, verdicts
-
-    def _llm_deduce(self, verdicts: list[Verdict], described: dict[int, str], meta: dict[str, Any]) -> None:
-        """Ask the LLM about the most anomalous flagged frames; its broken rule joins the reason. Failures only warn."""
-        out = []
-        for k in sorted(described, key=lambda j: -verdicts[j].judgement)[: self.llm_frames]:
-            try:
-                j = self.llm.deduce(described[k], self.rules.rules)
-            except BackendError as e:
-                meta["llm_error"] = e.message
-                warnings.warn(f"LLM deduction stopped, the offline scores are kept: {e.message}", stacklevel=3)
-                break
-            out.append({"frame": verdicts[k].index, "anomalous": j.anomalous, "rule": j.rule.id if j.rule else None,
-                        "reason": j.reason})
-            if j.anomalous and verdicts[k].breaches:
-                b = verdicts[k].breaches[0]
-                b.text += f"; LLM: {j.reason}" + (f" [rule {j.rule.id}]" if j.rule else "")
-        meta["llm_judgements"] = out
 
     def _scene_checks(self, perceiver: Perceiver, frame: np.ndarray, name: str, meta: dict[str, Any],
                       at: int = 0) -> None:
@@ -245,14 +268,11 @@ class RulesHead:
             warnings.warn(f"{name}: the footage starts black (no light or a capped lens); black frames score as "
                           "normal and cannot be judged", SceneMovedWarning, stacklevel=3)
             return
-        expect = tuple(self.background.shape) if self.background is not None else None
-        got = perceiver.shrink(frame, self.perception.proc_height).shape
-        if expect is not None and got != expect:
-            raise InputError(f"{name}: frames are {frame.shape[1]}x{frame.shape[0]} but the model was fit on "
-                             f"{self.fit_info.get('frame_size')}", "score footage of the camera the model was fit on")
+        self._check_shape(frame.shape, name)
+        p = self.config.perception
         sim = perceiver.scene_similarity(frame)
-        small = perceiver.shrink(frame, self.perception.proc_height).astype(np.float32)
-        changed = float(np.mean(np.abs(small - self.background) > 2 * self.perception.diff_threshold))
+        small = perceiver.shrink(frame, p.proc_height).astype(np.float32)
+        changed = float(np.mean(np.abs(small - self.background) > 2 * p.diff_threshold))
         meta["scene_similarity"] = round(sim, 3)
         meta["background_changed"] = round(changed, 3)
         if sim < 0.5 * self.scene_baseline or changed > 0.35:
@@ -270,7 +290,7 @@ class RulesHead:
                 rule = deducer.rule_by_id(b.rule)
                 if s is not None and rule is not None:
                     b.score = min(b.score, rule.score(s))
-                    b.judgement = min(b.judgement, rule.weight * judge_one(b.score, self.soft))
+                    b.judgement = min(b.judgement, rule.weight * judge_one(b.score, self.config.soft))
         if not v.breaches:
             return v
         score = max(b.score for b in v.breaches)
@@ -279,86 +299,74 @@ class RulesHead:
         return Verdict(index=v.index, score=score, breaches=kept, box=next((b.box for b in kept if b.box), None),
                        judgement=judged)
 
-    def score(self, samples: Iterable[Any]) -> Result:
-        """Score videos -> Result: per-frame scores, events (rule broken) with reasons and boxes."""
+    def score(self, samples: Iterable[Any], *, ctx: RunContext | None = None) -> Result:
+        """Score videos -> Result: per-frame scores, events (rule broken) with reasons and boxes.
+
+        Every input is opened and checked first; a bad one raises before anything is scored, or with ctx.skip_bad
+        is recorded with Result.add_error and the others are scored.
+        """
+        ctx = context(ctx)
         self._check_fitted()
-        result = Result(head=HEAD, threshold=None, meta={"n_rules": len(self.rules),
-                                                       "events_from": "rule judgements: a rule broken on most frames around"})
-        for k, video in enumerate(samples):
+        self._llm()  # a backend that cannot be built is the model's problem, not one video's
+        self._vlm()
+        videos = list(samples)
+        names = [f"video {k}" if isinstance(v, np.ndarray) else None for k, v in enumerate(videos)]
+        bad: dict[int, str] = {}
+        for k, video in enumerate(videos):
             try:
-                sc, verdicts = self.score_video(video)
-            except (InputError, BackendError) as e:  # one bad input never loses the videos already scored
-                name = str(getattr(video, "source", video)) if not isinstance(video, np.ndarray) else f"video {k}"
-                warnings.warn(f"skipped {name}: {e.message}", stacklevel=2)
-                result.meta.setdefault("errors", {})[name] = e.message
+                self.check_input(video, names[k])
+            except InputError as e:
+                if not ctx.skip_bad:
+                    raise
+                bad[k] = e.message
+        result = Result(head=HEAD, threshold=None, meta={
+            "n_rules": len(self.rules), "events_from": "rule judgements: a rule broken on most frames around"})
+        for k, video in enumerate(videos):
+            if k not in bad:
+                try:
+                    sc, verdicts = self.score_video(video, names[k], progress=ctx.progress)
+                except InputError as e:  # found only while decoding (e.g. a broken frame file)
+                    if not ctx.skip_bad:
+                        raise
+                    bad[k] = e.message
+            if k in bad:
+                result.add_error(names[k] or _sample_name(video), bad[k], _local_path(video))
                 continue
             result.scores.append(sc)
-            result.events += self._events(sc, verdicts)
+            result.events += verdict_events(sc, verdicts, self.config.flag_at, self.config.persist)
         return result
-
-    def _events(self, sc: Score, verdicts: list[Verdict]) -> list:
-        """Events where the smoothed score breaks a rule (> 0); reason, box and breaches of the peak frame."""
-        assert sc.frame_scores is not None
-        reasons = [v.reason for v in verdicts]
-        # judgement smoothing: a frame is flagged when most frames around it break a rule
-        flagged = median_filter(np.array([v.flagged(self.flag_at) for v in verdicts], dtype=float),
-                                2 * self.persist + 1,
-                                mode="nearest")
-        events = events_from_scores(flagged, 0.5, sc.sample_id, times=sc.frame_times,
-                                    frame_indices=sc.frame_indices, min_length=2, merge_gap=3, reasons=reasons)
-        pos = {int(ix): k for k, ix in enumerate(sc.frame_indices)}
-        for ev in events:
-            a, b = pos[ev.start_frame], pos[ev.end_frame]
-            k = max(range(a, b + 1), key=lambda j: (verdicts[j].flagged(self.flag_at), verdicts[j].judgement,
-                                                    verdicts[j].score))
-            ev.meta["peak_frame"] = verdicts[k].index
-            ev.score = float(sc.frame_scores[k])
-            v = verdicts[k]
-            ev.reason = v.reason or ev.reason
-            ev.box = v.box
-            ev.meta["breaches"] = [x.to_dict() for x in v.breaches[:5]]
-            ev.meta["rules"] = sorted({x.rule for j in range(a, b + 1) for x in verdicts[j].breaches})
-            ev.meta["boxes"] = {str(verdicts[j].index): list(verdicts[j].box) for j in range(a, b + 1)
-                                if verdicts[j].box is not None}
-        return events
 
     # -- persistence ------------------------------------------------------------------------------------
     def save(self, directory: str | Path) -> Path:
-        """Write rules.yaml, zones.yaml, perception.json, background.npy and the manifest to `directory`."""
+        """Write rules.yaml, zones.yaml, background.npy, fit.json and the manifest (with the config) to `directory`."""
         self._check_fitted()
-        d = Path(directory)
-        d.mkdir(parents=True, exist_ok=True)
-        self.rules.save(d / "rules.yaml")
-        (d / "zones.yaml").write_text(yaml.safe_dump(self.zones.to_dict(), sort_keys=False, width=120))
-        params = {"perception": self.perception.to_dict(), "induction": self.induction.to_dict(),
-                  "sigma": self.sigma, "soft": self.soft, "flag_at": self.flag_at, "persist": self.persist, "recheck": self.recheck, "warmup": self.warmup,
-                  "scene_baseline": self.scene_baseline, "fit": self.fit_info}
-        (d / "perception.json").write_text(json.dumps(params, indent=1))
-        np.save(d / "background.npy", self.background)
-        write_manifest(d, HEAD, FORMAT, n_rules=len(self.rules))
-        return d
+        assert self.background is not None
+        return write_model(directory, self.config, self.rules, self.zones, self.background,
+                           {"scene_baseline": self.scene_baseline, "fit": self.fit_info})
 
     @classmethod
-    def load(cls, directory: str | Path) -> Self:
-        """Read a folder written by save(); another head's folder or a broken file is a ModelError."""
-        d = Path(directory)
-        read_manifest(d, head=HEAD, max_version=FORMAT)
-        try:
-            params = json.loads((d / "perception.json").read_text())
-            zones = ZoneMap.from_dict(yaml.safe_load((d / "zones.yaml").read_text()), str(d / "zones.yaml"))
-            background = np.load(d / "background.npy")
-        except (OSError, ValueError, json.JSONDecodeError, yaml.YAMLError) as e:
-            raise ModelError(f"{d}: model files are missing or corrupt ({e})", "refit the model") from None
-        head = cls(PerceptionParams.from_dict(params["perception"], str(d / "perception.json")),
-                   InductionParams.from_dict(params["induction"]), grid=(zones.rows, zones.cols),
-                   sigma=params["sigma"], soft=params.get("soft", 0.75), flag_at=params.get("flag_at", 0.5), persist=params["persist"], recheck=params["recheck"],
-                   warmup=params.get("warmup", 4))
-        head.zones = zones
-        head.background = background.astype(np.float32)
-        head.scene_baseline = float(params.get("scene_baseline", 1.0))
-        head.fit_info = params.get("fit", {})
-        head.rules = RuleSet.load(d / "rules.yaml")
+    def load(cls, directory: str | Path, *, device: str | None = None) -> Self:
+        """Read a folder written by save() (or by an older oddeye); another head's folder is a ModelError."""
+        config, rules, zones, background, state = read_model(directory)
+        head = cls(config, device=device)
+        head.zones, head.rules, head.background = zones, rules, background
+        head.scene_baseline = float(state.get("scene_baseline", 1.0))
+        head.fit_info = state.get("fit", {})
         return head
+
+
+def _sample_name(video: Any) -> str:
+    """The sample id a video that could not be opened is recorded under (as as_source would name it)."""
+    if isinstance(video, VideoReader):
+        return Path(str(video.source)).name
+    return Path(str(video)).name if isinstance(video, (str, Path)) else str(video)
+
+
+def _local_path(video: Any) -> str | None:
+    """The file or folder behind `video`, when it is one (not an array, a webcam index or a stream URL)."""
+    if isinstance(video, Path) or (isinstance(video, str) and not is_stream(video)):
+        return str(video)
+    return None
 
 
 def _spread(lengths: np.ndarray, k: int) -> list[tuple[int, int]]:
@@ -368,11 +376,6 @@ def _spread(lengths: np.ndarray, k: int) -> list[tuple[int, int]]:
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
     v = np.searchsorted(starts, flat, side="right") - 1
     return [(int(a), int(b - starts[a])) for a, b in zip(v, flat)]
-
-
-def _shot_plan(lengths: np.ndarray, shots: int) -> list[tuple[int, int]]:
-    """K shot frames (video, frame) spread evenly; each is perceived after a few warm-up frames before it."""
-    return _spread(lengths, min(int(shots), int(lengths.sum())))
 
 
 def _group(pairs: list[tuple[int, int]]) -> dict[int, list[int]]:

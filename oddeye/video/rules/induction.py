@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import asdict, dataclass, fields
 from typing import Any, Sequence
 
 import numpy as np
 
-from oddeye.core.errors import EmptyDataError, InputError
+from oddeye.core.errors import EmptyDataError
+from oddeye.video.rules.config import InductionConfig
 from oddeye.video.rules.perception import FrameObs
 from oddeye.video.rules.rules import ATTRIBUTES, KINDS, SET_ATTRIBUTES, Rule, RuleSet, default_text
 from oddeye.video.rules.zones import ZoneMap
@@ -16,64 +16,7 @@ from oddeye.video.rules.zones import ZoneMap
 TWO_SIDED = ("aspect",)  # attributes whose low end is also constrained
 
 
-@dataclass
-class InductionParams:
-    """How rules are induced: which attributes, the quantile and margins, support and aggregation."""
-
-    attributes: tuple[str, ...] = ("speed", "area", "height", "width")
-    quantile: float = 0.995  # allowed high = this quantile of the normal values (low = 1 - quantile)
-    margin_k: float = 1.0  # margin = margin_k * (high - median), at least margin_floor * high
-    margin_floor: float = 0.15
-    flat_pad: float = 1.0  # where many normal values tie at the quantile, the limit sits this many margins above it
-    min_support: int = 30  # observations a zone (or band) needs for a rule of its own
-    presence_min: int = 2  # a zone is allowed when normal objects were seen there at least this often
-    count_rule: bool = True
-    kind_rule: bool = True  # shape kinds (tall / compact / wide) allowed per zone ...
-    kind_min_share: float = 0.01  # ... those making at least this share of the zone's normal objects
-    zone_rule: bool = True  # objects may appear only in zones where normal footage has them
-    zone_weight: float = 0.1  # judgement (0..1] of an object in a zone where normal footage has nobody, or of a crowd
-    size_weight: float = 0.3  # judgement (0..1] of a breach of a size/shape/count rule (crowds merge into big blobs)
-    subsets: int = 5  # aggregation: induce on this many random subsets of frames ...
-    subset_frac: float = 0.6  # ... each this share of the frames ...
-    recur: float = 0.6  # ... and keep rules found in at least this share of them
-    redundant: float = 0.1  # drop a zone rule within this share of its band's rule (and a band's of the global)
-    folds: int = 4  # robust induction: drop attributes whose rules break on held-out normal footage ...
-    max_breach: float = 0.01  # ... in more than this share of its frames (median over folds; 0 folds: keep all)
-    seed: int = 0
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain dict for the model folder."""
-        d = asdict(self)
-        d["attributes"] = list(self.attributes)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> InductionParams:
-        """Inverse of to_dict(); unknown keys are an InputError."""
-        known = {f.name for f in fields(cls)}
-        bad = sorted(set(d) - known)
-        if bad:
-            raise InputError(f"unknown induction parameter(s) {bad}", f"known: {sorted(known)}")
-        d = dict(d)
-        if "attributes" in d:
-            d["attributes"] = tuple(d["attributes"])
-        p = cls(**d)
-        p.validate()
-        return p
-
-    def validate(self) -> None:
-        """InputError naming the bad parameter."""
-        for a in self.attributes:
-            if a not in ATTRIBUTES or ATTRIBUTES[a][1] != "object" or a in SET_ATTRIBUTES:
-                raise InputError(f"induction attribute {a!r} is not a numeric object attribute",
-                                 "use speed, track_speed, area, height, width or aspect")
-        if not 0.5 < self.quantile <= 1.0:
-            raise InputError(f"quantile must be in (0.5, 1], got {self.quantile}")
-        if self.subsets < 1 or not 0 < self.subset_frac <= 1 or not 0 < self.recur <= 1:
-            raise InputError("subsets >= 1, 0 < subset_frac <= 1 and 0 < recur <= 1 are required")
-
-
-def _range(values: np.ndarray, attr: str, p: InductionParams) -> tuple[float | None, float, float]:
+def _range(values: np.ndarray, attr: str, p: InductionConfig) -> tuple[float | None, float, float]:
     """(low, high, margin) of normal `values` (N,) for attribute `attr`."""
     med = float(np.median(values))
     high = float(np.quantile(values, p.quantile))
@@ -85,7 +28,7 @@ def _range(values: np.ndarray, attr: str, p: InductionParams) -> tuple[float | N
 
 
 def _induce_once(objs: list[tuple[str, str, dict[str, float]]], counts: np.ndarray,
-                 zones: ZoneMap, p: InductionParams) -> dict[tuple[str, str], tuple[Any, ...]]:
+                 zones: ZoneMap, p: InductionConfig) -> dict[tuple[str, str], tuple[Any, ...]]:
     """One induction over (zone, band, values) of objects -> {(attribute, zone): (low, high, margin, n)}."""
     out: dict[tuple[str, str], tuple[Any, ...]] = {}
     groups: dict[str, list[int]] = defaultdict(list)
@@ -125,13 +68,12 @@ def _folds(videos: Sequence[Sequence[FrameObs]], k: int) -> list[tuple[list[list
 
 
 def held_out_breach(videos: Sequence[Sequence[FrameObs]], zones: ZoneMap,
-                    p: InductionParams) -> tuple[dict[str, float], int]:
+                    p: InductionConfig) -> tuple[dict[str, float], int]:
     """Share of held-out normal frames in which each attribute's rules break (median over p.folds folds),
     and the number of frames in the smallest held-out fold."""
     from oddeye.video.rules.deduction import Deducer
 
-    single = InductionParams(**{**p.to_dict(), "attributes": tuple(p.attributes), "folds": 0, "subsets": 1,
-                                "flat_pad": 0.0})
+    single = p.replace(folds=0, subsets=1, flat_pad=0.0)
     rates: dict[str, list[float]] = defaultdict(list)
     smallest = 0
     names = list(p.attributes) + ["zone"] * p.zone_rule + ["count"] * p.count_rule + ["kind"] * p.kind_rule
@@ -153,10 +95,9 @@ def held_out_breach(videos: Sequence[Sequence[FrameObs]], zones: ZoneMap,
     return {a: float(np.median(r)) for a, r in rates.items()}, smallest
 
 
-def induce_rules(videos: Sequence[Sequence[FrameObs]], zones: ZoneMap, params: InductionParams | None = None) -> RuleSet:
+def induce_rules(videos: Sequence[Sequence[FrameObs]], zones: ZoneMap, params: InductionConfig | None = None) -> RuleSet:
     """Rules from the perception of normal videos: ranges per attribute and zone, kept if they recur in subsets."""
-    p = params or InductionParams()
-    p.validate()
+    p = params or InductionConfig()
     validation: dict[str, float] = {}
     n_held = 0
     asked = p
@@ -166,10 +107,8 @@ def induce_rules(videos: Sequence[Sequence[FrameObs]], zones: ZoneMap, params: I
             ok = {a for a, r in validation.items() if r <= p.max_breach + 2.0 / max(n_held, 1)}
             if not ok & set(p.attributes):  # keep at least the steadiest numeric attribute
                 ok.add(min(p.attributes, key=lambda a: validation.get(a, 1.0)))
-            p = InductionParams(**{**p.to_dict(), "attributes": tuple(a for a in p.attributes if a in ok),
-                                   "zone_rule": p.zone_rule and "zone" in ok, "count_rule": p.count_rule and "count" in ok,
-                                   "kind_rule": p.kind_rule and "kind" in ok,
-                                   "folds": 0})
+            p = p.replace(attributes=tuple(a for a in p.attributes if a in ok), zone_rule=p.zone_rule and "zone" in ok,
+                          count_rule=p.count_rule and "count" in ok, kind_rule=p.kind_rule and "kind" in ok, folds=0)
     frames = [f for v in videos for f in v]
     if not frames:
         raise EmptyDataError("no normal frames to induce rules from", "give normal footage")
@@ -227,7 +166,7 @@ def induce_rules(videos: Sequence[Sequence[FrameObs]], zones: ZoneMap, params: I
     return RuleSet(rules=rules, meta=meta)
 
 
-def _weight(attr: str, p: InductionParams, validation: dict[str, float], n_held: int) -> float:
+def _weight(attr: str, p: InductionConfig, validation: dict[str, float], n_held: int) -> float:
     """Judgement weight of an attribute's rules: speed 1; size/shape size_weight, or 1 when they never broke on
     held-out normal footage (of at least 60 frames a fold); the frame count zone_weight (it names no object)."""
     if attr in ("speed", "track_speed"):

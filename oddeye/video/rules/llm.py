@@ -17,6 +17,7 @@ import numpy as np
 
 from oddeye.core.errors import BackendError, InputError, MissingWeightsError
 from oddeye.video.rules import prompts
+from oddeye.video.rules.config import LLMConfig
 from oddeye.video.rules.rules import ATTRIBUTES, KINDS, Rule, RuleSet, default_text
 
 ENV_BASE_URL = "ODDEYE_LLM_BASE_URL"
@@ -308,14 +309,11 @@ class TransformersBackend(LLMBackend):
         return self.tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
 
 
-def make_backend(kind: str, model: str | None = None, url: str | None = None, **kw: Any) -> LLMBackend | None:
-    """'offline' -> None; 'transformers' -> TransformersBackend(model); 'http' -> HTTPBackend(url, model)."""
-    if kind == "offline":
-        return None
-    if kind == "transformers":
-        if not model:
-            raise InputError("--backend transformers needs --llm-model PATH (a local causal LM folder)")
-        return TransformersBackend(model, **kw)
-    if kind == "http":
-        return HTTPBackend(url, model, **kw)
-    raise InputError(f"unknown backend {kind!r}", "use offline, transformers or http")
+def make_backend(cfg: LLMConfig, device: str = "cpu") -> LLMBackend | None:
+    """The backend `cfg` names: None when offline, else a TransformersBackend or an HTTPBackend."""
+    kw: dict[str, Any] = {"retries": cfg.retries, "max_new_tokens": cfg.max_new_tokens}
+    if cfg.backend == "transformers":
+        return TransformersBackend(str(cfg.model), device=device, **kw)
+    if cfg.backend == "http":
+        return HTTPBackend(cfg.url, cfg.model, **kw)
+    return None

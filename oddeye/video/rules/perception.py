@@ -3,59 +3,20 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator
 
 import cv2
 import numpy as np
 
-from oddeye.core.errors import InputError, ModelError
+from oddeye.core.errors import InputError
+from oddeye.video.rules.config import PerceptionConfig
 from oddeye.video.rules.tracking import Tracker
 from oddeye.video.rules.zones import ZoneMap
 
 # attributes of one object that rules may constrain (numbers) -- see ObjectObs
 OBJECT_ATTRIBUTES = ("speed", "track_speed", "area", "height", "width", "aspect")
 FRAME_ATTRIBUTES = ("count",)
-
-
-@dataclass
-class PerceptionParams:
-    """Knobs of the offline perception; saved with a fitted model so scoring sees what fitting saw."""
-
-    proc_height: int = 120  # foreground is found on frames resized to this height (px; never upscaled)
-    background: str = "median"  # "median" (learned from normal frames, slowly adapted) or "mog2"
-    bg_frames: int = 120  # normal frames sampled for the median background
-    bg_rate: float = 0.02  # adaptation rate of the median background on background pixels
-    diff_threshold: int = 22  # grey levels a pixel must differ from the background to be foreground
-    min_area: float = 0.0006  # smallest object, as a share of the frame area
-    close_px: int = 5  # closing kernel (px at processing scale) that joins body parts into one blob
-    flow: str = "farneback"  # "farneback", "dis" (faster) or "none" (speed from the tracker only)
-    flow_height: int = 80  # optical flow runs on frames resized to this height (px; never upscaled)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain dict for the model folder."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any], source: str = "perception params") -> PerceptionParams:
-        """Inverse of to_dict(); unknown keys are a ModelError naming `source`."""
-        known = {f.name for f in fields(cls)}
-        bad = sorted(set(d) - known)
-        if bad:
-            raise ModelError(f"{source}: unknown perception parameter(s) {bad}", f"known: {sorted(known)}")
-        p = cls(**d)
-        p.validate()
-        return p
-
-    def validate(self) -> None:
-        """Raise InputError naming the parameter that is out of range."""
-        for name in ("proc_height", "flow_height"):
-            if int(getattr(self, name)) < 16:
-                raise InputError(f"perception {name} must be >= 16 px, got {getattr(self, name)}")
-        if self.background not in ("median", "mog2"):
-            raise InputError(f"perception background must be 'median' or 'mog2', got {self.background!r}")
-        if self.flow not in ("farneback", "dis", "none"):
-            raise InputError(f"perception flow must be 'farneback', 'dis' or 'none', got {self.flow!r}")
 
 
 @dataclass
@@ -136,6 +97,15 @@ def to_gray(frame: np.ndarray) -> np.ndarray:
     raise InputError(f"a frame must be (H, W) or (H, W, 3), got shape {frame.shape}")
 
 
+def shrunk_shape(shape: tuple[int, ...], height: int) -> tuple[int, int]:
+    """(h, w) of a frame of `shape` (H, W[, C]) resized down to `height` rows keeping the aspect (never up)."""
+    h, w = int(shape[0]), int(shape[1])
+    if h <= height:
+        return h, w
+    f = height / h
+    return int(height), max(8, round(w * f))
+
+
 def _direction(vx: float, vy: float, still: float) -> str:
     """'left', 'right', 'up', 'down' or 'still' from a velocity in px/frame (image y grows downwards)."""
     if math.hypot(vx, vy) < still:
@@ -148,10 +118,9 @@ def _direction(vx: float, vy: float, still: float) -> str:
 class Perceiver:
     """Turns grey frames into FrameObs: foreground blobs, optical-flow speed, tracks and zones."""
 
-    def __init__(self, params: PerceptionParams | None = None, zones: ZoneMap | None = None) -> None:
+    def __init__(self, params: PerceptionConfig | None = None, zones: ZoneMap | None = None) -> None:
         """Build from params (defaults) and an optional fitted ZoneMap."""
-        self.params = params or PerceptionParams()
-        self.params.validate()
+        self.params = params or PerceptionConfig()
         self.zones = zones or ZoneMap()
         self.background: np.ndarray | None = None  # (h, w) float32 at processing scale
         self.tracker = Tracker()
@@ -166,11 +135,10 @@ class Perceiver:
     # -- background ---------------------------------------------------------------------------------
     def shrink(self, gray: np.ndarray, height: int) -> np.ndarray:
         """Resize (H, W) down to `height` rows keeping the aspect (area interpolation; never upscales)."""
-        h, w = gray.shape
-        if h <= height:
+        shape = shrunk_shape(gray.shape, height)
+        if shape == gray.shape:
             return gray
-        f = height / h
-        return cv2.resize(gray, (max(8, round(w * f)), int(height)), interpolation=cv2.INTER_AREA)
+        return cv2.resize(gray, shape[::-1], interpolation=cv2.INTER_AREA)
 
     def fit_background(self, frames: Iterable[np.ndarray]) -> np.ndarray:
         """Median background (h, w) at processing scale from normal frames (H, W[, 3]); EmptyDataError if none."""
@@ -249,7 +217,7 @@ class Perceiver:
         if p.flow == "dis":
             if self._dis is None:
                 self._dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST)
-            part = self._dis.calc(a, b, None)
+            part = self._dis.calc(np.ascontiguousarray(a), np.ascontiguousarray(b), None)  # DIS refuses views
         else:
             part = cv2.calcOpticalFlowFarneback(a, b, None, 0.5, 2, 9, 2, 5, 1.1, 0)
         flow = np.zeros((fh, fw, 2), np.float32)

@@ -152,7 +152,7 @@ class RuleSet:
         """Read and validate a rules file; a typo is a RuleFileError naming the file, rule index and field."""
         p = Path(path)
         if not p.is_file():
-            raise ModelError(f"rules file not found: {p}", "refit the model or restore rules.yaml")
+            raise ModelError(f"rules file not found: {p}", "restore rules.yaml, or refit with `oddeye fit video-rules`")
         try:
             doc = yaml.safe_load(p.read_text())
         except yaml.YAMLError as e:

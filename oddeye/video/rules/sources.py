@@ -22,6 +22,15 @@ class VideoSource:
     reader: VideoReader | None = None
     array: np.ndarray | None = None  # (T, H, W[, 3]) uint8 when the video was given as an array
 
+    @property
+    def frame_shape(self) -> tuple[int, int] | None:
+        """(H, W) of its frames, or None when the reader does not know it before decoding."""
+        if self.array is not None:
+            return int(self.array.shape[1]), int(self.array.shape[2])
+        assert self.reader is not None
+        h, w = int(self.reader.height or 0), int(self.reader.width or 0)
+        return (h, w) if h and w else None
+
     def iter_frames(self, batch_size: int = 64, start: int = 0, stop: int | None = None) -> Iterator[tuple[int, float, np.ndarray]]:
         """Yield (index, time s, frame (H, W) uint8 grey) from `start` to `stop`."""
         if self.array is not None:

@@ -111,7 +111,9 @@ class ZoneMap:
                     counts=[[int(v) for v in row] for row in d["counts"]],
                     names=[[str(v) for v in row] for row in d["names"]], busy_share=float(d.get("busy_share", 0.9)))
         except (KeyError, TypeError, ValueError) as e:
-            raise ModelError(f"{source}: malformed zone map ({e})", "refit the model or restore the file") from None
+            raise ModelError(f"{source}: malformed zone map ({e})",
+                             "restore zones.yaml, or refit with `oddeye fit video-rules`") from None
         if len(z.names) != z.rows or any(len(r) != z.cols for r in z.names):
-            raise ModelError(f"{source}: 'names' must be a {z.rows}x{z.cols} grid", "refit the model")
+            raise ModelError(f"{source}: 'names' must be a {z.rows}x{z.cols} grid",
+                             "refit with `oddeye fit video-rules`")
         return z
