@@ -91,8 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     os.nice(10)
     from oddeye.core.config import set_threads
     from oddeye.core.report import machine_line, record_benchmark
+    from oddeye.image.common import as_items, check_gains
     from oddeye.image.datasets import load_image_dataset
-    from oddeye.image.common import as_items
     from oddeye.image.evaluate import evaluate
 
     set_threads()
@@ -103,6 +103,10 @@ def main(argv: list[str] | None = None) -> int:
         ext["compile"] = True
     if args.runtime:
         ext["runtime"] = args.runtime
+    settings = dict(extractor=ext, seed=args.seed, max_bank=args.max_bank, index_kind=args.index,
+                    max_pool=args.max_pool, border=args.border, score_sigma=args.score_sigma,
+                    position_weight=args.position_weight, exposure_gains=check_gains(args.exposure_gains),
+                    retrieve=args.retrieve, retrieve_patches=args.retrieve_patches)
     split = f"seed {args.seed}: {len(ds.train)} MT_Free train, {len(ds.test)} test ({sum(i.label for i in ds.test)} defective)"
     cmd = "nice -n 10 .venv/bin/python benchmarks/bench_image.py " + " ".join(argv if argv is not None else sys.argv[1:])
     out = {}
@@ -117,11 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         from oddeye.image.patchcore import PatchCoreHead
 
         load0 = machine_line()
-        model = PatchCoreHead(coreset=1.0, max_bank=args.max_bank, index_kind=args.index, max_pool=args.max_pool,
-                              extractor=ext, seed=args.seed, border=args.border,
-                              score_sigma=args.score_sigma, position_weight=args.position_weight,
-                              exposure_gains=args.exposure_gains, retrieve=args.retrieve,
-                              retrieve_patches=args.retrieve_patches).fit(ds.train[:96])
+        model = PatchCoreHead(coreset=1.0, **settings).fit(ds.train[:96])
         imgs = [cv2.resize(it.load(), (256, 256)) for it in as_items(ds.test[:64])]
         figs = {**throughput(model, imgs, repeats=8), "bank_size": model.bank_size, "index": model.bank_kind,
                 "backbone_runtime": getattr(model.extractor.backbone, "runtime", "torch")}
@@ -134,11 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     for head in [h for h in args.heads.split(",") if h]:
         load0 = machine_line()
-        m, _, model = evaluate(ds, head=head, pixel=not args.no_pixel, extractor=ext, seed=args.seed, coreset=args.coreset,
-                        max_bank=args.max_bank, index_kind=args.index, max_pool=args.max_pool, border=args.border,
-                        score_sigma=args.score_sigma, position_weight=args.position_weight,
-                        exposure_gains=args.exposure_gains, retrieve=args.retrieve,
-                        retrieve_patches=args.retrieve_patches)
+        m, _, model = evaluate(ds, head=head, pixel=not args.no_pixel, coreset=args.coreset, **settings)
         per_type = m.pop("image_auroc_per_type")
         figs = {**{k: v for k, v in m.items() if isinstance(v, (int, float))},
                 **{f"image_auroc_{k}": v for k, v in per_type.items()}}

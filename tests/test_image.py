@@ -8,7 +8,9 @@ import numpy as np
 import torch
 import pytest
 
-from oddeye.core.errors import EmptyDataError, InputError, ModelError
+from contract_image import legacy_manifest
+from oddeye.core.errors import ConfigError, EmptyDataError, InputError, ModelError
+from oddeye.core.head import RunContext, write_manifest
 from oddeye.core.imageio import write_image
 from oddeye.core.metrics import auroc
 from oddeye.core.synth import make_image_set
@@ -112,7 +114,7 @@ def test_odd_images_from_files(patchcore, tmp_path):
             cv2.imwrite(str(p), img)
         else:
             write_image(p, img)
-    res = patchcore.score([tmp_path / "in"], out=tmp_path / "out")
+    res = patchcore.score([tmp_path / "in"], ctx=RunContext(out=tmp_path / "out"))
     assert len(res.scores) == 4 and np.isfinite(res.sample_scores()).all()
     shapes = {s.sample_id: s.maps["anomaly"].values.shape for s in res.scores}
     assert shapes["gray"] == (77, 55) and shapes["odd"] == (33, 129)
@@ -150,7 +152,7 @@ def test_mask_of_another_size(tmp_path):
 def test_feature_dim_mismatch(patchcore, tmp_path):
     patchcore.save(tmp_path / "m")
     loaded = PatchCoreHead.load(tmp_path / "m")
-    loaded.extractor_cfg = {**loaded.extractor_cfg, "target_dim": 64}
+    loaded.config = loaded.config.replace(extractor=loaded.config.extractor.replace(target_dim=64))
     with pytest.raises(InputError, match="dimension 64"):
         loaded.score([np.zeros((96, 96, 3), np.uint8)])
 
@@ -182,7 +184,8 @@ def test_cli_fit_score_eval(tmp_path, capsys):
     assert main(["fit", "image", "--train", str(cat / "train" / "good"), "--out", str(tmp_path / "model"),
                  "--image-size", "96", "--coreset", "0.2", "--exposure-gains", "0.8,1.2", "--retrieve", "3"]) == 0
     doc = json.loads((tmp_path / "model" / "oddeye_model.json").read_text())
-    assert doc["exposure_gains"] == [0.8, 1.2] and doc["retrieve"] == 3
+    assert doc["config"]["exposure_gains"] == [0.8, 1.2] and doc["config"]["retrieve"] == 3
+    assert doc["config"]["extractor"]["image_size"] == 96
     assert main(["fit", "image", "--train", str(cat / "train" / "good"), "--out", str(tmp_path / "bad"),
                  "--exposure-gains", "0.8,x"]) == 2
     assert main(["score", "image", str(tmp_path / "model"), str(cat / "test" / "crack"), "--out",
@@ -289,28 +292,36 @@ def test_patchcore_position_weight_compares_patches_at_their_place(tmp_path):
     assert torch.equal(g[:, :-2], f)
     placed.save(tmp_path / "m")
     again = PatchCoreHead.load(tmp_path / "m")
-    assert again.position_weight == 8.0
+    assert again.config.position_weight == 8.0
     np.testing.assert_allclose(again.score_arrays(test)[0], s_placed, rtol=1e-5)
     with pytest.raises(InputError, match="position_weight"):
         PatchCoreHead(position_weight=-1.0)
 
 
-def test_load_scores_in_the_precision_the_model_was_fitted_with(patchcore, tmp_path, monkeypatch):
+def test_load_scores_in_the_precision_the_model_was_fitted_with(data, tmp_path, monkeypatch):
     import oddeye.retrieval.features as features
 
-    patchcore.save(tmp_path / "m")
+    # fitted where bf16 is not native (whatever this machine is): the features are float32
+    monkeypatch.setattr(features, "bf16_is_fast", lambda device="cpu": False)
+    head = PatchCoreHead(coreset=0.2, extractor=EXT).fit(data[0][:8])
+    head.save(tmp_path / "m")
     doc = json.loads((tmp_path / "m" / "oddeye_model.json").read_text())
-    assert doc["extractor"]["fit_bf16"] is False  # fitted on this float32 CPU
+    assert doc["fit_bf16"] is False and doc["config"]["extractor"]["bf16"] == "auto"
     # on a device with native bf16, 'auto' would switch bf16 on; the model keeps the float32 it was fitted in
     monkeypatch.setattr(features, "bf16_is_fast", lambda device="cpu": True)
     assert features.build_extractor(**EXT).backbone.bf16 is True
     assert PatchCoreHead.load(tmp_path / "m").extractor.backbone.bf16 is False
     # a bf16-fitted model on a device without bf16 runs float32 and says what that costs
     monkeypatch.setattr(features, "bf16_is_fast", lambda device="cpu": False)
-    doc["extractor"]["fit_bf16"] = True
+    doc["fit_bf16"] = True
     (tmp_path / "m" / "oddeye_model.json").write_text(json.dumps(doc))
     with pytest.warns(RuntimeWarning, match="fitted with bfloat16"):
         assert PatchCoreHead.load(tmp_path / "m").extractor.backbone.bf16 is False
+    # ... and where it is native, in bf16; also from a manifest of the old layout (inside the extractor's settings)
+    monkeypatch.setattr(features, "bf16_is_fast", lambda device="cpu": True)
+    legacy_manifest(tmp_path / "m")
+    assert json.loads((tmp_path / "m" / "oddeye_model.json").read_text())["extractor"]["fit_bf16"] is True
+    assert PatchCoreHead.load(tmp_path / "m").extractor.backbone.bf16 is True
 
 
 def test_exposure_gains_let_normal_images_at_another_exposure_pass(data):
@@ -393,3 +404,126 @@ def test_gaussian_fit_streams_exposure_passes_like_one_fit(data):
     assert torch.allclose(head.mean, ref.mean, atol=1e-5) and torch.allclose(head.prec, ref.prec, rtol=1e-3, atol=1e-3)
     with pytest.raises(InputError, match="at least 2"):
         GaussianHead(extractor=EXT)._fit_features(passes[0][:1])
+
+
+@pytest.mark.parametrize("kind", ["patchcore", "gaussian", "zero-shot"])
+def test_model_folder_of_the_old_layout_loads_and_scores_the_same(kind, data, patchcore, gaussian, tmp_path):
+    """Folders written before the config (settings at the manifest's top level) load with the same settings."""
+    head = {"patchcore": lambda: patchcore, "gaussian": lambda: gaussian,
+            "zero-shot": lambda: ZeroShotHead(group_size=6, extractor=EXT).fit(data[0][:2])}[kind]()
+    imgs = [s.image for s in data[1][:6]]
+    head.save(tmp_path / "m")
+    legacy_manifest(tmp_path / "m")
+    doc = json.loads((tmp_path / "m" / "oddeye_model.json").read_text())
+    assert "config" not in doc and doc["format_version"] == 1 and "image_size" in doc["extractor"]
+    old = type(head).load(tmp_path / "m")
+    want = head.config
+    if kind == "patchcore":  # the old manifest kept the kind of the index it built ('auto' resolved)
+        want = want.replace(index_kind=head.bank_kind)
+    assert old.config == want and old.fit_bf16 == (None if kind == "zero-shot" else head.features_bf16())
+    a, b = head.score(imgs), old.score(imgs)
+    assert np.array_equal(a.sample_scores(), b.sample_scores())
+    assert all(np.array_equal(x.maps["anomaly"].values, y.maps["anomaly"].values) for x, y in zip(a.scores, b.scores))
+
+
+def test_old_model_without_score_sigma_keeps_the_raw_max(patchcore, tmp_path):
+    patchcore.save(tmp_path / "m")
+    legacy_manifest(tmp_path / "m", drop=("score_sigma",))  # written before --score-sigma: no smoothing
+    assert PatchCoreHead.load(tmp_path / "m").config.score_sigma == 0.0
+
+
+def test_config_and_constructor(patchcore):
+    from oddeye.image.config import PatchCoreConfig
+
+    cfg = PatchCoreConfig(coreset=0.3, extractor={"image_size": 64})
+    assert cfg.extractor.image_size == 64 and cfg.extractor.name == "efficientnet-lite0"
+    head = PatchCoreHead(cfg, border=2)
+    assert head.config == cfg.replace(border=2) and PatchCoreHead(coreset=0.3).config.coreset == 0.3
+    with pytest.raises(ConfigError, match="PatchCoreConfig.no_such"):
+        PatchCoreHead(no_such=1)
+    with pytest.raises(ConfigError, match="PatchCoreConfig.extractor.image_size"):
+        PatchCoreHead(extractor={"image_size": 8})
+    with pytest.raises(ConfigError, match="expected a GaussianConfig"):
+        GaussianHead(cfg)
+    assert patchcore.config.exposure_gains == ()
+    assert PatchCoreConfig(exposure_gains=[1, 0.8, 0.8]).exposure_gains == (0.8,)
+
+
+def test_run_context_shots_keep_maps_and_skip_bad(data, patchcore, tmp_path):
+    few = PatchCoreHead(coreset=0.2, extractor=EXT).fit(data[0], ctx=RunContext(shots=5, progress=False))
+    assert few.n_train == 5 and few.threshold is None  # 5 images: none held out
+    imgs = [write_image(tmp_path / f"{i}.png", s.image) for i, s in enumerate(data[1][:4])]
+    (tmp_path / "junk.png").write_bytes(b"not an image")
+    inputs = [imgs[0], imgs[1], tmp_path / "junk.png", imgs[2], imgs[3]]
+    with pytest.raises(InputError, match="junk.png"):
+        patchcore.score(inputs)
+    res = patchcore.score(inputs, ctx=RunContext(skip_bad=True, keep_maps=False, progress=False))
+    assert [s.sample_id for s in res.errors()] == ["junk"] and "junk.png" in res.errors()[0].meta["path"]
+    good = [s for s in res.scores if "error" not in s.meta]
+    assert len(good) == 4 and all(not s.maps for s in good)
+    assert np.array_equal([s.score for s in good], patchcore.score(imgs).sample_scores())
+    zs = ZeroShotHead(group_size=3, extractor=EXT).score(inputs, ctx=RunContext(skip_bad=True, progress=False))
+    assert [s.sample_id for s in zs.errors()] == ["junk"] and np.isfinite([s.score for s in zs.scores[:4]]).all()
+    with pytest.raises(InputError, match="junk.png"):
+        ZeroShotHead(group_size=3, extractor=EXT).score(inputs)
+
+
+def _forged_png(path, width: int = 100_000, height: int = 100_000):
+    """A tiny PNG whose header (IHDR) claims width x height pixels."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
+    return path
+
+
+def test_image_header_claiming_a_huge_size_is_a_clear_error(tmp_path):
+    from oddeye.core.imageio import MAX_PIXELS, check_image, read_image
+
+    huge = _forged_png(tmp_path / "huge.png")
+    for fn in (read_image, check_image):
+        with pytest.raises(InputError, match=r"huge\.png.*header claims"):
+            fn(huge)
+    side = int(MAX_PIXELS ** 0.5) + 10  # above oddeye's limit, below Pillow's: the size is named
+    with pytest.raises(InputError, match=f"{side}x{side} pixels"):
+        read_image(_forged_png(tmp_path / "big.png", side, side))
+    assert check_image(write_image(tmp_path / "ok.png", np.zeros((7, 9, 3), np.uint8))) == (7, 9)
+
+
+def test_cli_score_huge_header_refused_or_skipped(patchcore, data, tmp_path, capsys):
+    from oddeye.cli import main
+
+    patchcore.save(tmp_path / "model")
+    for i, s in enumerate(data[1][:3]):
+        write_image(tmp_path / "in" / f"{i}.png", s.image)
+    _forged_png(tmp_path / "in" / "huge.png")
+    capsys.readouterr()
+    assert main(["score", "image", str(tmp_path / "model"), str(tmp_path / "in"), "--out", str(tmp_path / "a")]) == 2
+    err = capsys.readouterr().err
+    assert "huge.png" in err and "header claims" in err and "Traceback" not in err
+    assert not (tmp_path / "a" / "result.json").exists()  # refused before scoring: nothing written
+    assert main(["score", "image", str(tmp_path / "model"), str(tmp_path / "in"), "--out", str(tmp_path / "b"),
+                 "--skip-bad"]) == 0
+    assert "skipped" in capsys.readouterr().err
+    doc = json.loads((tmp_path / "b" / "result.json").read_text())
+    bad = [s for s in doc["scores"] if "error" in s["meta"]]
+    assert [s["sample_id"] for s in bad] == ["huge"] and "header claims" in bad[0]["meta"]["error"]
+    assert sum(s["score"] is not None for s in doc["scores"]) == 3
+
+
+def test_cli_refuses_other_heads_models_and_options(patchcore, tmp_path, capsys):
+    from oddeye.cli import main
+
+    write_manifest(tmp_path / "video", "video-prediction")
+    img = write_image(tmp_path / "a.png", np.zeros((32, 32, 3), np.uint8))
+    capsys.readouterr()
+    assert main(["score", "image", str(tmp_path / "video"), str(img)]) == 2
+    assert "`oddeye score video`" in capsys.readouterr().err
+    assert main(["fit", "image", "--train", str(img), "--out", str(tmp_path / "m"), "--head", "gaussian",
+                 "--coreset", "0.2"]) == 2
+    assert "--coreset does not apply to the gaussian head" in capsys.readouterr().err
+    assert main(["fit", "image", "--train", str(tmp_path / "nope"), "--out", str(tmp_path / "m")]) == 2

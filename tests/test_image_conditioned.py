@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from contract_image import legacy_manifest
 from oddeye.core.errors import InputError, ModelError
 from oddeye.core.metrics import auroc
 from oddeye.core.synth import make_image_set
@@ -50,7 +51,7 @@ def test_retrieval_head_with_exposure_gains(tmp_path):
     assert auroc([s.label for s in test], scores) >= 0.9
     head.save(tmp_path / "m")
     loaded = PatchCoreHead.load(tmp_path / "m")
-    assert loaded.retrieve == 5 and np.array_equal(loaded.score(imgs).sample_scores(), scores)
+    assert loaded.config.retrieve == 5 and np.array_equal(loaded.score(imgs).sample_scores(), scores)
     (tmp_path / "m" / "patches.npy").write_bytes(b"junk")
     with pytest.raises(ModelError, match="patches.npy"):
         PatchCoreHead.load(tmp_path / "m")
@@ -108,8 +109,6 @@ def test_per_image_coreset_keeps_the_odd_patches():
 
 
 def test_coreset_bank_head_saves_its_kind_and_old_models_keep_the_grid(tmp_path):
-    import json
-
     train = [s.image for s in make_image_set(seed=1, n_normal=12, n_defect=0)]
     head = PatchCoreHead(extractor=EXT, retrieve=3, retrieve_patches=16).fit(train)
     assert head.conditioned.patches.shape[1] == 16
@@ -118,9 +117,7 @@ def test_coreset_bank_head_saves_its_kind_and_old_models_keep_the_grid(tmp_path)
     grid = PatchCoreHead(extractor=EXT, retrieve=3, retrieve_patches=0).fit(train)
     assert grid.conditioned.patches.shape[1] == (96 // 8 // 2) ** 2
     grid.save(tmp_path / "g")
-    doc = json.loads((tmp_path / "g" / "oddeye_model.json").read_text())
-    del doc["retrieve_patches"]  # written before the option existed
-    (tmp_path / "g" / "oddeye_model.json").write_text(json.dumps(doc))
+    legacy_manifest(tmp_path / "g", drop=("retrieve_patches",))  # written before the option existed
     old = PatchCoreHead.load(tmp_path / "g")
-    assert old.retrieve_patches == 0 and np.array_equal(old.score(train[:2]).sample_scores(),
+    assert old.config.retrieve_patches == 0 and np.array_equal(old.score(train[:2]).sample_scores(),
                                                         grid.score(train[:2]).sample_scores())

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
+import warnings
 from pathlib import Path
-from typing import Literal
+from typing import IO, Literal
 
 import cv2
 import numpy as np
@@ -11,6 +13,7 @@ import numpy as np
 from oddeye.core.errors import InputError, require_file
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+MAX_PIXELS = 150_000_000  # ~12,000 x 12,000; a header claiming more is refused before decoding (forged or corrupt)
 Mode = Literal["rgb", "gray", "any"]
 
 
@@ -45,11 +48,53 @@ def convert(img: np.ndarray, mode: Mode = "rgb") -> np.ndarray:
     return img
 
 
-def read_image(path: str | Path, mode: Mode = "rgb") -> np.ndarray:
-    """Read an image file as uint8 RGB (H, W, 3) or gray (H, W); unreadable files raise InputError."""
+def _header_size(source: str | Path | IO[bytes], path: Path) -> tuple[int, int] | None:
+    """(height, width) that the header of image `path` (read from `source`) claims, without decoding; None where
+    Pillow cannot tell (cv2 then decides). InputError naming `path` above MAX_PIXELS."""
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(source) as im:
+                w, h = im.size
+    except Image.DecompressionBombError:  # Pillow refuses to even report sizes above 2x its own limit
+        raise _too_large(path, None) from None
+    except Exception:  # noqa: BLE001 - a probe: any format or header Pillow cannot parse is left to cv2
+        return None
+    if w * h > MAX_PIXELS:
+        raise _too_large(path, (h, w))
+    return h, w
+
+
+def _too_large(path: Path, size: tuple[int, int] | None) -> InputError:
+    """The error for an image whose header claims (height, width) `size` (None: more than Pillow will report)."""
+    claim = f"{size[1]}x{size[0]} pixels, more than" if size else "more than"
+    return InputError(f"cannot read image {path}: its header claims {claim} the {MAX_PIXELS / 1e6:.0f} megapixels "
+                      "oddeye reads (a forged or corrupt header, or a huge image)",
+                      "check the file; split a genuinely huge image into tiles or downscale it")
+
+
+def check_image(path: str | Path) -> tuple[int, int]:
+    """(height, width) of an image file, from its header where Pillow reads it (no decoding), else by decoding it;
+    a missing, unreadable or over-large (> MAX_PIXELS) image raises InputError naming it."""
     p = require_file(path, "image")
-    data = np.fromfile(str(p), dtype=np.uint8)
-    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    size = _header_size(p, p)
+    return size if size is not None else read_image(p, "any").shape[:2]
+
+
+def read_image(path: str | Path, mode: Mode = "rgb") -> np.ndarray:
+    """Read an image file as uint8 RGB (H, W, 3) or gray (H, W); unreadable or over-large (> MAX_PIXELS, checked
+    in the header before decoding) files raise InputError naming them."""
+    p = require_file(path, "image")
+    raw = p.read_bytes()
+    _header_size(io.BytesIO(raw), p)
+    try:
+        img = cv2.imdecode(np.frombuffer(raw, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    except cv2.error as e:  # e.g. a size cv2 refuses in a format Pillow does not read
+        reason = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+        raise InputError(f"cannot read image {p}: {reason}",
+                         "open it in an image viewer; re-export it as PNG or JPEG") from None
     if img is None:
         raise InputError(f"cannot read image {p}: not a valid image file or truncated",
                          "open it in an image viewer; re-export it as PNG or JPEG")

@@ -2,22 +2,21 @@
 
 from __future__ import annotations
 
-import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import cv2
 import numpy as np
 from scipy import ndimage
 
-from oddeye.core.errors import EmptyDataError, InputError, ModelError
+from oddeye.core.errors import EmptyDataError, InputError
 from oddeye.core.imageio import IMAGE_SUFFIXES, convert, list_images, read_image, read_mask
 from oddeye.core.types import AnomalyMap, Event, Result, Sample, Score
+from oddeye.image.config import ExtractorConfig
 
-SIGMA = 4.0  # Gaussian smoothing of the anomaly map, in pixels of the model input (PatchCore)
-
+REFIT = "refit it with `oddeye fit image`"  # the hint for a broken or mismatched model folder
 
 @dataclass
 class ImageItem:
@@ -106,11 +105,23 @@ def _dedupe_ids(items: list[ImageItem]) -> None:
             it.id = f"{it.id}#{n}"
 
 
-def batches(items: Sequence[ImageItem], size: int) -> Iterator[tuple[list[ImageItem], list[np.ndarray]]]:
-    """Yield (items, images) chunks of `size`, reading files lazily."""
+def batches(items: Sequence[ImageItem], size: int, on_error: Callable[[ImageItem, InputError], Any] | None = None
+            ) -> Iterator[tuple[list[ImageItem], list[np.ndarray]]]:
+    """Yield (items, images (H, W, 3) uint8) chunks of up to `size`, reading files lazily. An unreadable image
+    raises its InputError, or, with `on_error`, is handed to it and left out."""
     for s in range(0, len(items), size):
-        chunk = list(items[s:s + size])
-        yield chunk, [it.load() for it in chunk]
+        chunk, images = [], []
+        for it in items[s:s + size]:
+            try:
+                images.append(it.load())
+            except InputError as e:
+                if on_error is None:
+                    raise
+                on_error(it, e)
+                continue
+            chunk.append(it)
+        if chunk:
+            yield chunk, images
 
 
 def apply_gain(image: np.ndarray, gain: float) -> np.ndarray:
@@ -122,7 +133,10 @@ def apply_gain(image: np.ndarray, gain: float) -> np.ndarray:
 
 
 def check_gains(gains: Sequence[float] | str | None) -> tuple[float, ...]:
-    """Exposure gains as a tuple of positive floats ("1.3,1.6" or a sequence); 1 and repeats are dropped."""
+    """Exposure gains ("1.3,1.6" or a sequence) checked as FeatureMapConfig.exposure_gains: (0, 10], without 1
+    and repeats."""
+    from oddeye.image.config import FeatureMapConfig
+
     if gains is None:
         return ()
     if isinstance(gains, str):
@@ -130,18 +144,11 @@ def check_gains(gains: Sequence[float] | str | None) -> tuple[float, ...]:
             gains = [float(g) for g in gains.split(",") if g.strip()]
         except ValueError:
             raise InputError(f"exposure gains {gains!r}: give comma-separated numbers, e.g. 1.3,1.6,2") from None
-    out: list[float] = []
-    for g in gains:
-        g = float(g)
-        if not (np.isfinite(g) and 0 < g <= 10):
-            raise InputError(f"exposure gain {g:g} must be in (0, 10]", "e.g. --exposure-gains 1.3,1.6,2")
-        if g != 1.0 and g not in out:
-            out.append(g)
-    return tuple(out)
+    return FeatureMapConfig(exposure_gains=tuple(gains)).exposure_gains
 
 
 def to_pixel_map(patch_map: np.ndarray, image_size: int, out_shape: tuple[int, int] | None,
-                 sigma: float = SIGMA) -> np.ndarray:
+                 sigma: float) -> np.ndarray:
     """Patch scores (h, w) -> upsampled to (S, S), Gaussian-smoothed, resized to out_shape (H, W): float32."""
     m = cv2.resize(patch_map.astype(np.float32), (image_size, image_size), interpolation=cv2.INTER_LINEAR)
     if sigma > 0:  # = ndimage.gaussian_filter(m, sigma, truncate=4.0) to ~1e-6, 3-4x faster
@@ -216,16 +223,15 @@ def split_calibration(items: list[ImageItem], seed: int = 0, max_calib: int = 16
     return [it for i, it in enumerate(items) if i not in hold], [it for i, it in enumerate(items) if i in hold]
 
 
-def extractor_from_config(cfg: dict[str, Any], device: str = "cpu") -> Any:
-    """Rebuild the feature extractor a model was fitted with (from its manifest)."""
+def extractor_from_config(cfg: ExtractorConfig, device: str = "cpu", fit_bf16: bool | None = None) -> Any:
+    """The feature extractor of `cfg`; with bf16 'auto', a model's features stay in the precision it was fitted in
+    (`fit_bf16`, None: not known)."""
     from oddeye.retrieval.features import build_extractor
 
-    cfg = dict(cfg)
-    name = cfg.pop("name", "efficientnet-lite0")
-    fit_bf16 = cfg.pop("fit_bf16", None)
-    if fit_bf16 is not None and cfg.get("bf16", "auto") == "auto":
-        cfg["bf16"] = pinned_bf16(bool(fit_bf16), device)
-    return build_extractor(name, device=device, **cfg)
+    kw = {k: v for k, v in cfg.to_dict().items() if v is not None}
+    if fit_bf16 is not None and cfg.bf16 == "auto":
+        kw["bf16"] = pinned_bf16(fit_bf16, device)
+    return build_extractor(kw.pop("name"), device=device, **kw)
 
 
 def pinned_bf16(fit_bf16: bool, device: str) -> bool:
@@ -236,28 +242,13 @@ def pinned_bf16(fit_bf16: bool, device: str) -> bool:
     if fit_bf16 and not bf16_is_fast(device):
         warnings.warn(f"this model was fitted with bfloat16 features, which this {device} cannot run natively; "
                       "scoring in float32 instead shifts patch distances by a few per cent: check the threshold, "
-                      "or refit on this machine", RuntimeWarning, stacklevel=3)
+                      "or refit on this machine (`oddeye fit image`)", RuntimeWarning, stacklevel=3)
         return False
     return fit_bf16
 
 
-def check_extractor_dim(ext: Any, dim: int, directory: Path) -> None:
-    """A model whose stored feature dim differs from its extractor's is a clear ModelError."""
-    if ext.dim != dim:
-        raise ModelError(f"{directory}: the stored features have dimension {dim} but the extractor gives {ext.dim}",
-                         "refit the model; it was written with another backbone or layer choice")
-
-
-def timed(fn: Any) -> tuple[Any, float]:
-    """(fn(), seconds)."""
-    t0 = time.perf_counter()
-    out = fn()
-    return out, time.perf_counter() - t0
-
-
-def progress(iterable: Iterable[Any], total: int, desc: str, show: bool | None = None) -> Iterable[Any]:
-    """A tqdm bar on stderr when there is enough to wait for."""
+def progress(iterable: Iterable[Any], total: int, desc: str, show: bool = True) -> Iterable[Any]:
+    """A tqdm bar on stderr when `show` and there is enough to wait for (3 steps or more)."""
     from tqdm.auto import tqdm
 
-    return tqdm(iterable, total=total, desc=desc, unit="batch", leave=False,
-                disable=(total < 3) if show is None else not show)
+    return tqdm(iterable, total=total, desc=desc, unit="batch", leave=False, disable=not show or total < 3)

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from oddeye.core.errors import InputError, ModelError
+from oddeye.image.common import REFIT
 from oddeye.retrieval.coreset import greedy_coreset_batched
 from oddeye.retrieval.index import PatchIndex
 
@@ -114,8 +115,8 @@ class ConditionedBank:
         try:
             bank.patches = np.load(directory / "patches.npy")
         except (OSError, ValueError) as e:
-            raise ModelError(f"{directory / 'patches.npy'} is missing or corrupt ({e})", "refit the model") from None
+            raise ModelError(f"{directory / 'patches.npy'} is missing or corrupt ({e})", REFIT) from None
         bank.gallery = PatchIndex.load(directory / "gallery")
         if bank.patches.ndim != 3 or len(bank.gallery) != bank.patches.shape[0]:
-            raise ModelError(f"{directory}: patches.npy and the gallery index disagree", "refit the model")
+            raise ModelError(f"{directory}: patches.npy and the gallery index disagree", REFIT)
         return bank

@@ -1,4 +1,5 @@
-"""`oddeye demo` part for industrial images: PatchCore on generated textures with synthetic defects."""
+"""`oddeye demo` part for industrial images: PatchCore on generated textures with synthetic defects, through the
+same functions as `oddeye fit image` and `oddeye score image`."""
 
 from __future__ import annotations
 
@@ -10,37 +11,38 @@ import numpy as np
 from oddeye.core.imageio import write_image
 from oddeye.core.metrics import auroc, pixel_auroc
 from oddeye.core.synth import make_image_set
+from oddeye.core.types import Result
 
 
 def run_demo(out: Path, db: str) -> list[str]:
     """Fit PatchCore on generated normal images, score normal + defective ones; write overlays, result, store run."""
-    from oddeye.image.patchcore import PatchCoreHead
-    from oddeye.store.api import save_result
+    from oddeye.image.cli import fit_image, score_image
+    from oddeye.store.api import open_store
 
     out = Path(out)
     t0 = time.perf_counter()
     train = make_image_set(seed=1, n_normal=64, n_defect=0)
     test = make_image_set(seed=2, n_normal=12, n_defect=12)
-    test_dir = out / "test_images"
-    paths = []
+    for i, s in enumerate(train):
+        write_image(out / "train_images" / f"{i:03d}.png", s.image)
+    truth = {}
     for i, s in enumerate(test):
-        paths.append(write_image(test_dir / f"{i:03d}_{'defect' if s.label else 'good'}.png", s.image))
-    head = PatchCoreHead(coreset=0.25, extractor={"image_size": 128}).fit([s.image for s in train])
-    head.save(out / "model")
-    result = head.score(paths, out=out)
-    for sc, s in zip(result.scores, test):
-        sc.label = int(s.label)
-    labels = np.array([s.label for s in test])
+        name = f"{i:03d}_{'defect' if s.label else 'good'}"
+        write_image(out / "test_images" / f"{name}.png", s.image)
+        truth[name] = s
+    fit_image(train=out / "train_images", out=out / "model", coreset=0.25, image_size=128)
+    written = score_image(out / "model", [out / "test_images"], out=out, db=db)
+    result = Result.load(written.result_json)
+    labels = np.array([truth[sc.sample_id].label for sc in result.scores])
     img_auc = auroc(labels, result.sample_scores())
-    pix_auc = pixel_auroc([s.mask for s in test], [sc.maps["anomaly"].values for sc in result.scores])
-    result.metrics = {"image_auroc": img_auc, "pixel_auroc": pix_auc}
-    result.save(out)
-    run = save_result(db, result, kind="image", model=str(out / "model"), data="synthetic (oddeye.core.synth)",
-                      params={"coreset": 0.25, "image_size": 128})
+    pix_auc = pixel_auroc([truth[sc.sample_id].mask for sc in result.scores],
+                          [sc.maps["anomaly"].values for sc in result.scores])
+    with open_store(db) as store:
+        store.update_run_metrics(written.run_id, {"image_auroc": img_auc, "pixel_auroc": pix_auc})
     flagged = {e.sample_id for e in result.events}
-    true_flags = sum(sc.sample_id in flagged and sc.label == 1 for sc in result.scores)
+    true_flags = sum(truth[name].label == 1 for name in flagged)
     return [f"PatchCore on {len(test)} generated images: image AUROC {img_auc:.3f}, pixel AUROC {pix_auc:.3f}, "
             f"{len(flagged)} flagged, {true_flags} of {int(labels.sum())} defective among them "
             f"({time.perf_counter() - t0:.0f} s)",
-            f"heatmap overlays: {out / 'overlays'}", f"result: {out / 'result.json'}; model: {out / 'model'}",
-            f"review store run {run}: {db}"]
+            f"heatmap overlays: {out / 'overlays'}", f"result: {written.result_json}; model: {out / 'model'}",
+            f"review store run {written.run_id}: {written.db}"]

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import inspect
+import importlib
 import time
+from dataclasses import fields
 from typing import Any
 
 import cv2
@@ -11,41 +12,26 @@ import numpy as np
 
 from oddeye.core import metrics
 from oddeye.core.errors import InputError
+from oddeye.core.head import HEADS as REGISTRY
+from oddeye.core.head import RunContext
 from oddeye.core.types import Result
 
-HEADS = ("patchcore", "gaussian", "zero-shot")
+HEADS = tuple(name for name, (kind, _) in REGISTRY.items() if kind == "image")  # patchcore, gaussian, zero-shot
 
 
-def make_head(head: str, **kw: Any) -> Any:
-    """A fresh head by name with its keyword options (unknown options for that head are dropped)."""
-    if head == "patchcore":
-        from oddeye.image.patchcore import PatchCoreHead as cls
-    elif head == "gaussian":
-        from oddeye.image.gaussian import GaussianHead as cls
-    elif head == "zero-shot":
-        from oddeye.image.zeroshot import ZeroShotHead as cls
-    else:
+def head_class(head: str) -> Any:
+    """The class of an image head by its name (patchcore, gaussian, zero-shot)."""
+    if head not in HEADS:
         raise InputError(f"unknown image head {head!r}", f"choose one of {', '.join(HEADS)}")
-    accepted = inspect.signature(cls).parameters
-    return cls(**{k: v for k, v in kw.items() if k in accepted and v is not None})
+    module, name = REGISTRY[head][1].split(":")
+    return getattr(importlib.import_module(module), name)
 
 
-def load_head(directory: Any, device: str = "cpu") -> Any:
-    """Load any image head from its model folder, dispatching on the manifest's head name."""
-    from oddeye.core.errors import ModelError
-    from oddeye.core.head import read_manifest
-
-    found = read_manifest(directory)["head"]
-    if found == "patchcore":
-        from oddeye.image.patchcore import PatchCoreHead as cls
-    elif found == "gaussian":
-        from oddeye.image.gaussian import GaussianHead as cls
-    elif found == "zero-shot":
-        from oddeye.image.zeroshot import ZeroShotHead as cls
-    else:
-        raise ModelError(f"{directory} holds a '{found}' model, not an image model",
-                         "use `oddeye score` for that kind of model")
-    return cls.load(directory, device=device)
+def make_head(head: str, **settings: Any) -> Any:
+    """A fresh head by name; `settings` are config fields (those the head does not have are dropped)."""
+    cls = head_class(head)
+    known = {f.name for f in fields(cls.config_class)}
+    return cls(**{k: v for k, v in settings.items() if k in known})
 
 
 def pixel_metrics(result: Result, test: list[Any], size: int) -> dict[str, float]:
@@ -73,15 +59,16 @@ def pixel_metrics(result: Result, test: list[Any], size: int) -> dict[str, float
 
 
 def evaluate(dataset: Any, head: str = "patchcore", pixel: bool = True, out: Any = None,
-             **kw: Any) -> tuple[dict[str, Any], Result, Any]:
-    """Fit `head` on dataset.train (not for zero-shot), score dataset.test; (metrics, Result without maps, model)."""
-    model = make_head(head, **kw)
+             **settings: Any) -> tuple[dict[str, Any], Result, Any]:
+    """Fit `head` (config `settings`, see make_head) on dataset.train (not for zero-shot), score dataset.test with
+    overlays under `out`; (metrics, Result without maps, model)."""
+    model = make_head(head, **settings)
     t0 = time.perf_counter()
     if head != "zero-shot":
         model.fit(dataset.train)
     fit_s = time.perf_counter() - t0
     t1 = time.perf_counter()
-    result = model.score(dataset.test, out=out, keep_maps=pixel)
+    result = model.score(dataset.test, ctx=RunContext(out=out, keep_maps=pixel))
     score_s = time.perf_counter() - t1
     labels = np.array([it.label for it in dataset.test])
     scores = result.sample_scores()

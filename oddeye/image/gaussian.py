@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator
 
 import numpy as np
 import torch
 
 from oddeye.core.errors import InputError, ModelError
 from oddeye.image.base import FeatureMapHead
+from oddeye.image.common import REFIT
+from oddeye.image.config import GaussianConfig
 
 GLOBAL_SAMPLE = 200_000  # patches that estimate the one Gaussian of global mode
 
@@ -100,14 +102,11 @@ class GaussianHead(FeatureMapHead):
     name = "gaussian"
     what = "Mahalanobis distance"
 
-    def __init__(self, mode: str = "local", extractor: dict[str, Any] | None = None, batch_size: int = 16,
-                 seed: int = 0, device: str = "cpu", sigma: float = 4.0, border: int = 0,
-                 score_sigma: float = 1.0, exposure_gains: Sequence[float] = ()) -> None:
-        super().__init__(extractor=extractor, batch_size=batch_size, seed=seed, device=device, sigma=sigma,
-                         border=border, score_sigma=score_sigma, exposure_gains=exposure_gains)
-        if mode not in ("local", "global"):
-            raise InputError(f"mode={mode!r}: use 'local' (per location) or 'global'")
-        self.mode = mode
+    config_class = GaussianConfig
+    config: GaussianConfig
+
+    def __init__(self, config: GaussianConfig | None = None, *, device: str = "cpu", **overrides: Any) -> None:
+        super().__init__(config, device=device, **overrides)
         self.mean: torch.Tensor | None = None  # (L, D); L = h*w (local) or 1 (global)
         self.prec: torch.Tensor | None = None  # (L, D, D)
         self.grid: tuple[int, int] | None = None
@@ -117,17 +116,18 @@ class GaussianHead(FeatureMapHead):
         """Local: running sums per location, one exposure pass in memory at a time. Global: each pass gives its
         share of a seeded 200,000-patch sample."""
         stats, pooled, grid = MomentSums(), [], (0, 0)
-        share = max(1, GLOBAL_SAMPLE // (1 + len(self.exposure_gains)))
-        g = torch.Generator().manual_seed(self.seed)
+        local = self.config.mode == "local"
+        share = max(1, GLOBAL_SAMPLE // (1 + len(self.config.exposure_gains)))
+        g = torch.Generator().manual_seed(self.config.seed)
         for feats in passes:
             n, d, h, w = feats.shape
             grid = (h, w)
-            if self.mode == "local":
+            if local:
                 stats.add(feats.permute(2, 3, 0, 1).reshape(h * w, n, d))  # (L, N, D)
                 continue
             x = feats.permute(0, 2, 3, 1).reshape(-1, d)
             pooled.append(x[torch.randperm(len(x), generator=g)[:share]] if len(x) > share else x)
-        if self.mode == "global":
+        if not local:
             stats.add(torch.cat(pooled)[None])
         elif stats.n < 2:
             raise InputError("the Gaussian head (local) needs at least 2 training images", "add normal images")
@@ -158,11 +158,12 @@ class GaussianHead(FeatureMapHead):
         if d != self.mean.shape[1]:
             raise InputError(f"features have dimension {d} but the Gaussian model has dimension {self.mean.shape[1]}",
                              "use the extractor (backbone, layers) the model was fitted with")
-        if self.mode == "local" and (h, w) != self.grid:
+        local = self.config.mode == "local"
+        if local and (h, w) != self.grid:
             raise InputError(f"feature grid {h}x{w} differs from the fitted grid {self.grid}", "use the same image_size")
         x = feats.permute(0, 2, 3, 1).reshape(b, h * w, d)
         with torch.inference_mode():
-            if self.mode == "local":
+            if local:
                 dist = mahalanobis(x, self.mean, self.prec)
             else:
                 dist = mahalanobis(x.reshape(b * h * w, 1, d), self.mean, self.prec).reshape(b, h * w)
@@ -170,7 +171,7 @@ class GaussianHead(FeatureMapHead):
         return pmap, self.interior(self.smoothed(pmap)).reshape(b, -1).max(axis=1).astype(np.float64)
 
     def _state(self) -> dict[str, Any]:
-        return {"mode": self.mode, "grid": list(self.grid) if self.grid else None, "shrinkage": self.shrinkage,
+        return {"grid": list(self.grid) if self.grid else None, "shrinkage": self.shrinkage,
                 "dim": 0 if self.mean is None else int(self.mean.shape[1])}
 
     def _save_arrays(self, directory: Path) -> None:
@@ -179,11 +180,10 @@ class GaussianHead(FeatureMapHead):
         np.savez(directory / "gaussian.npz", mean=self.mean.numpy(), prec=self.prec.numpy())
 
     def _load_arrays(self, directory: Path, doc: dict[str, Any]) -> None:
-        self.mode = doc.get("mode", "local")
         self.grid = tuple(doc["grid"]) if doc.get("grid") else None
         self.shrinkage = float(doc.get("shrinkage", 0.0))
         try:
             with np.load(directory / "gaussian.npz") as z:
                 self.mean, self.prec = torch.from_numpy(z["mean"]), torch.from_numpy(z["prec"])
         except (OSError, ValueError, KeyError) as e:
-            raise ModelError(f"{directory / 'gaussian.npz'} is missing or corrupt ({e})", "refit the model") from None
+            raise ModelError(f"{directory / 'gaussian.npz'} is missing or corrupt ({e})", REFIT) from None

@@ -15,14 +15,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from oddeye.core.errors import InputError, ModelError, require_range
-from oddeye.core.head import read_manifest, write_manifest
+from oddeye.core.errors import InputError, ModelError
+from oddeye.core.head import RunContext, context
 from oddeye.core.types import Result
-from oddeye.image.base import DEFAULT_EXTRACTOR
-from oddeye.image.common import as_items, build_result, extractor_from_config, progress, to_pixel_map
+from oddeye.image.base import ImageHead
+from oddeye.image.common import REFIT, ImageItem, as_items, build_result, progress, to_pixel_map
+from oddeye.image.config import ZeroShotConfig
 from oddeye.retrieval.index import PatchIndex
-
-FORMAT_VERSION = 1
 
 
 def mutual_scores(feats: torch.Tensor, n_refs: int = 0, percentile: float = 10.0) -> np.ndarray:
@@ -41,101 +40,112 @@ def mutual_scores(feats: torch.Tensor, n_refs: int = 0, percentile: float = 10.0
     return np.percentile(others, percentile, axis=1).reshape(n_test, h, w).astype(np.float32)
 
 
-class ZeroShotHead:
+class ZeroShotHead(ImageHead):
     """Mutual scoring of a batch of unlabeled images in seeded groups; optional normal references from fit()."""
 
     name = "zero-shot"
+    config_class = ZeroShotConfig
+    config: ZeroShotConfig
 
-    def __init__(self, group_size: int = 32, percentile: float = 10.0, pool: int = 2, max_refs: int = 8,
-                 extractor: dict[str, Any] | None = None, batch_size: int = 16, seed: int = 0,
-                 device: str = "cpu", sigma: float = 4.0, border: int = 0) -> None:
-        if group_size < 2:
-            raise InputError(f"group_size must be >= 2, got {group_size}")
-        require_range(percentile, "percentile", 0.0, 100.0)
-        if pool < 1:
-            raise InputError(f"pool must be >= 1, got {pool}")
-        self.extractor_cfg = {**DEFAULT_EXTRACTOR, **(extractor or {})}
-        self.group_size, self.percentile, self.pool, self.max_refs = int(group_size), float(percentile), int(pool), int(max_refs)
-        self.batch_size, self.seed, self.device, self.sigma = int(batch_size), int(seed), device, float(sigma)
-        self.border = int(border)  # patches of the outer ring left out of image scores
+    def __init__(self, config: ZeroShotConfig | None = None, *, device: str = "cpu", **overrides: Any) -> None:
+        super().__init__(config, device=device, **overrides)
         self.refs: torch.Tensor | None = None  # (R, D, h, w) features of known-normal images, optional
-        self.threshold: float | None = None
-        self._ext: Any = None
-
-    @property
-    def extractor(self) -> Any:
-        """The patch feature extractor (built on first use)."""
-        if self._ext is None:
-            self._ext = extractor_from_config(self.extractor_cfg, device=self.device)
-        return self._ext
+        self.threshold: float | None = None  # none learned: each batch's Result gets its own
 
     def _features(self, images: list[np.ndarray]) -> torch.Tensor:
         f = self.extractor.extract(images)
-        return F.avg_pool2d(f, self.pool) if self.pool > 1 else f
+        return F.avg_pool2d(f, self.config.pool) if self.config.pool > 1 else f
 
-    def fit(self, samples: Iterable[Any] = ()) -> Self:
-        """Optional: keep up to `max_refs` known-normal images as extra comparison images (none are needed)."""
-        items = as_items(list(samples))[: self.max_refs]
+    def fit(self, samples: Iterable[Any] = (), *, ctx: RunContext | None = None) -> Self:
+        """Optional: keep up to `max_refs` (and `ctx.shots`) known-normal images as extra comparison images."""
+        ctx = context(ctx)
+        items = as_items(list(samples))[: self.config.max_refs][: ctx.shots]
         self.refs = self._features([it.load() for it in items]) if items else None
         return self
 
-    def score(self, samples: Iterable[Any], out: str | Path | None = None, keep_maps: bool = True) -> Result:
-        """Score images against each other in seeded groups of `group_size`; threshold = median + 3 MAD of the batch."""
+    def score(self, samples: Iterable[Any], *, ctx: RunContext | None = None) -> Result:
+        """Score images against each other in seeded groups of `group_size`; threshold = median + 3 MAD of the
+        batch. Maps are kept unless ctx.keep_maps is False, overlays go under ctx.out; with ctx.skip_bad an
+        unreadable image is recorded as an error (and left out of the comparisons)."""
+        ctx = context(ctx)
+        c = self.config
+        keep_maps = ctx.keep_maps is not False
         items = as_items(samples)
         n_refs = 0 if self.refs is None else len(self.refs)
         if len(items) + n_refs < 2:
             raise InputError(f"zero-shot scoring needs at least 2 images, got {len(items)}",
                              "score a batch of images together (they are compared with each other)")
-        order = np.random.default_rng(self.seed).permutation(len(items))
-        n_groups = max(1, int(np.ceil(len(items) / self.group_size)))
+        order = np.random.default_rng(c.seed).permutation(len(items))
+        n_groups = max(1, int(np.ceil(len(items) / c.group_size)))
         groups = [order[k::n_groups] for k in range(n_groups)]  # balanced sizes, none of a single image
         scores = np.zeros(len(items))
         maps: list[np.ndarray | None] = [None] * len(items)
+        bad: dict[int, str] = {}
         s = self.extractor.image_size
-        for grp in progress(groups, len(groups), "zero-shot groups"):
-            imgs = [items[i].load() for i in grp]
+        b = -(-c.border // c.pool)  # border is in patches of the unpooled grid
+        for grp in progress(groups, len(groups), "zero-shot groups", ctx.progress):
+            grp, imgs = self._load_group(items, grp, bad if ctx.skip_bad else None, n_refs)
+            if not len(grp):
+                continue
             feats = self._features(imgs)
             if n_refs:
                 feats = torch.cat([feats, self.refs], dim=0)
-            pm = mutual_scores(feats, n_refs=n_refs, percentile=self.percentile)
+            pm = mutual_scores(feats, n_refs=n_refs, percentile=c.percentile)
+            bb = b if min(pm.shape[1:]) > 2 * b else 0
             for k, i in enumerate(grp):
-                b = -(-self.border // self.pool)  # border is in patches of the unpooled grid
-                b = b if min(pm.shape[1:]) > 2 * b else 0
-                scores[i] = float(pm[k, b:pm.shape[1] - b, b:pm.shape[2] - b].max())
-                maps[i] = to_pixel_map(pm[k], s, imgs[k].shape[:2], self.sigma) if (keep_maps or out) else None
-        med = float(np.median(scores))
-        mad = float(np.median(np.abs(scores - med))) * 1.4826
-        threshold = med + 3 * mad if len(items) >= 8 else None
-        res = build_result(self.name, items, None, scores, maps, threshold, None, out=out, what="mutual patch distance")
-        res.meta = {"extractor": self.extractor_cfg, "group_size": self.group_size, "percentile": self.percentile,
+                scores[i] = float(pm[k, bb:pm.shape[1] - bb, bb:pm.shape[2] - bb].max())
+                maps[i] = to_pixel_map(pm[k], s, imgs[k].shape[:2], c.sigma) if (keep_maps or ctx.out) else None
+        good = [i for i in range(len(items)) if i not in bad]
+        med = float(np.median(scores[good])) if good else float("nan")
+        mad = float(np.median(np.abs(scores[good] - med))) * 1.4826 if good else float("nan")
+        threshold = med + 3 * mad if len(good) >= 8 else None
+        res = build_result(self.name, [items[i] for i in good], None, scores[good], [maps[i] for i in good],
+                           threshold, None, out=ctx.out, what="mutual patch distance")
+        res.meta = {"extractor": c.extractor.to_dict(), "group_size": c.group_size, "percentile": c.percentile,
                     "threshold_rule": "median + 3 MAD of this batch's scores"}
         if not keep_maps:
             for sc in res.scores:
                 sc.maps.clear()
+        for i, message in bad.items():
+            res.add_error(items[i].id, message, items[i].path)
         return res
 
+    @staticmethod
+    def _load_group(items: list[ImageItem], grp: np.ndarray, bad: dict[int, str] | None,
+                    n_refs: int) -> tuple[list[int], list[np.ndarray]]:
+        """(indices, images) of the group's readable images; with `bad` (skip_bad) an unreadable one is noted there
+        and left out, as is a group left with nothing to compare with."""
+        if bad is None:
+            return list(grp), [items[i].load() for i in grp]
+        kept, imgs = [], []
+        for i in grp:
+            try:
+                imgs.append(items[i].load())
+                kept.append(int(i))
+            except InputError as e:
+                bad[int(i)] = e.message
+        if len(kept) + n_refs < 2:
+            bad.update({i: "nothing left in its zero-shot group to compare it with" for i in kept})
+            return [], []
+        return kept, imgs
+
     def save(self, directory: str | Path) -> Path:
-        """Write the manifest (and reference features, if any) to `directory`."""
+        """Write the manifest (config, and reference features, if any) to `directory`."""
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
         if self.refs is not None:
             np.save(d / "refs.npy", self.refs.numpy())
-        write_manifest(d, self.name, version=FORMAT_VERSION, extractor=self.extractor_cfg, group_size=self.group_size,
-                       percentile=self.percentile, pool=self.pool, max_refs=self.max_refs, batch_size=self.batch_size,
-                       seed=self.seed, sigma=self.sigma, border=self.border, n_refs=0 if self.refs is None else len(self.refs))
+        self._write_manifest(d, n_refs=0 if self.refs is None else len(self.refs))
         return d
 
     @classmethod
-    def load(cls, directory: str | Path, device: str = "cpu") -> Self:
-        """Read a zero-shot model folder written by save()."""
-        d = Path(directory)
-        doc = read_manifest(d, head=cls.name, max_version=FORMAT_VERSION)
-        head = cls(group_size=doc["group_size"], percentile=doc["percentile"], pool=doc.get("pool", 2),
-                   max_refs=doc.get("max_refs", 8), extractor=doc["extractor"], batch_size=doc.get("batch_size", 16),
-                   seed=doc.get("seed", 0), device=device, sigma=doc.get("sigma", 4.0), border=doc.get("border", 0))
+    def load(cls, directory: str | Path, *, device: str | None = None) -> Self:
+        """Read a zero-shot model folder written by save() (or by an oddeye before the config)."""
+        head, doc = cls._from_manifest(directory, device)
         if doc.get("n_refs"):
+            d = Path(directory)
             try:
                 head.refs = torch.from_numpy(np.load(d / "refs.npy"))
             except (OSError, ValueError) as e:
-                raise ModelError(f"{d / 'refs.npy'} is missing or corrupt ({e})", "refit the model") from None
+                raise ModelError(f"{d / 'refs.npy'} is missing or corrupt ({e})", REFIT) from None
         return head
