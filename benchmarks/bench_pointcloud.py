@@ -29,14 +29,16 @@ CONFIGS = {"raw": {"adapt": False}, "adapted": {"adapt": True}, "adapted_concat"
 
 
 def head_factory(adapt: bool, seed: int = 0, **kw):  # noqa: ANN201
-    """The bunny-defects configuration (as `oddeye eval pointcloud --dataset bunny-defects`); bank_max= to vary."""
+    """The bunny-defects configuration (as `oddeye eval pointcloud --dataset bunny-defects`), with the surface field
+    and holes only where `kw` asks for them; bank_max= to vary."""
+    from oddeye.pointcloud.config import BUNNY_SETTINGS, PointCloudConfig
     from oddeye.pointcloud.head import PointCloudHead
 
+    config = PointCloudConfig(**{**BUNNY_SETTINGS, "surface_weight": 0.0, "hole_weight": 0.0, **kw}, adapt=adapt,
+                              seed=seed)
+
     def make() -> PointCloudHead:
-        return PointCloudHead(adapt=adapt, position_weight=4.0, smooth_k=3, bank_max=kw.get("bank_max", 100000),
-                              keep_raw=kw.get("keep_raw", False), surface_weight=kw.get("surface_weight", 0.0),
-                              hole_weight=kw.get("hole_weight", 0.0),
-                              seed=seed, progress=False)
+        return PointCloudHead(config)
 
     return make
 
@@ -47,7 +49,9 @@ def speed(root: Path, cfg: dict, repeats: int, bank_max: int = 100000) -> dict[s
 
     scans = load_scans(root)
     train = [scans[n] for n in scans if n not in ("bun000", "bun045")]
-    head = head_factory(bank_max=bank_max, **cfg)().fit(train)
+    from oddeye.core.head import RunContext
+
+    head = head_factory(bank_max=bank_max, **cfg)().fit(train, ctx=RunContext(progress=False))
     cloud = scans["bun000"]
     head.score_points(cloud)  # warm-up
     times, feat = [], []

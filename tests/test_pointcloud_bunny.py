@@ -56,8 +56,7 @@ def test_eval_bunny_reports_kinds_and_size_bins(bunny_dir):
     def make() -> PointCloudHead:
         # the default target of 3,000 voxels a cloud exceeds these 2,500-point scans: the voxel must not shrink
         # below their point spacing (it did: every surface deviation 0, object AUROC 0.5)
-        return PointCloudHead(adapt=False, position_weight=4.0, smooth_k=3, surface_weight=8.0, hole_weight=0.12,
-                              progress=False)
+        return PointCloudHead(adapt=False, position_weight=4.0, smooth_k=3, surface_weight=8.0, hole_weight=0.12)
 
     m, result = eval_bunny(bunny_dir, make, folds=1, variants=1, progress=False)
     assert m["n_clean"] == 2 and m["n_defective"] == 10 and len(result.scores) == 12

@@ -2,21 +2,28 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 
-from oddeye.core.errors import InputError, ModelError
+from oddeye.core.errors import ConfigError, InputError, ModelError
+from oddeye.core.head import MANIFEST, RunContext
 from oddeye.core.synth import make_point_cloud
 from oddeye.pointcloud.defects import KINDS, make_defect
-from oddeye.pointcloud.head import PointCloudHead
+from oddeye.pointcloud.head import MIN_POINTS, PointCloudConfig, PointCloudHead
 from oddeye.pointcloud.io import load_cloud
+from oddeye.pointcloud.plyfile import write_ply
+
+QUIET = RunContext(progress=False)
 from oddeye.pointcloud.preprocess import normalise, preprocess, voxel_downsample
 
 
 @pytest.fixture(scope="module")
 def fitted():
     train = [make_point_cloud(seed=s, n_points=3000, shape="box").points for s in range(4)]
-    head = PointCloudHead(adapt=True, keep_raw=True, target_points=800, adapt_steps=40, progress=False).fit(train)
+    head = PointCloudHead(adapt=True, keep_raw=True, target_points=800, adapt_steps=40).fit(train, ctx=QUIET)
     clean = [make_point_cloud(seed=50 + s, n_points=3000, shape="box") for s in range(3)]
     bad = [make_point_cloud(seed=60 + s, n_points=3000, shape="box", defect=d, defect_size=0.1)
            for s, d in enumerate(["dent", "bulge", "dent"])]
@@ -27,7 +34,7 @@ def test_head_separates_defective_from_clean(fitted):
     from oddeye.core.metrics import auroc, pixel_auroc
 
     head, clean, bad = fitted
-    res = head.score([c.points for c in clean + bad])
+    res = head.score([c.points for c in clean + bad], ctx=QUIET)
     assert auroc([0] * 3 + [1] * 3, res.sample_scores()) >= 0.99
     maps = [s.maps["points"].values for s in res.scores]
     assert pixel_auroc([c.labels for c in clean + bad], maps) > 0.85
@@ -48,14 +55,14 @@ def test_save_load_identical_scores(fitted, tmp_path):
 def test_load_other_head_is_model_error(tmp_path):
     from oddeye.core.head import write_manifest
 
-    write_manifest(tmp_path, "image")
-    with pytest.raises(ModelError, match="image"):
+    write_manifest(tmp_path, "patchcore")
+    with pytest.raises(ModelError, match="`oddeye score image`"):
         PointCloudHead.load(tmp_path)
 
 
 def test_raw_head_and_position_features():
     train = [make_point_cloud(seed=s, n_points=2000, shape="sphere").points for s in range(3)]
-    head = PointCloudHead(adapt=False, target_points=600, position_weight=1.0, progress=False).fit(train)
+    head = PointCloudHead(adapt=False, target_points=600, position_weight=1.0).fit(train, ctx=QUIET)
     assert head.index.dim == 33 + 3
     cs = head.score_points(make_point_cloud(seed=9, n_points=2000, shape="sphere").points)
     assert np.isfinite(cs.score) and cs.points.shape == (2000,)
@@ -96,14 +103,93 @@ def test_preprocess_records_and_voxels():
     assert np.abs(q).max() <= 0.5 + 1e-9
 
 
-def test_score_writes_review_files(fitted, tmp_path):
-    from oddeye.pointcloud.render import write_review
-
+def test_score_writes_review_files_under_ctx_out(fitted, tmp_path):
     head, _, bad = fitted
-    cs = head.score_points(bad[0].points)
-    files = write_review(tmp_path, "x", bad[0].points, cs.points, labels=bad[0].labels)
-    assert load_cloud(files["ply"]).points.shape == (3000, 3)
-    assert (tmp_path / "x.png").stat().st_size > 1000
+    path = write_ply(tmp_path / "in" / "x.ply", bad[0].points, bad[0].labels)
+    sc = head.score([path], ctx=RunContext(out=tmp_path / "out", progress=False)).scores[0]
+    assert sc.artefacts == {"ply": str(tmp_path / "out" / "clouds" / "x.ply"),
+                            "png": str(tmp_path / "out" / "clouds" / "x.png")}
+    assert load_cloud(sc.artefacts["ply"]).points.shape == (3000, 3) and sc.label == 1
+    assert (tmp_path / "out" / "clouds" / "x.png").stat().st_size > 1000
+    assert not head.score([path], ctx=QUIET).scores[0].artefacts  # no ctx.out: no files
+
+
+def test_one_config_holds_the_settings_and_overrides_are_checked():
+    head = PointCloudHead(PointCloudConfig(adapt=False), target_points=700)
+    assert head.config == PointCloudConfig(adapt=False, target_points=700)
+    assert PointCloudHead().config == PointCloudConfig()
+    with pytest.raises(ConfigError, match="PointCloudConfig.progress"):
+        PointCloudHead(progress=False)  # per call: RunContext(progress=...)
+    with pytest.raises(ConfigError, match="PointCloudConfig.radii"):
+        PointCloudHead(radii=(4.0, 0.0))
+
+
+def legacy_folder(model: Path, drop: str | None = None) -> Path:
+    """Rewrite a saved model folder as oddeye wrote it before the settings moved into the manifest (format 2:
+    config.json with params, features and threshold), without the setting `drop` when given."""
+    doc = json.loads((model / MANIFEST).read_text())
+    params = doc.pop("config")
+    for name in ("normal_radius", "max_nn_normal", drop):  # format 2 params had no normal settings
+        params.pop(name, None)
+    conf = {"params": params, "features": doc.pop("features"), "threshold": doc.pop("threshold")}
+    (model / MANIFEST).write_text(json.dumps({**doc, "format_version": 2}))
+    (model / "config.json").write_text(json.dumps(conf))
+    return model
+
+
+def test_a_model_folder_without_config_in_its_manifest_loads_and_scores_the_same(fitted, tmp_path):
+    head, clean, bad = fitted
+    old = legacy_folder(head.save(tmp_path / "m"))
+    assert "config" not in json.loads((old / MANIFEST).read_text())
+    again = PointCloudHead.load(old)
+    assert again.config == head.config and again.threshold == head.threshold and again.adapter is not None
+    a, b = head.score([bad[0].points], ctx=QUIET), again.score([bad[0].points], ctx=QUIET)
+    assert a.scores[0].score == b.scores[0].score
+    assert np.array_equal(a.scores[0].maps["points"].values, b.scores[0].maps["points"].values)
+    again.save(old)  # saved again: the new layout, the side file gone
+    assert not (old / "config.json").exists() and PointCloudHead.load(old).config == head.config
+
+
+def test_a_cloud_with_too_few_points_is_refused_naming_it_and_the_minimum(fitted, tmp_path):
+    head, clean, _ = fitted
+    tiny = tmp_path / "tiny.npy"
+    np.save(tiny, clean[0].points[:3])
+    with pytest.raises(InputError, match=rf"tiny.npy: 3 valid points; a cloud needs at least {MIN_POINTS}"):
+        head.score([tiny], ctx=QUIET)
+    holey = np.full((MIN_POINTS + 2, 3), np.nan)
+    holey[:4] = clean[0].points[:4]
+    with pytest.raises(InputError, match=rf"4 valid points \({MIN_POINTS - 2} NaN/inf points dropped\)"):
+        head.score([holey], ctx=QUIET)
+    res = head.score([tiny, clean[0].points], ctx=RunContext(progress=False, skip_bad=True))
+    err, ok = res.scores
+    assert res.errors() == [err] and err.sample_id == "tiny" and np.isnan(err.score)
+    assert err.meta["path"] == str(tiny.resolve()) and f"at least {MIN_POINTS}" in err.meta["error"]
+    assert np.isfinite(ok.score) and ok.maps["points"].values.shape == (3000,)
+
+
+def test_cli_refuses_a_tiny_cloud_up_front_skips_it_with_skip_bad_and_reports_dropped_points(fitted, tmp_path,
+                                                                                            capsys):
+    from oddeye.cli import main
+    from oddeye.core.types import Result
+
+    head, clean, _ = fitted
+    model = head.save(tmp_path / "m")
+    np.save(tmp_path / "good.npy", clean[1].points)
+    np.save(tmp_path / "tiny.npy", clean[1].points[:3])
+    holey = clean[2].points.astype(np.float64)
+    holey[:7] = np.nan
+    np.save(tmp_path / "holey.npy", holey)
+    args = ["score", "pointcloud", str(model), str(tmp_path / "good.npy"), str(tmp_path / "tiny.npy")]
+    assert main([*args, "--out", str(tmp_path / "a"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "tiny.npy: 3 valid points" in err and f"at least {MIN_POINTS}" in err and not (tmp_path / "a").exists()
+    assert main([*args, "--out", str(tmp_path / "b"), "--skip-bad", "--no-progress"]) == 0
+    out = capsys.readouterr()
+    assert f"skipped {tmp_path / 'tiny.npy'}" in out.err and "good: " in out.out
+    res = Result.load(tmp_path / "b")
+    assert [s.sample_id for s in res.scores] == ["good", "tiny"] and len(res.errors()) == 1
+    assert main(["score", "pointcloud", str(model), str(tmp_path / "holey.npy"), "--out", str(tmp_path / "c")]) == 0
+    assert f"{tmp_path / 'holey.npy'}: dropped 7 non-finite (NaN/inf) points" in capsys.readouterr().err
 
 
 def _grid_of(points, h=40, w=40):
@@ -134,7 +220,7 @@ def test_eval_mvtec3d_layout_gives_aupro(tmp_path):
     Image.fromarray(mask).save(cat / "test/dent/gt/000.png")
 
     def make():
-        return PointCloudHead(adapt=False, target_points=500, progress=False)
+        return PointCloudHead(adapt=False, target_points=500)
 
     m, res = eval_layout("mvtec3d", tmp_path, make, out=None, progress=False)
     assert len(res.scores) == 2 and m["aupro"] is not None and 0 <= m["aupro"] <= 1
@@ -172,3 +258,21 @@ def test_voxels_of_a_cloud_with_a_stray_point_far_away_are_exact():
     assert inv[1] == inv[3] and len(set(inv.tolist())) == 3 and counts.sum() == 4
     lo, hi = bounds(ijk)
     assert lo.tolist() == [0, 0, 0] and hi.tolist() == [2**40, 2**40, 5]
+
+
+def test_demo_scores_ply_files_whose_paths_the_store_allows_and_nothing_wider(tmp_path, monkeypatch):
+    """The 3D page reads a demo cloud from its input file: that file must exist, stored absolute, readable by the
+    store, and the store must not allow the working directory (a generated 'synth' source used to do that)."""
+    from oddeye.pointcloud.demo import run_demo
+    from oddeye.store.api import open_store
+
+    monkeypatch.chdir(tmp_path)
+    run_demo(Path("demo/pointcloud"), str(tmp_path / "store.db"))
+    data = (tmp_path / "demo" / "pointcloud" / "data" / "test").resolve()
+    with open_store(tmp_path / "store.db") as st:
+        run = st.runs()[0]
+        paths = [Path(s["path"]) for s in st.samples(run["id"])]
+        assert sorted(p.name for p in paths) == [f"box_{i}_{d}.ply" for i, d in
+                                                 enumerate(["clean", "dent", "clean", "bulge", "clean", "dent"])]
+        assert all(p.is_absolute() and p.parent == data and st.safe_path(p, run["id"]) == p for p in paths)
+        assert tmp_path.resolve() not in st.folders(run["id"]) and run["metrics"]["object_auroc"] == 1.0

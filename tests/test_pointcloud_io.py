@@ -7,7 +7,8 @@ import pytest
 
 from oddeye.core.errors import DataLayoutError, EmptyDataError, InputError
 from oddeye.pointcloud.datasets import load_pc_dataset
-from oddeye.pointcloud.io import load_cloud, write_ply_scores
+from oddeye.pointcloud.io import load_cloud
+from oddeye.pointcloud.plyfile import write_ply, write_ply_scores
 
 PTS = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 1]], dtype=np.float32)
 LAB = np.array([0, 0, 1, 0, 1])
@@ -147,6 +148,16 @@ def test_write_ply_scores_reads_back(tmp_path):
     p = write_ply_scores(tmp_path / "s.ply", PTS, s)
     c = load_cloud(p)
     np.testing.assert_allclose(c.points, PTS)
+
+
+def test_write_ply_keeps_points_and_labels_exactly(tmp_path):
+    pts = np.random.default_rng(1).random((500, 3)).astype(np.float32)
+    labels = (pts[:, 0] > 0.8).astype(np.int64)
+    c = load_cloud(write_ply(tmp_path / "c.ply", pts, labels))
+    assert np.array_equal(c.points, pts) and np.array_equal(c.labels, labels) and c.meta["format"].startswith("ply-bin")
+    assert load_cloud(write_ply(tmp_path / "n.ply", pts)).labels is None
+    with pytest.raises(InputError, match="499 labels for 500 points"):
+        write_ply(tmp_path / "x.ply", pts, labels[:-1])
 
 
 def test_real3d_layout(tmp_path):

@@ -9,26 +9,29 @@ import numpy as np
 import pytest
 
 from oddeye.core.errors import ModelError
+from oddeye.core.head import MANIFEST, RunContext
 from oddeye.core.synth import make_point_cloud
-from oddeye.pointcloud.head import PointCloudHead
 from oddeye.pointcloud.field import SurfaceField
+from oddeye.pointcloud.head import PointCloudHead
+from test_pointcloud_head import legacy_folder
+
+QUIET = RunContext(progress=False)
 
 
 @contextmanager
-def restored_params(head: PointCloudHead) -> Iterator[None]:
-    """Let a test change head.params (as in an older model.json) and put them back afterwards."""
-    saved = dict(head.params)
+def restored_config(head: PointCloudHead) -> Iterator[None]:
+    """Let a test change head.config (as in an older model folder) and put it back afterwards."""
+    saved = head.config
     try:
         yield
     finally:
-        head.params.clear()
-        head.params.update(saved)
+        head.config = saved
 
 
 @pytest.fixture(scope="module")
 def fitted():
     train = [make_point_cloud(seed=s, n_points=4000, shape="sphere").points for s in range(3)]
-    head = PointCloudHead(adapt=False, target_points=600, surface_weight=8.0, smooth_k=3, progress=False).fit(train)
+    head = PointCloudHead(adapt=False, target_points=600, surface_weight=8.0, smooth_k=3).fit(train, ctx=QUIET)
     clean = [make_point_cloud(seed=40 + s, n_points=4000, shape="sphere") for s in range(3)]
     bad = [make_point_cloud(seed=50 + s, n_points=4000, shape="sphere", defect=d, defect_size=0.05)
            for s, d in enumerate(["dent", "bulge", "dent"])]
@@ -39,7 +42,7 @@ def test_surface_deviation_separates_small_defects(fitted):
     from oddeye.core.metrics import auroc, pixel_auroc
 
     head, clean, bad = fitted
-    res = head.score([c.points for c in clean + bad])
+    res = head.score([c.points for c in clean + bad], ctx=QUIET)
     assert auroc([0] * 3 + [1] * 3, res.sample_scores()) >= 0.99
     maps = [s.maps["points"].values for s in res.scores]
     assert all(len(m) == 4000 for m in maps)
@@ -152,19 +155,21 @@ def test_a_stray_point_far_away_does_not_change_the_holes_or_blow_up_their_grid(
 def test_feature_weight_scales_the_features_part(fitted):
     head, _, bad = fitted
     pts = bad[0].points
-    with restored_params(head):
-        head.params["feature_weight"] = 1.0
+    with restored_config(head):
+        head.config = head.config.replace(feature_weight=1.0)
         once = head.score_points(pts)
-        head.params["feature_weight"] = 0.0
+        head.config = head.config.replace(feature_weight=0.0)
         none = head.score_points(pts)
         assert none.score == once.score  # the object score comes from the surface terms alone
         assert not np.array_equal(none.points, once.points) and (none.points <= once.points + 1e-6).all()
 
 
+@pytest.mark.parametrize("layout", ["manifest", "config.json"])
 @pytest.mark.parametrize("option, then", [("feature_weight", 1.0), ("surface_agree", 0.0), ("hole_reach", 2),
                                           ("hole_shape", False), ("surface_region", 0.0), ("surface_single", 1.0)])
-def test_models_saved_before_an_option_score_as_they_did(fitted, tmp_path, option, then):
-    """A config.json without the option (written before it existed) loads with that version's behaviour."""
+def test_models_saved_before_an_option_score_as_they_did(fitted, tmp_path, option, then, layout):
+    """Saved settings without the option (written before it existed) load with that version's behaviour: in the
+    manifest's config, or in the config.json of a folder written before the settings moved into the manifest."""
     import json
 
     from oddeye.pointcloud.defects import make_defect
@@ -172,18 +177,21 @@ def test_models_saved_before_an_option_score_as_they_did(fitted, tmp_path, optio
 
     head, clean, _ = fitted
     pts = make_defect(clean[0].points[clean[0].points[:, 2] > 0.0], "hole", seed=2, size=0.08).points
-    assert BEFORE_OPTION[option] == then
-    with restored_params(head):
-        head.params["hole_weight"] = 0.1
-        head.params[option] = then
+    assert BEFORE_OPTION[option] == then and getattr(head.config, option) != then
+    with restored_config(head):
+        head.config = head.config.replace(hole_weight=0.1, **{option: then})
         before = head.score_points(pts)
-        head.save(tmp_path / "m")
-    conf_path = tmp_path / "m" / "config.json"
-    conf = json.loads(conf_path.read_text())
-    del conf["params"][option]
-    conf_path.write_text(json.dumps(conf))
-    again = PointCloudHead.load(tmp_path / "m").score_points(pts)
-    assert np.array_equal(again.points, before.points) and again.score == before.score
+        model = head.save(tmp_path / "m")
+    if layout == "manifest":
+        doc = json.loads((model / MANIFEST).read_text())
+        del doc["config"][option]
+        (model / MANIFEST).write_text(json.dumps(doc))
+    else:
+        legacy_folder(model, drop=option)
+    again = PointCloudHead.load(model)
+    assert getattr(again.config, option) == then
+    got = again.score_points(pts)
+    assert np.array_equal(got.points, before.points) and got.score == before.score
 
 
 def test_elongation_of_a_disc_and_a_band():
@@ -266,10 +274,10 @@ def test_normal_agreement_ignores_a_sheet_at_a_steep_angle():
 def test_a_strict_normal_agreement_leaves_little_to_compare(fitted):
     head, _, bad = fitted
     pts = bad[0].points
-    with restored_params(head):
-        head.params["surface_agree"] = 0.0
+    with restored_config(head):
+        head.config = head.config.replace(surface_agree=0.0)
         off = head.score_points(pts).score
-        head.params["surface_agree"] = 0.999
+        head.config = head.config.replace(surface_agree=0.999)
         assert head.score_points(pts).score < off  # almost every bank plane fails the test then
 
 

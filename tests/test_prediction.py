@@ -169,7 +169,7 @@ def test_one_config_overrides_and_refusals() -> None:
         PredictionHead(score={"stride": 0})
     with pytest.raises(ConfigError, match=r"PredictionConfig\.score\.motion_gap"):
         PredictionConfig(model=TINY, score=ScoreConfig(motion_gap=TINY.past + 1))
-    with pytest.raises(ConfigError, match="model=PredictorConfig"):  # the old positional call is refused clearly
+    with pytest.raises(ConfigError, match="expected a PredictionConfig, got PredictorConfig"):  # old positional call
         PredictionHead(TINY)  # type: ignore[arg-type]
 
 

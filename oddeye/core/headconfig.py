@@ -61,6 +61,17 @@ class HeadConfig:
         kw = {**{k: v for k, v in (defaults or {}).items() if k in known and k not in doc}, **doc}
         return cls(**kw)
 
+    @classmethod
+    def build(cls, config: HeadConfig | None = None, **overrides: Any) -> Self:
+        """`config` (default: the class defaults) with `overrides` applied and checked; a config of another type
+        is a ConfigError. What every head's constructor does with `Head(config, **overrides)`."""
+        if config is None:
+            config = cls()
+        elif not isinstance(config, cls):
+            raise ConfigError(cls.__name__, f"expected a {cls.__name__}, got {type(config).__name__}",
+                              f"build the head with {cls.__name__}(...) or with keyword settings")
+        return config.replace(**overrides) if overrides else config
+
     def replace(self, **changes: Any) -> Self:
         """A copy with `changes` applied and checked; an unknown name is a ConfigError naming it."""
         known = {f.name for f in dataclasses.fields(self)}

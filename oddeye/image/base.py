@@ -13,7 +13,7 @@ from oddeye.core.head import RunContext, context, read_manifest, write_manifest
 from oddeye.core.types import Result
 from oddeye.image.common import (ImageItem, apply_gain, as_items, batches, build_result, calibrate, check_nonempty,
                                  extractor_from_config, progress, split_calibration, to_pixel_map)
-from oddeye.image.config import FeatureMapConfig, ImageConfig, build_config, config_from_manifest
+from oddeye.image.config import FeatureMapConfig, ImageConfig, config_from_manifest
 
 FORMAT_VERSION = 2  # 2: the settings under "config"; 1 (still read): at the manifest's top level
 
@@ -26,7 +26,7 @@ class ImageHead:
     config_class: type[ImageConfig] = ImageConfig
 
     def __init__(self, config: ImageConfig | None = None, *, device: str = "cpu", **overrides: Any) -> None:
-        self.config = build_config(self.config_class, config, overrides)
+        self.config = self.config_class.build(config, **overrides)
         self.device = device
         self.fit_bf16: bool | None = None  # bfloat16 features at fit time, read from a model folder (None: unknown)
         self._ext: Any = None

@@ -106,15 +106,6 @@ class ZeroShotConfig(ImageConfig):
     max_refs: int = param(8, ge=0, doc="known-normal images kept from fit() as extra comparison images")
 
 
-def build_config(cls: type[C], config: C | None, overrides: dict[str, Any]) -> C:
-    """`config` (default: cls()) with keyword `overrides` applied and checked; another type is a ConfigError."""
-    if config is None:
-        config = cls()
-    elif not isinstance(config, cls):
-        raise ConfigError(cls.__name__, f"expected a {cls.__name__}, got {type(config).__name__}")
-    return config.replace(**overrides) if overrides else config
-
-
 def config_from_manifest(cls: type[C], doc: dict[str, Any]) -> C:
     """The config of a model folder: its manifest's "config", or, for folders written before it (format 1), the
     settings kept at the manifest's top level (the extractor's without the fitted precision `fit_bf16`)."""

@@ -61,7 +61,7 @@ class PatrolHead:
     name = NAME
 
     def __init__(self, config: PatrolConfig | None = None, **overrides: Any) -> None:
-        self.config = (config or PatrolConfig()).replace(**overrides) if overrides else (config or PatrolConfig())
+        self.config = PatrolConfig.build(config, **overrides)
         self.reference: ReferenceRun | None = None
         self._extractors: dict[tuple, Any] = {}
 

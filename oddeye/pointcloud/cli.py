@@ -1,15 +1,23 @@
-"""`oddeye fit pointcloud`, `oddeye score pointcloud`, `oddeye eval pointcloud`."""
+"""`oddeye fit pointcloud`, `oddeye score pointcloud`, `oddeye eval pointcloud`.
+
+Each command is a plain function (the demo calls the same ones): it checks its inputs first, then fits or loads
+the head, and writes through the one writer. Settings left at None take the PointCloudConfig default.
+"""
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Annotated, Any, Optional
 
 import typer
 
 from oddeye.core.errors import EmptyDataError, InputError
+from oddeye.pointcloud.config import BUNNY_SETTINGS, PointCloudConfig
+from oddeye.store.writer import Written
 
 DATASET_CHOICES = ("bunny-defects", "real3d-ad", "anomaly-shapenet", "mvtec3d")
+DEFAULT = PointCloudConfig()
 
 
 def expand_inputs(items: list[Path]) -> list[Path]:
@@ -18,7 +26,7 @@ def expand_inputs(items: list[Path]) -> list[Path]:
     from oddeye.pointcloud.io import CLOUD_SUFFIXES
 
     files: list[Path] = []
-    for it in items:
+    for it in map(Path, items):
         if it.is_dir():
             found = sorted((p for p in it.rglob("*") if p.suffix.lower() in CLOUD_SUFFIXES and p.is_file()),
                            key=lambda p: natural_key(str(p)))
@@ -32,127 +40,159 @@ def expand_inputs(items: list[Path]) -> list[Path]:
     return files
 
 
-def _save(db: str | None, out: Path, result, kind: str, model: str | None, data: str, params: dict) -> int:  # noqa: ANN001
-    """Write the Result to the review store (imported lazily: only entry points import oddeye.ui)."""
-    from oddeye.store.api import save_result
+def check_clouds(files: list[Path], progress: bool = True) -> None:
+    """Read every cloud once: an unreadable file or one with too few points is refused before any work."""
+    from tqdm.auto import tqdm
 
-    return save_result(db or str(out / "store.db"), result, kind=kind, model=model, data=data, params=params)
+    from oddeye.pointcloud.head import usable
+    from oddeye.pointcloud.io import load_cloud
+
+    for f in tqdm(files, desc="check clouds", disable=not progress or len(files) < 2, leave=False):
+        usable(load_cloud(f))
 
 
-def register(cli) -> None:  # noqa: ANN001 - CliGroups
+def _changes(**settings: Any) -> dict[str, Any]:
+    """The settings given (None: keep the config's value)."""
+    return {k: v for k, v in settings.items() if v is not None}
+
+
+def _help(field: str) -> str:
+    """A setting's description with its default, from the config."""
+    doc, value = PointCloudConfig.describe()[field], getattr(DEFAULT, field)
+    shown = ("on" if value else "off") if isinstance(value, bool) else value
+    return f"{doc[0].upper()}{doc[1:]} (default {shown})."
+
+
+def fit_pointcloud(
+    train: Annotated[list[Path], typer.Option("--train", help="Normal clouds: files or folders (repeatable).")],
+    out: Annotated[Path, typer.Option("--out", help="Model folder to write.")],
+    adapt: Annotated[Optional[bool], typer.Option("--adapt/--no-adapt", help=_help("adapt"))] = None,
+    keep_raw: Annotated[Optional[bool], typer.Option("--keep-raw/--adapted-only", help=_help("keep_raw"))] = None,
+    adapt_steps: Annotated[Optional[int], typer.Option("--adapt-steps", help=_help("adapt_steps"))] = None,
+    target_points: Annotated[Optional[int], typer.Option("--target-points", help=_help("target_points"))] = None,
+    position_weight: Annotated[Optional[float], typer.Option("--position-weight", help=_help("position_weight"))] = None,
+    surface_weight: Annotated[Optional[float], typer.Option("--surface-weight", help=_help("surface_weight"))] = None,
+    hole_weight: Annotated[Optional[float], typer.Option("--hole-weight", help=_help("hole_weight") + " Bunny eval: 0.3.")] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", help=_help("seed"))] = None,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress bars.")] = True,
+) -> Path:
+    """Learn normal local 3D shape from normal point clouds; writes a model folder.
+
+    Example: oddeye fit pointcloud --train scans/good/ --out models/part --no-adapt
+    """
+    config = PointCloudConfig(**_changes(adapt=adapt, keep_raw=keep_raw, adapt_steps=adapt_steps,
+                                         target_points=target_points, position_weight=position_weight,
+                                         surface_weight=surface_weight, hole_weight=hole_weight, seed=seed))
+    files = expand_inputs(train)
+    if Path(out).is_file():
+        raise InputError(f"--out {out} is a file", "pass a folder for the model")
+    check_clouds(files, progress)
+    from oddeye.core.head import RunContext
+    from oddeye.pointcloud.head import PointCloudHead
+
+    head = PointCloudHead(config).fit(files, ctx=RunContext(progress=progress))
+    model = head.save(out)
+    typer.echo(f"fitted on {len(files)} clouds (bank {head.fit_info['n_bank']} of {head.fit_info['n_bank_all']} "
+               f"voxel features, voxel {head.fpfh.voxel_size:.4g}, threshold {head.threshold:.4g}) -> {model}")
+    return Path(model)
+
+
+def score_pointcloud(
+    model: Annotated[Path, typer.Argument(help="Folder written by `oddeye fit pointcloud`.")],
+    inputs: Annotated[list[Path], typer.Argument(help="Clouds to score: files or folders.")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for PLY/PNG maps + result.")] = Path("oddeye-results/pointcloud"),
+    db: Annotated[Optional[str], typer.Option("--db", help="Review store (SQLite path or URL); default <out>/store.db.")] = None,
+    skip_bad: Annotated[bool, typer.Option("--skip-bad", help="Record a cloud that cannot be read or has too few "
+                                                              "points as an error and score the others.")] = False,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress bars.")] = True,
+) -> Written:
+    """Score point clouds: per-point anomaly scores as coloured PLY + PNG views, a result and store entry.
+
+    Example: oddeye score pointcloud models/part scans/new/ --out results/
+    """
+    from oddeye.core.head import RunContext, read_manifest
+    from oddeye.pointcloud.head import NAME, PointCloudHead
+    from oddeye.store.writer import write_result
+
+    read_manifest(model, head=NAME)  # cheap: a missing folder or another head's (naming its command) fails first
+    files = expand_inputs(inputs)
+    if Path(out).is_file():
+        raise InputError(f"--out {out} is a file", "pass a folder for the results")
+    if not skip_bad:
+        check_clouds(files, progress)
+    head = PointCloudHead.load(model)
+    result = head.score(files, ctx=RunContext(out=Path(out), skip_bad=skip_bad, progress=progress))
+    for s in result.errors():
+        typer.echo(f"skipped {s.meta.get('path', s.sample_id)}: {s.meta['error']}", err=True)
+    for s in (s for s in result.scores if "error" not in s.meta):
+        if s.meta.get("dropped_nonfinite"):
+            typer.echo(f"{s.meta['source']}: dropped {s.meta['dropped_nonfinite']} non-finite (NaN/inf) points, "
+                       f"scored the other {s.meta['n_points']}", err=True)
+        flag = "ANOMALOUS" if head.threshold is not None and s.score > head.threshold else "ok"
+        typer.echo(f"{s.sample_id}: {s.score:.4g} {flag}  {s.artefacts.get('png', '')}")
+    written = write_result(result, out, kind="pointcloud", db=db, model=model, data=",".join(map(str, inputs)),
+                           params=head.config.to_dict())
+    for line in written.lines:
+        typer.echo(line)
+    return written
+
+
+def eval_pointcloud(
+    dataset: Annotated[str, typer.Option("--dataset", help=f"One of {', '.join(DATASET_CHOICES)}.")],
+    root: Annotated[Path, typer.Option("--root", help="Data set folder in its public layout.")],
+    json_path: Annotated[Optional[Path], typer.Option("--json", help="Also write the JSON line to this file.")] = None,
+    db: Annotated[Optional[str], typer.Option("--db", help="Review store; default <out>/store.db.")] = None,
+    out: Annotated[Path, typer.Option("--out", help="Folder for result + plots.")] = Path("oddeye-results/eval-pointcloud"),
+    adapt: Annotated[Optional[bool], typer.Option("--adapt/--no-adapt", help=_help("adapt"))] = None,
+    keep_raw: Annotated[Optional[bool], typer.Option("--keep-raw/--adapted-only", help=_help("keep_raw"))] = None,
+    folds: Annotated[int, typer.Option("--folds", help="bunny-defects: how many of the 5 folds to run.")] = 5,
+    variants: Annotated[int, typer.Option("--variants", help="bunny-defects: resampled variants per held-out scan.")] = 2,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of defects, adapter and coreset.")] = 0,
+    surface_weight: Annotated[Optional[float], typer.Option(
+        "--surface-weight", help="bunny-defects (registered scans): weight of the deviation from the training surface "
+                                 f"(0 = FPFH only; default {BUNNY_SETTINGS['surface_weight']}).")] = None,
+    hole_weight: Annotated[Optional[float], typer.Option(
+        "--hole-weight", help="bunny-defects: weight of the area of missing surface (holes); 0 = off (faster; "
+                              f"default {BUNNY_SETTINGS['hole_weight']}).")] = None,
+) -> dict[str, Any]:
+    """Evaluate on a data set: object AUROC, point AUROC, AUPRO (organised clouds), points/s; last line JSON.
+
+    bunny-defects = real Stanford bunny scans with OUR seeded synthetic defects (registered with bun.conf,
+    5 folds of 8 train / 2 test scans).
+
+    Example: oddeye eval pointcloud --dataset bunny-defects --root ../shared/data/stanford_bunny --no-adapt
+    """
+    if dataset not in DATASET_CHOICES:
+        raise InputError(f"--dataset {dataset!r} is unknown", f"choose from {', '.join(DATASET_CHOICES)}")
+    from oddeye.core.errors import require_dir
+
+    require_dir(root, "--root")
+    from oddeye.core.report import eval_line, print_eval
+    from oddeye.pointcloud.evaluate import eval_bunny, eval_layout
+    from oddeye.pointcloud.head import PointCloudHead
+    from oddeye.store.writer import write_result
+
+    chosen = _changes(adapt=adapt, keep_raw=keep_raw, seed=seed)
+    if dataset == "bunny-defects":
+        chosen = {**BUNNY_SETTINGS, **chosen, **_changes(surface_weight=surface_weight, hole_weight=hole_weight)}
+    config = PointCloudConfig(**chosen)
+    t0 = time.perf_counter()
+    if dataset == "bunny-defects":
+        metrics, result = eval_bunny(root, lambda: PointCloudHead(config), folds=folds, variants=variants, seed=seed,
+                                     out=out)
+    else:
+        metrics, result = eval_layout(dataset, root, lambda: PointCloudHead(config), out=out)
+    result.metrics = {k: v for k, v in metrics.items() if isinstance(v, float)}
+    written = write_result(result, out, kind="pointcloud-eval", db=db, data=f"{dataset}:{root}", timelines=False,
+                           params=config.to_dict())
+    line = eval_line(metrics, dataset, len(result.scores), time.perf_counter() - t0, adapted=config.adapt,
+                     keep_raw=config.keep_raw, store_run=written.run_id)
+    print_eval(line, title=f"pointcloud on {dataset}", json_path=json_path)
+    return line
+
+
+def register(cli: Any) -> None:
     """Add the point-cloud commands to the fit / score / eval groups."""
-
-    @cli.fit.command("pointcloud")
-    def fit_pointcloud(
-        train: list[Path] = typer.Option(..., "--train", help="Normal clouds: files or folders (repeatable)."),
-        out: Path = typer.Option(..., "--out", help="Model folder to write."),
-        adapt: bool = typer.Option(True, "--adapt/--no-adapt", help="Train the LSFA-style feature adapter."),
-        keep_raw: bool = typer.Option(False, "--keep-raw/--adapted-only",
-                                      help="With --adapt: score on FPFH and adapted features side by side."),
-        target_points: int = typer.Option(3000, help="Voxels per training cloud (sets the voxel size)."),
-        position_weight: float = typer.Option(0.0, help="Weight of xyz in the features; only for clouds "
-                                                         "registered into one frame (0 = off)."),
-        surface_weight: float = typer.Option(0.0, help="Weight of the deviation from the training surface; only "
-                                                        "for clouds registered into one frame (0 = off)."),
-        hole_weight: float = typer.Option(0.0, help="With --surface-weight: weight of the area of missing surface "
-                                                     "(holes) in a one-view scan (0 = off; bunny eval: 0.3)."),
-        seed: int = typer.Option(0, help="Seed for adapter, coreset and calibration."),
-    ) -> None:
-        """Learn normal local 3D shape from normal point clouds; writes a model folder.
-
-        \b
-        Example: oddeye fit pointcloud --train scans/good/ --out models/part --no-adapt
-        """
-        from oddeye.pointcloud.head import PointCloudHead
-
-        files = expand_inputs(train)
-        head = PointCloudHead(adapt=adapt, target_points=target_points, position_weight=position_weight,
-                              keep_raw=keep_raw, surface_weight=surface_weight, hole_weight=hole_weight, seed=seed)
-        head.fit(files)
-        head.save(out)
-        typer.echo(f"fitted on {len(files)} clouds (bank {head.fit_info['n_bank']} of {head.fit_info['n_bank_all']} "
-                   f"voxel features, voxel {head.cfg.voxel_size:.4g}, threshold {head.threshold:.4g}) -> {out}")
-
-    @cli.score.command("pointcloud")
-    def score_pointcloud(
-        model: Path = typer.Argument(..., help="Folder written by `oddeye fit pointcloud`."),
-        inputs: list[Path] = typer.Argument(..., help="Clouds to score: files or folders."),
-        out: Path = typer.Option(Path("oddeye-results/pointcloud"), "--out", help="Folder for PLY/PNG maps + result."),
-        db: str = typer.Option(None, "--db", help="Review store (SQLite path or URL); default <out>/store.db."),
-    ) -> None:
-        """Score point clouds: per-point anomaly scores as coloured PLY + PNG views, a result and store entry.
-
-        \b
-        Example: oddeye score pointcloud models/part scans/new/ --out results/
-        """
-        from oddeye.pointcloud.head import PointCloudHead, as_cloud
-        from oddeye.pointcloud.render import write_review
-
-        head = PointCloudHead.load(model)
-        head.progress = True
-        files = expand_inputs(inputs)
-        result = head.score(files)
-        for f, sc in zip(files, result.scores):
-            cloud = as_cloud(f)
-            pts = head._clean(cloud)[0].points
-            sc.artefacts = write_review(out / "clouds", sc.sample_id, pts, sc.maps["points"].values,
-                                        title=f"{sc.sample_id}: score {sc.score:.3g}")
-        result.save(out)
-        run = _save(db, out, result, "pointcloud", str(model), ", ".join(map(str, inputs)), head.params)
-        for sc in result.scores:
-            flag = "ANOMALOUS" if head.threshold is not None and sc.score > head.threshold else "ok"
-            typer.echo(f"{sc.sample_id}: {sc.score:.4g} {flag}  {sc.artefacts.get('png', '')}")
-        typer.echo(f"result -> {out / 'result.json'}; store run {run}")
-
-    @cli.eval.command("pointcloud")
-    def eval_pointcloud(
-        dataset: str = typer.Option(..., "--dataset", help=f"One of {', '.join(DATASET_CHOICES)}."),
-        root: Path = typer.Option(..., "--root", help="Data set folder in its public layout."),
-        json_path: Path = typer.Option(None, "--json", help="Also write the JSON line to this file."),
-        db: str = typer.Option(None, "--db", help="Review store; default <out>/store.db."),
-        out: Path = typer.Option(Path("oddeye-results/eval-pointcloud"), "--out", help="Folder for result + plots."),
-        adapt: bool = typer.Option(True, "--adapt/--no-adapt", help="Use the feature adapter."),
-        keep_raw: bool = typer.Option(False, "--keep-raw/--adapted-only",
-                                      help="With --adapt: score on FPFH and adapted features side by side."),
-        folds: int = typer.Option(5, help="bunny-defects: how many of the 5 folds to run."),
-        variants: int = typer.Option(2, help="bunny-defects: resampled variants per held-out scan."),
-        seed: int = typer.Option(0, help="Seed of defects, adapter and coreset."),
-        surface_weight: float = typer.Option(8.0, help="bunny-defects (registered scans): weight of the deviation "
-                                                        "from the training surface (0 = FPFH only)."),
-        hole_weight: float = typer.Option(0.3, help="bunny-defects: weight of the area of missing surface (holes); "
-                                                     "0 = off (faster)."),
-    ) -> None:
-        """Evaluate on a data set: object AUROC, point AUROC, AUPRO (organised clouds), points/s; last line JSON.
-
-        bunny-defects = real Stanford bunny scans with OUR seeded synthetic defects (registered with bun.conf,
-        5 folds of 8 train / 2 test scans).
-
-        \b
-        Example: oddeye eval pointcloud --dataset bunny-defects --root ../shared/data/stanford_bunny --no-adapt
-        """
-        from oddeye.core.report import eval_line, print_eval
-        from oddeye.pointcloud.evaluate import eval_bunny, eval_layout
-        from oddeye.pointcloud.head import PointCloudHead
-
-        if dataset not in DATASET_CHOICES:
-            raise InputError(f"--dataset {dataset!r} is unknown", f"choose from {', '.join(DATASET_CHOICES)}")
-        t0 = time.perf_counter()
-        if dataset == "bunny-defects":
-            def make() -> PointCloudHead:
-                return PointCloudHead(adapt=adapt, keep_raw=keep_raw, position_weight=4.0, smooth_k=3,
-                                      bank_max=100000, surface_weight=surface_weight, hole_weight=hole_weight, seed=seed,
-                                      progress=False)
-
-            metrics, result = eval_bunny(root, make, folds=folds, variants=variants, seed=seed, out=out)
-        else:
-            def make() -> PointCloudHead:
-                return PointCloudHead(adapt=adapt, keep_raw=keep_raw, seed=seed, progress=False)
-
-            metrics, result = eval_layout(dataset, root, make, out=out)
-        result.metrics = {k: v for k, v in metrics.items() if isinstance(v, float)}
-        out.mkdir(parents=True, exist_ok=True)
-        result.save(out)
-        run = _save(db, out, result, "pointcloud-eval", None, f"{dataset}:{root}", {"adapt": adapt, "keep_raw": keep_raw, "seed": seed})
-        line = eval_line(metrics, dataset, len(result.scores), time.perf_counter() - t0, adapted=adapt,
-                         keep_raw=keep_raw, store_run=run)
-        print_eval(line, title=f"pointcloud on {dataset}", json_path=json_path)
+    cli.fit.command("pointcloud")(fit_pointcloud)
+    cli.score.command("pointcloud")(score_pointcloud)
+    cli.eval.command("pointcloud")(eval_pointcloud)

@@ -1,4 +1,5 @@
-"""`oddeye demo` part for point clouds: fit on generated normal boxes, score clean and dented/bulged ones."""
+"""`oddeye demo` part for point clouds: generated normal boxes and dented/bulged ones written as PLY files, fitted
+and scored through the same functions as `oddeye fit pointcloud` and `oddeye score pointcloud`."""
 
 from __future__ import annotations
 
@@ -6,37 +7,39 @@ from pathlib import Path
 
 import numpy as np
 
+SHAPE = "box"
+
 
 def run_demo(out: Path, db: str) -> list[str]:
-    """Fit on 6 generated normal clouds, score 6 test clouds (3 defective), write PLY/PNG maps and the store run."""
+    """Fit on 6 generated normal clouds, score 6 test clouds (3 defective) from their files; PLY/PNG maps, store run."""
     from oddeye.core.metrics import auroc, pixel_auroc
     from oddeye.core.synth import make_point_cloud
-    from oddeye.pointcloud.head import PointCloudHead
-    from oddeye.pointcloud.io import Cloud
-    from oddeye.pointcloud.render import write_review
-    from oddeye.store.api import save_result
+    from oddeye.core.types import Result
+    from oddeye.pointcloud.cli import fit_pointcloud, score_pointcloud
+    from oddeye.pointcloud.plyfile import write_ply
+    from oddeye.store.api import open_store
 
-    out = Path(out)
-    shape = "box"
-    train = [make_point_cloud(seed=s, n_points=5000, shape=shape).points for s in range(6)]
-    tests = []
+    out = Path(out).resolve()
+    for s in range(6):
+        normal = make_point_cloud(seed=s, n_points=5000, shape=SHAPE)
+        write_ply(out / "data" / "train" / f"{SHAPE}_normal_{s}.ply", normal.points)
+    truth = {}
     for i, defect in enumerate([None, "dent", None, "bulge", None, "dent"]):
-        c = make_point_cloud(seed=100 + i, n_points=5000, shape=shape, defect=defect, defect_size=0.08)
-        tests.append(Cloud(c.points, c.labels, meta={"name": f"{shape}_{i}_{defect or 'clean'}", "source": "synth"}))
-    head = PointCloudHead(adapt=True, target_points=1500, adapt_steps=100, progress=False).fit(train)
-    head.save(out / "model")
-    result = head.score(tests)
-    for c, sc in zip(tests, result.scores):
-        sc.artefacts = write_review(out / "clouds", sc.sample_id, c.points, sc.maps["points"].values,
-                                    title=f"{sc.sample_id}: score {sc.score:.3g}", labels=c.labels)
-    labels = [int(c.labels.max() > 0) for c in tests]
-    result.metrics = {"object_auroc": auroc(labels, result.sample_scores()),
-                      "point_auroc": pixel_auroc([c.labels for c in tests], [s.maps["points"].values for s in result.scores])}
-    result.save(out)
-    run = save_result(db, result, kind="pointcloud", model=str(out / "model"), data="oddeye.core.synth boxes",
-                      params=head.params)
+        c = make_point_cloud(seed=100 + i, n_points=5000, shape=SHAPE, defect=defect, defect_size=0.08)
+        name = f"{SHAPE}_{i}_{defect or 'clean'}"
+        write_ply(out / "data" / "test" / f"{name}.ply", c.points, c.labels)
+        truth[name] = c.labels
+    model = fit_pointcloud(train=[out / "data" / "train"], out=out / "model", target_points=1500, adapt_steps=100,
+                           progress=False)
+    written = score_pointcloud(model, [out / "data" / "test"], out=out, db=db, progress=False)
+    result = Result.load(written.result_json)
+    metrics = {"object_auroc": auroc([int(truth[s.sample_id].max() > 0) for s in result.scores], result.sample_scores()),
+               "point_auroc": pixel_auroc([truth[s.sample_id] for s in result.scores],
+                                          [s.maps["points"].values for s in result.scores])}
+    with open_store(db) as store:
+        store.update_run_metrics(written.run_id, metrics)
     hot = result.scores[int(np.argmax(result.sample_scores()))]
-    return [f"object AUROC {result.metrics['object_auroc']:.3f}, point AUROC {result.metrics['point_auroc']:.3f} "
-            f"on {len(tests)} generated clouds (store run {run})",
+    return [f"object AUROC {metrics['object_auroc']:.3f}, point AUROC {metrics['point_auroc']:.3f} "
+            f"on {len(result.scores)} generated clouds (PLY files under {out / 'data'})",
             f"most anomalous: {hot.sample_id} -> {hot.artefacts['png']}",
-            f"coloured PLY files: {out / 'clouds'}; result: {out / 'result.json'}"]
+            f"coloured PLY files: {out / 'clouds'}", *written.lines]

@@ -8,6 +8,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from oddeye.core.head import RunContext
 from oddeye.core.metrics import aupro, auroc, pixel_auroc
 from oddeye.core.types import AnomalyMap, Result, Score
 from oddeye.pointcloud.bunny import FOLDS, TestCloud, load_scans, make_bunny_defects
@@ -18,6 +19,7 @@ from oddeye.pointcloud.render import write_review
 
 HeadFactory = Callable[[], PointCloudHead]
 SIZE_BINS = ((0.01, 0.02), (0.02, 0.03), (0.03, 0.04), (0.04, 0.05))  # defect radius / the scan's extent
+QUIET = RunContext(progress=False)  # the folds / classes carry the progress bar
 
 
 def _safe(fn: Callable[..., float], *a: Any) -> float:
@@ -48,7 +50,7 @@ def eval_bunny(root: str | Path, make_head: HeadFactory, *, folds: int = len(FOL
         train, fold_tests = make_bunny_defects(root, fold=f, seed=seed, variants=variants, scans=scans,
                                                  validation=validation)
         t0 = time.perf_counter()
-        head = make_head().fit(list(train.values()))
+        head = make_head().fit(list(train.values()), ctx=QUIET)
         t_fit += time.perf_counter() - t0
         for tc in fold_tests:
             t0 = time.perf_counter()
@@ -90,7 +92,7 @@ def eval_layout(name: str, root: str | Path, make_head: HeadFactory, *, out: Pat
     per: dict[str, dict[str, float]] = {}
     n_pts, t_score = 0, 0.0
     for cat in tqdm(cats, desc=f"{name} classes", disable=not progress):
-        head = make_head().fit(cat.train)
+        head = make_head().fit(cat.train, ctx=QUIET)
         labels, scores, pl, ps, masks, maps = [], [], [], [], [], []
         for item in cat.test:
             cloud = item.load()

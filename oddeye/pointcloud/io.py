@@ -1,4 +1,4 @@
-"""Read point clouds from the formats scanners and data sets use; write scored clouds for review.
+"""Read point clouds from the formats scanners and data sets use (writers: pointcloud/plyfile.py).
 
 PLY is read by a small parser of our own: open3d 0.20 returns garbage points with only a warning for a
 binary PLY cut short (and the wrong count for a short ASCII one), and it cannot return per-point labels.
@@ -373,28 +373,3 @@ def _external_labels(labels: str | Path | np.ndarray, cloud_path: Path, cloud: C
         raise InputError(f"{src}: labels match the raw file but {cloud.meta['dropped_nonfinite']} NaN points were dropped "
                          f"from {cloud_path}", "remove the NaN rows from the label file too")
     return np.rint(lab).astype(np.int64)
-
-
-def write_ply_scores(path: str | Path, points: np.ndarray, scores: np.ndarray, vmin: float | None = None,
-                     vmax: float | None = None) -> Path:
-    """Write a binary PLY of points (N, 3) coloured by scores (N,) (jet), with the raw score as a property."""
-    from oddeye.core.viz import colorize
-
-    pts = np.asarray(points, dtype=np.float32)
-    s = np.asarray(scores, dtype=np.float32).reshape(-1)
-    if pts.ndim != 2 or pts.shape[1] != 3 or len(s) != len(pts):
-        raise InputError(f"write_ply_scores: points {pts.shape} and scores {s.shape} do not match")
-    rgb = colorize(s.reshape(1, -1), vmin, vmax).reshape(-1, 3)
-    dt = np.dtype([("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("red", "u1"), ("green", "u1"), ("blue", "u1"),
-                   ("score", "<f4")])
-    rec = np.empty(len(pts), dtype=dt)
-    rec["x"], rec["y"], rec["z"] = pts[:, 0], pts[:, 1], pts[:, 2]
-    rec["red"], rec["green"], rec["blue"] = rgb[:, 0], rgb[:, 1], rgb[:, 2]
-    rec["score"] = s
-    header = ("ply\nformat binary_little_endian 1.0\ncomment oddeye point anomaly scores (jet colour)\n"
-              f"element vertex {len(pts)}\nproperty float x\nproperty float y\nproperty float z\n"
-              "property uchar red\nproperty uchar green\nproperty uchar blue\nproperty float score\nend_header\n")
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_bytes(header.encode("ascii") + rec.tobytes())
-    return out

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from oddeye.pointcloud.io import write_ply_scores
+from oddeye.pointcloud.plyfile import write_ply_scores
 
 
 def render_scores(path: str | Path, points: np.ndarray, scores: np.ndarray, title: str = "",

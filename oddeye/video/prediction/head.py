@@ -14,7 +14,7 @@ from scipy.ndimage import gaussian_filter1d
 from tqdm.auto import tqdm
 
 from oddeye.core.config import get_device, seed_everything
-from oddeye.core.errors import ConfigError, EmptyDataError, InputError, ModelError
+from oddeye.core.errors import EmptyDataError, InputError, ModelError
 from oddeye.core.head import RunContext, context, read_manifest, write_manifest
 from oddeye.core.metrics import minmax_normalize
 from oddeye.core.types import AnomalyMap, Result, Score, events_from_scores
@@ -88,11 +88,7 @@ class PredictionHead:
 
     def __init__(self, config: PredictionConfig | None = None, *, device: str | None = None,
                  **overrides: Any) -> None:
-        if config is not None and not isinstance(config, PredictionConfig):
-            raise ConfigError("PredictionConfig", f"expected a PredictionConfig, got {type(config).__name__}",
-                              "pass model=PredictorConfig(...), train=TrainConfig(...), score=ScoreConfig(...)")
-        config = config or PredictionConfig()
-        self.config: PredictionConfig = config.replace(**overrides) if overrides else config
+        self.config: PredictionConfig = PredictionConfig.build(config, **overrides)
         self.device = get_device(device)
         self.g = Generator(self.config.model).to(self.device).eval()
         self.calibration = Calibration()

@@ -47,8 +47,7 @@ class RulesHead:
         backend / captioner: ready runtime objects used instead of building them from config.llm (which must
         still describe them: a loaded model rebuilds them from it); device: where a local LLM or VLM runs.
         """
-        cfg = config if config is not None else RulesConfig()
-        self.config: RulesConfig = cfg.replace(**overrides) if overrides else cfg
+        self.config: RulesConfig = RulesConfig.build(config, **overrides)
         if backend is not None and self.config.llm.backend == "offline":
             raise ConfigError("RulesConfig.llm.backend", "an LLM backend object was given but the config says offline",
                               "set llm.backend (and llm.url / llm.model) to what the object is")
