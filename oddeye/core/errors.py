@@ -66,6 +66,19 @@ def require_dir(path: str | Path, what: str = "directory") -> Path:
     return p
 
 
+def require_out_dir(path: str | Path, what: str = "--out") -> Path:
+    """`path` as a Path if it is a folder that exists or can be made and may be written to, else InputError."""
+    import os
+
+    p = Path(path).expanduser()
+    if p.exists() and not p.is_dir():
+        raise InputError(f"{what} {p} is a file, not a folder", "pass a folder for the outputs")
+    parent = next((q for q in (p, *p.parents) if q.exists()), Path("."))
+    if not os.access(parent, os.W_OK):
+        raise InputError(f"{what} {p} is not writable", "pass a folder you may write to")
+    return p
+
+
 def require_positive(value: float, name: str, allow_zero: bool = False) -> float:
     """Return `value` if it is > 0 (or >= 0 with allow_zero), else raise InputError naming `name`."""
     ok = value >= 0 if allow_zero else value > 0

@@ -33,6 +33,11 @@ def param(default: Any = dataclasses.MISSING, *, default_factory: Any = dataclas
     return dataclasses.field(default=default, default_factory=default_factory, metadata=meta)
 
 
+def given(**options: Any) -> dict[str, Any]:
+    """The settings a user gave (command-line options left at None keep the config's default)."""
+    return {k: v for k, v in options.items() if v is not None}
+
+
 @dataclasses.dataclass
 class HeadConfig:
     """Base of every head's settings: validated on construction, `to_dict` / `from_dict` for the manifest."""

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from oddeye.core.errors import InputError, ModelError
+from oddeye.core.headconfig import given
 from oddeye.image.config import ExtractorConfig, FeatureMapConfig, GaussianConfig, ImageConfig, PatchCoreConfig
 from oddeye.store.writer import Written, write_result
 
@@ -108,10 +109,10 @@ def fit_image(
     if not train.exists():
         raise InputError(f"--train {train} not found", "pass a folder of normal images (or one image file)")
     cls = head_class(head)
-    given = {"coreset": coreset, "max_bank": max_bank or None, "mode": mode, "seed": seed, "border": border,
+    options = {"coreset": coreset, "max_bank": max_bank or None, "mode": mode, "seed": seed, "border": border,
              "score_sigma": score_sigma, "position_weight": position_weight, "exposure_gains": _gains(exposure_gains),
              "retrieve": retrieve, "retrieve_patches": retrieve_patches}
-    settings = {k: v for k, v in given.items() if v is not None}
+    settings = given(**options)
     known = {f.name for f in fields(cls.config_class)}
     for k in settings:
         if k not in known:
@@ -224,9 +225,9 @@ def eval_image(
 
     head_class(head)
     seed = ImageConfig.seed if seed is None else seed
-    given = {"coreset": coreset, "border": border, "score_sigma": score_sigma, "position_weight": position_weight,
+    options = {"coreset": coreset, "border": border, "score_sigma": score_sigma, "position_weight": position_weight,
              "exposure_gains": _gains(exposure_gains), "retrieve": retrieve, "retrieve_patches": retrieve_patches}
-    settings = {k: v for k, v in given.items() if v is not None}
+    settings = given(**options)
     t0 = time.perf_counter()
     ds = load_image_dataset(dataset, root, category=category, seed=seed)
     m, result, _ = evaluate(ds, head=head, pixel=not no_pixel, out=out if overlays else None, seed=seed,

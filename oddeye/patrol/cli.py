@@ -6,7 +6,6 @@ the head, and writes through the one writer. Options left at None take the Patro
 
 from __future__ import annotations
 
-import os
 import time
 import warnings
 from pathlib import Path
@@ -14,7 +13,8 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from oddeye.core.errors import InputError, require_dir, require_file
+from oddeye.core.errors import InputError, require_dir, require_file, require_out_dir
+from oddeye.core.headconfig import given
 from oddeye.store.writer import Written
 
 THREADS_HELP = "CPU threads (default: all, or $ODDEYE_THREADS)."
@@ -30,22 +30,6 @@ def _check_run(path: str | Path, what: str) -> Path:
     if not p.exists():
         raise InputError(f"{what} not found: {p}", "pass a video file or a folder of frame images")
     return p if p.is_dir() else require_file(p, what)
-
-
-def _check_out(out: Path, what: str = "--out") -> Path:
-    """An output folder that exists and is writable, or can be made."""
-    p = Path(out).expanduser()
-    if p.exists() and not p.is_dir():
-        raise InputError(f"{what} {p} is a file, not a folder", "pass a folder for the outputs")
-    parent = next((q for q in (p, *p.parents) if q.exists()), Path("."))
-    if not os.access(parent, os.W_OK):
-        raise InputError(f"{what} {p} is not writable", "pass a folder you may write to")
-    return p
-
-
-def _config_changes(**changes: Any) -> dict[str, Any]:
-    """The settings given on the command line (None: keep the config's value)."""
-    return {k: v for k, v in changes.items() if v is not None}
 
 
 def fit_patrol(
@@ -70,12 +54,12 @@ def fit_patrol(
     _check_run(reference, "reference run")
     if poses is not None:
         require_file(poses, "poses CSV")
-    _check_out(out)
+    require_out_dir(out)
     from oddeye.core.head import RunContext
     from oddeye.patrol.config import PatrolConfig
     from oddeye.patrol.head import PatrolHead
 
-    config = PatrolConfig(**_config_changes(stride=stride, max_side=max_side, use_features=features, threads=threads))
+    config = PatrolConfig(**given(stride=stride, max_side=max_side, use_features=features, threads=threads))
     head = PatrolHead(config).fit(reference, ctx=RunContext(poses=poses, progress=progress))
     model = head.save(out)
     ref = head.reference
@@ -123,7 +107,7 @@ def score_patrol(
         _check_run(q, "query run")
     if poses is not None:
         require_file(poses, "poses CSV")
-    _check_out(out)
+    require_out_dir(out)
     from oddeye.core.head import RunContext, read_manifest
     from oddeye.patrol.config import PatrolConfig
     from oddeye.patrol.head import NAME, PatrolHead
@@ -132,8 +116,8 @@ def score_patrol(
 
     read_manifest(model_dir, head=NAME)  # another head's folder is refused before the (slow) load
     pairing = dict(pose_radius=pose_radius, time_window=time_window,
-                   **_config_changes(min_similarity=min_similarity))
-    top = dict(threads=threads, **_config_changes(event_threshold=threshold))
+                   **given(min_similarity=min_similarity))
+    top = dict(threads=threads, **given(event_threshold=threshold))
     PatrolConfig().replace(**top, pairing=PatrolConfig().pairing.replace(**pairing))  # bad values: refused now
     head = PatrolHead.load(model_dir)
     head.config = head.config.replace(**top, pairing=head.config.pairing.replace(**pairing))
@@ -186,14 +170,14 @@ def eval_patrol(
     if dataset not in DATASETS:
         raise InputError(f"unknown patrol data set {dataset!r}", f"use one of {', '.join(DATASETS)}")
     require_dir(root, "--root")
-    _check_out(out)
+    require_out_dir(out)
     from oddeye.core.report import eval_line, print_eval
     from oddeye.patrol.evaluate import evaluate_deeppcb
     from oddeye.patrol.head import PatrolHead
     from oddeye.store.writer import write_result
 
     t0 = time.perf_counter()
-    head = PatrolHead(**_config_changes(use_features=features, threads=threads))
+    head = PatrolHead(**given(use_features=features, threads=threads))
     if warp:
         typer.echo(f"--warp: each template is warped by a random homography (seed {seed}) before alignment")
     metrics, result = evaluate_deeppcb(head, root, warp=warp, seed=seed, limit=limit, out=out)

@@ -13,6 +13,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from oddeye.core.errors import EmptyDataError, InputError
+from oddeye.core.headconfig import given
 from oddeye.pointcloud.config import BUNNY_SETTINGS, PointCloudConfig
 from oddeye.store.writer import Written
 
@@ -51,11 +52,6 @@ def check_clouds(files: list[Path], progress: bool = True) -> None:
         usable(load_cloud(f))
 
 
-def _changes(**settings: Any) -> dict[str, Any]:
-    """The settings given (None: keep the config's value)."""
-    return {k: v for k, v in settings.items() if v is not None}
-
-
 def _help(field: str) -> str:
     """A setting's description with its default, from the config."""
     doc, value = PointCloudConfig.describe()[field], getattr(DEFAULT, field)
@@ -80,7 +76,7 @@ def fit_pointcloud(
 
     Example: oddeye fit pointcloud --train scans/good/ --out models/part --no-adapt
     """
-    config = PointCloudConfig(**_changes(adapt=adapt, keep_raw=keep_raw, adapt_steps=adapt_steps,
+    config = PointCloudConfig(**given(adapt=adapt, keep_raw=keep_raw, adapt_steps=adapt_steps,
                                          target_points=target_points, position_weight=position_weight,
                                          surface_weight=surface_weight, hole_weight=hole_weight, seed=seed))
     files = expand_inputs(train)
@@ -172,9 +168,9 @@ def eval_pointcloud(
     from oddeye.pointcloud.head import PointCloudHead
     from oddeye.store.writer import write_result
 
-    chosen = _changes(adapt=adapt, keep_raw=keep_raw, seed=seed)
+    chosen = given(adapt=adapt, keep_raw=keep_raw, seed=seed)
     if dataset == "bunny-defects":
-        chosen = {**BUNNY_SETTINGS, **chosen, **_changes(surface_weight=surface_weight, hole_weight=hole_weight)}
+        chosen = {**BUNNY_SETTINGS, **chosen, **given(surface_weight=surface_weight, hole_weight=hole_weight)}
     config = PointCloudConfig(**chosen)
     t0 = time.perf_counter()
     if dataset == "bunny-defects":

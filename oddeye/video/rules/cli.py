@@ -11,7 +11,8 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from oddeye.core.errors import InputError
+from oddeye.core.errors import InputError, require_out_dir
+from oddeye.core.headconfig import given
 
 
 def _grid(text: str) -> list[int]:
@@ -21,11 +22,6 @@ def _grid(text: str) -> list[int]:
     except ValueError:
         raise InputError(f"--grid must look like 4x6 (rows x columns), got {text!r}") from None
     return [r, c]
-
-
-def _given(**options: Any) -> dict[str, Any]:
-    """The settings given on the command line (None: keep the config's value)."""
-    return {k: v for k, v in options.items() if v is not None}
 
 
 def fit_video_rules(
@@ -61,12 +57,11 @@ def fit_video_rules(
     if shots is not None and shots < 1:
         raise InputError(f"--shots must be >= 1, got {shots}", "leave --shots out to use every normal frame")
     attrs = None if attributes is None else [a.strip() for a in attributes.split(",") if a.strip()]
-    config = RulesConfig.from_dict(_given(
-        perception=_given(flow=flow), induction=_given(attributes=attrs, zone_weight=zone_weight),
-        llm=_given(backend=backend, model=llm_model, url=llm_url, captioner=captioner),
+    config = RulesConfig.from_dict(given(
+        perception=given(flow=flow), induction=given(attributes=attrs, zone_weight=zone_weight),
+        llm=given(backend=backend, model=llm_model, url=llm_url, captioner=captioner),
         grid=None if grid is None else _grid(grid)))
-    if out.exists() and not out.is_dir():
-        raise InputError(f"--out {out} is a file, not a folder", "pass a folder for the model")
+    require_out_dir(out)
     sources = _training_inputs(list(frames or []), list(video or []))
     head = RulesHead(config, device=device).fit(sources, ctx=RunContext(shots=shots, progress=progress))
     model = Path(head.save(out))
