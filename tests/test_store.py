@@ -200,6 +200,27 @@ def test_older_store_is_upgraded(db):
         assert len(st.labels()) == 1
 
 
+def test_upgrade_to_0004_drops_folders_no_existing_file_needs(db, tmp_path):
+    from sqlalchemy import text
+
+    from oddeye.store import engine as eng
+
+    (tmp_path / "arts").mkdir()
+    (tmp_path / "arts" / "overlay.png").write_bytes(b"x")
+    r = _result()
+    r.scores[0].artefacts["overlay"] = str(tmp_path / "arts" / "overlay.png")
+    run_id = save_result(db, r, kind="score")
+    write = eng.make_engines(eng.store_url(db))[1]
+    with write.begin() as c:  # what 0003 wrote: the store's folder and the folder a `synth` source resolved into
+        for junk in ("/var/lib/oddeye-stores", str(tmp_path / "cwd")):
+            c.execute(text("INSERT INTO folders (run_id, path) VALUES (:r, :p)"), {"r": run_id, "p": junk})
+        c.execute(text("UPDATE alembic_version SET version_num = '0003'"))
+    write.dispose()
+    with open_store(db) as st:
+        assert st.revision == eng.head_revision() == "0004"
+        assert [str(f) for f in st.folders(run_id)] == [str(tmp_path / "arts")]
+
+
 def test_newer_store_is_refused(db):
     _stamp(db, "future")
     with pytest.raises(StoreError, match="written by a newer oddeye.*9999_from_the_future"):

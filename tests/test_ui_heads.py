@@ -19,8 +19,11 @@ def test_3d_page_on_a_pointcloud_head_run(tmp_path, monkeypatch):
     train = [make_point_cloud(seed=i, n_points=2000, shape="plate").points for i in range(2)]
     test = make_point_cloud(seed=9, n_points=2000, shape="plate", defect="bulge", defect_size=0.1)
     np.save(tmp_path / "part.npy", test.points)
-    head = head_mod.PointCloudHead(adapt=False, target_points=1500, progress=False).fit(train)
-    result = head.score([str(tmp_path / "part.npy")])
+    from oddeye.core.head import RunContext
+
+    quiet = RunContext(progress=False)
+    head = head_mod.PointCloudHead(adapt=False, target_points=1500).fit(train, ctx=quiet)
+    result = head.score([str(tmp_path / "part.npy")], ctx=quiet)
     db = tmp_path / "store.db"
     run_id = save_result(db, result, kind="score", model="in-test", data=str(tmp_path))
     monkeypatch.setenv("ODDEYE_UI_DB", str(db))

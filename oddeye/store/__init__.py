@@ -3,7 +3,7 @@
     from oddeye.store import open_store, write_result
     written = write_result(result, "out/", kind="image", db="out/store.db", model="model/", data="images/")
     with open_store("out/store.db") as store:
-        store.add_label(written.run_id, "confirmed", sample_pk=1)
+        store.add_label(written.run_id, "true_anomaly", sample_pk=1)
 """
 
 from __future__ import annotations

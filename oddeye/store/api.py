@@ -21,9 +21,13 @@ from oddeye import __version__
 from oddeye.core.errors import InputError, StoreError
 from oddeye.core.types import Result, to_jsonable
 from oddeye.store import engine as eng
-from oddeye.store.convert import _finite, attached_rows, sample_rows, unpack
+from oddeye.store.convert import _finite, absolute_text, attached_rows, sample_rows, unpack
+from oddeye.store.engine import is_url
 from oddeye.store.models import (LABELS, ArtefactRow, EventRow, FolderRow, LabelRow, MapRow, Run, SampleRow, SeriesRow,
                               ThresholdRow)
+
+__all__ = ["LABELS", "PathRefusedError", "Store", "is_url", "open_store", "save_result"]
+
 
 class PathRefusedError(InputError):
     """A file the dashboard was asked to read lies outside the store's artefact folders."""
@@ -66,8 +70,8 @@ class Store:
 
     def _save(self, s: Session, result: Result, kind: str, model: str | None, data: str | None,
               params: dict | None) -> int:
-        run = Run(head=result.head, kind=kind, model=None if model is None else str(model),
-                  data=None if data is None else str(data), parameters=to_jsonable(params or {}),
+        model, data = absolute_text(model), absolute_text(data)
+        run = Run(head=result.head, kind=kind, model=model, data=data, parameters=to_jsonable(params or {}),
                   metrics=to_jsonable(result.metrics), meta=to_jsonable(result.meta),
                   threshold=_finite(result.threshold), n_samples=len(result.scores), n_events=len(result.events),
                   oddeye_version=__version__)
@@ -76,8 +80,7 @@ class Store:
         ins = insert(SampleRow).returning(SampleRow.id, sort_by_parameter_order=True)
         rows = sample_rows(result, run.id, data)
         pks = list(s.scalars(ins, rows)) if rows else []
-        store_dir = Path(str(self.url.database)).parent if self.is_sqlite else None
-        series, maps, events, arts, folders = attached_rows(result, run.id, pks, [r["path"] for r in rows], store_dir)
+        series, maps, events, arts, folders = attached_rows(result, run.id, pks, [r["path"] for r in rows])
         for model_cls, batch in ((SeriesRow, series), (MapRow, maps), (EventRow, events), (ArtefactRow, arts),
                                  (FolderRow, folders)):
             if batch:
@@ -111,11 +114,6 @@ class Store:
             s.add(row)
             s.flush()
             return row.id
-
-    def add_folder(self, run_id: int, path: str | Path) -> None:
-        """Allow the dashboard to read files under `path` for this run."""
-        with self._session(write=True) as s, s.begin():
-            s.add(FolderRow(run_id=run_id, path=str(Path(path).expanduser().resolve())))
 
     def delete_run(self, run_id: int) -> None:
         """Remove a run and everything attached to it."""
@@ -165,6 +163,16 @@ class Store:
             rows = s.execute(select(MapRow.name, MapRow.kind, MapRow.data, MapRow.dtype, MapRow.shape)
                              .where(MapRow.sample_pk == sample_pk)).all()
         return {n: (k, unpack(d, t, shape)) for n, k, d, t, shape in rows}
+
+    def map_names(self, run_id: int) -> dict[int, list[str]]:
+        """Names of the dense maps each sample of a run has: sample pk -> names (one query, no arrays read)."""
+        q = (select(MapRow.sample_pk, MapRow.name).join(SampleRow, SampleRow.id == MapRow.sample_pk)
+             .where(SampleRow.run_id == run_id).order_by(MapRow.id))
+        out: dict[int, list[str]] = {}
+        with self.engine.connect() as c:
+            for pk, name in c.execute(q):
+                out.setdefault(pk, []).append(name)
+        return out
 
     def events(self, run_id: int, sample_pk: int | None = None, with_meta: bool = True) -> list[dict[str, Any]]:
         """Events of a run (or of one sample), in time / insertion order, as dicts (meta left out if not with_meta)."""
@@ -238,15 +246,14 @@ class Store:
                     for m in (Run, SampleRow, SeriesRow, MapRow, EventRow, ArtefactRow, LabelRow, ThresholdRow)}
 
     def folders(self, run_id: int | None = None) -> list[Path]:
-        """Folders the dashboard may read from (of one run, or all), plus ODDEYE_UI_ROOTS (os.pathsep-separated)."""
+        """Folders the dashboard may read from: those of recorded artefacts and inputs (of one run, or all), plus
+        ODDEYE_UI_ROOTS (os.pathsep-separated). The store's own folder is not among them unless a run wrote there."""
         q = select(FolderRow.path).distinct()
         if run_id is not None:
             q = q.where(FolderRow.run_id == run_id)
         with self._session() as s:
             roots = [Path(p) for p in s.scalars(q)]
-        roots += [Path(p).resolve() for p in os.environ.get("ODDEYE_UI_ROOTS", "").split(os.pathsep) if p]
-        if self.is_sqlite:
-            roots.append(Path(str(self.url.database)).parent)
+        roots += [Path(p).expanduser().resolve() for p in os.environ.get("ODDEYE_UI_ROOTS", "").split(os.pathsep) if p]
         return roots
 
     def safe_path(self, path: str | Path, run_id: int | None = None) -> Path:

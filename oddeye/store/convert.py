@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import warnings
 import zlib
 from pathlib import Path
 from typing import Any, Iterable
@@ -9,7 +11,6 @@ from typing import Any, Iterable
 import numpy as np
 
 from oddeye.core.types import Result, to_jsonable
-from oddeye.store.engine import is_url
 
 SERIES = ("frame_scores", "frame_times", "frame_indices")
 REVIEW_SIDE = 256  # pixel maps are kept for review at this size at most (metrics never read them back)
@@ -73,22 +74,58 @@ def _kind_of(head: str, sc: Any) -> str:
     return "image" if "pixel" in kinds else "pointcloud" if "point" in kinds else "sample"
 
 
+def file_path(p: Any) -> Path | None:
+    """`p` absolute with links followed when it names an existing file or folder now; None for anything else.
+
+    A URL, a webcam index ("0"), a name such as "synth" or an in-memory source is not a file: it gets no path.
+    Relative paths are resolved against the working directory of the process that writes (the one that read them).
+    """
+    if not isinstance(p, (str, os.PathLike)):
+        return None
+    s = str(p).strip()
+    if not s or "://" in s or s.isdigit():
+        return None
+    try:
+        q = Path(s).expanduser()
+        return q.resolve() if q.exists() else None
+    except (OSError, RuntimeError, ValueError):
+        return None
+
+
+def absolute_text(p: str | Path | None) -> str | None:
+    """A run's model/data: existing path(s) (comma-separated) absolute; anything else (a URL, a description) as given."""
+    if p is None:
+        return None
+    parts = [q for q in str(p).split(",") if q]
+    found = [file_path(q) for q in parts]
+    if parts and all(found):
+        return ",".join(str(f) for f in found)
+    return str(p)
+
+
 def _input_path(sc: Any, data: str | None = None) -> str | None:
-    """The input file of a score: meta path/source, else `data` itself or data/<sample_id> when that exists."""
-    p = sc.meta.get("path") or sc.meta.get("source")
-    if not p and data and not is_url(data):
-        d = Path(str(data)).expanduser()
+    """The input file of a score: meta path/source when it is a file, else data itself or data/<sample_id>."""
+    p = file_path(sc.meta.get("path") or sc.meta.get("source"))
+    d = file_path(data) if p is None and data else None
+    if d is not None:
         sid = str(sc.sample_id)
-        if d.exists() and (d.name == sid or d.stem == sid):
+        if d.name == sid or d.stem == sid:
             p = d
         elif d.is_dir() and sid and (d / sid).exists():
-            p = d / sid
-    return str(Path(str(p)).expanduser().resolve()) if p else None
+            p = (d / sid).resolve()
+    return str(p) if p else None
 
 
-def _artefact_row(run_id: int, sample_pk: int | None, name: str, p: str | Path) -> dict[str, Any]:
-    path = Path(str(p)).expanduser().resolve()
-    return dict(run_id=run_id, sample_pk=sample_pk, name=str(name), kind=_artefact_kind(path), path=str(path))
+def _artefact_rows(run_id: int, sample_pk: int | None, items: Iterable[tuple[str, Any]]) -> list[dict[str, Any]]:
+    """Rows for the artefacts that exist (absolute paths); one that does not is left out with a warning."""
+    rows = []
+    for name, p in items:
+        path = file_path(p)
+        if path is None:
+            warnings.warn(f"artefact {name!r} is not a file or folder ({p!r}): not recorded in the store", stacklevel=3)
+            continue
+        rows.append(dict(run_id=run_id, sample_pk=sample_pk, name=str(name), kind=_artefact_kind(path), path=str(path)))
+    return rows
 
 
 def sample_rows(result: Result, run_id: int, data: str | None) -> list[dict[str, Any]]:
@@ -107,7 +144,7 @@ def sample_rows(result: Result, run_id: int, data: str | None) -> list[dict[str,
     return rows
 
 
-def attached_rows(result: Result, run_id: int, pks: list[int], inputs: list[str | None], store_dir: Path | None
+def attached_rows(result: Result, run_id: int, pks: list[int], inputs: list[str | None]
                   ) -> tuple[list[dict], list[dict], list[dict], list[dict], list[dict]]:
     """(series, maps, events, artefacts, folders) rows of a run whose samples got ids `pks`."""
     series, maps, arts = [], [], []
@@ -121,11 +158,10 @@ def attached_rows(result: Result, run_id: int, pks: list[int], inputs: list[str 
             arr = review_map(m.values) if m.kind == "pixel" else m.values
             blob, dtype = pack(arr)
             maps.append(dict(sample_pk=pk, name=name, kind=m.kind, shape=list(arr.shape), dtype=dtype, data=blob))
-        arts += [_artefact_row(run_id, pk, n, p) for n, p in list(sc.artefacts.items()) + ([("input", inp)] if inp else [])]
-    arts += [_artefact_row(run_id, None, n, p) for n, p in (result.meta.get("artefacts") or {}).items()]
+        arts += _artefact_rows(run_id, pk, list(sc.artefacts.items()) + ([("input", inp)] if inp else []))
+    arts += _artefact_rows(run_id, None, (result.meta.get("artefacts") or {}).items())
+    # the dashboard may read only where recorded files are: a folder artefact itself, else a file's folder
     folders = {str(Path(a["path"]) if a["kind"] == "folder" else Path(a["path"]).parent) for a in arts}
-    if store_dir is not None:
-        folders.add(str(store_dir))
     by_id = {str(sc.sample_id): pk for sc, pk in zip(result.scores, pks)}
     events = [dict(run_id=run_id, sample_pk=by_id.get(str(e.sample_id)), sample_id=str(e.sample_id),
                    score=_finite(e.score), start=_finite(e.start), end=_finite(e.end), start_frame=e.start_frame,

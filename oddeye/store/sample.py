@@ -80,19 +80,27 @@ def cloud_result(out: Path, seed: int = 0) -> Result:
 
 
 def patrol_result(out: Path, seed: int = 0) -> Result:
-    """Reference/query difference along a generated route; pictures on disk, change maps in the store."""
+    """Reference/query difference along a generated route, laid out as the patrol head records it: the reference
+    and query runs as frame folders (the reference a run artefact), change maps in the store, and pictures
+    written only for the positions over the threshold."""
     route = synth.make_route(seed=seed, n_frames=12, size=(72, 96), n_objects=2)
-    scores = []
-    for t in range(len(route.query)):
-        ref = write_image(out / "patrol" / f"ref{t:03d}.png", route.reference[t])
-        qry = write_image(out / "patrol" / f"qry{t:03d}.png", route.query[t])
-        change = gaussian_filter(np.abs(route.query[t].astype(np.float32) - route.reference[t]).mean(-1), 1.5)
-        scores.append(Score(f"pos{t:03d}", float(change.max()), label=int(route.labels[t]),
-                            maps={"change": AnomalyMap("pixel", change)},
-                            artefacts={"reference": str(ref), "query": str(qry)}, meta={"kind": "patrol_pair"}))
-    s = np.array([x.score for x in scores])
+    ref_dir = synth.write_frames(route.reference, out / "patrol" / "reference")
+    qry_dir = synth.write_frames(route.query, out / "patrol" / "query")
+    changes = [gaussian_filter(np.abs(q.astype(np.float32) - r).mean(-1), 1.5)
+               for r, q in zip(route.reference, route.query)]
+    s = np.array([float(c.max()) for c in changes])
     thr = float(np.quantile(s, 0.7))
-    return Result(head="patrol", scores=scores, events=events_from_scores(s, thr, "route"), threshold=thr)
+    scores = []
+    for t, change in enumerate(changes):
+        arts = {}
+        if s[t] >= thr:
+            arts = {"reference": str(write_image(out / "patrol" / f"ref{t:03d}.png", route.reference[t])),
+                    "query": str(write_image(out / "patrol" / f"qry{t:03d}.png", route.query[t]))}
+        scores.append(Score(f"pos{t:03d}", s[t], label=int(route.labels[t]), maps={"change": AnomalyMap("pixel", change)},
+                            artefacts=arts, meta={"kind": "patrol_pair", "index": t, "ref_index": t,
+                                                  "source": str(qry_dir)}))
+    return Result(head="patrol", scores=scores, events=events_from_scores(s, thr, "route"), threshold=thr,
+                  meta={"reference": str(ref_dir), "artefacts": {"reference": str(ref_dir)}})
 
 
 def fill_sample_store(out: str | Path, db: str | None = None, seed: int = 0) -> dict[str, int]:

@@ -42,21 +42,10 @@ def write_result(result: Result, out: str | Path, *, kind: str, db: str | None =
     path = result.save(out)
     lines.append(f"result: {path}")
     store = str(db) if db else str(out / "store.db")
-    run_id = save_result(store, view(result) if view else result, kind=kind, model=_absolute(model),
-                         data=_absolute(data), params=params)
+    run_id = save_result(store, view(result) if view else result, kind=kind, params=params,
+                         model=None if model is None else str(model), data=None if data is None else str(data))
     lines.append(f"review store: {store} (run {run_id})")
     return Written(path, store, run_id, lines)
-
-
-def _absolute(p: str | Path | None) -> str | None:
-    """A path that exists, resolved; anything else (a URL, a webcam index, a description) as given."""
-    if p is None:
-        return None
-    s = str(p)
-    parts = [q for q in s.split(",") if q]
-    if parts and all(Path(q).expanduser().exists() for q in parts):
-        return ",".join(str(Path(q).expanduser().resolve()) for q in parts)
-    return s
 
 
 def _timelines(result: Result, out: Path) -> list[str]:

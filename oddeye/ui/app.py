@@ -7,11 +7,11 @@ import streamlit as st
 
 from oddeye.core.errors import OddeyeError
 from oddeye.ui import page_images, page_labels, page_patrol, page_points, page_runs, page_video
-from oddeye.ui.common import db_from_args, get_store, password_gate
+from oddeye.ui.auth import password_gate
+from oddeye.ui.common import db_from_args, get_store, page_for_run
 
 PAGES = {"Runs": page_runs.render, "Video": page_video.render, "Images": page_images.render,
          "3D": page_points.render, "Patrol": page_patrol.render, "Labels": page_labels.render}
-PAGE_FOR_HEAD = (("video", "Video"), ("image", "Images"), ("point", "3D"), ("patrol", "Patrol"))
 
 
 def main() -> None:
@@ -42,7 +42,7 @@ def main() -> None:
             st.session_state["run"] = int(wanted)
         rid = st.sidebar.selectbox("Run", list(labels), format_func=labels.get, key="run")
         run = next(r for r in runs if r["id"] == rid)
-        hint = next((p for prefix, p in PAGE_FOR_HEAD if run["head"].lower().startswith(prefix)), None)
+        hint = page_for_run(run)
         if hint and hint != page and page not in ("Runs", "Labels"):
             st.sidebar.info(f"This run is from the {run['head']} head: the {hint} page shows it best.")
     st.sidebar.text_input("Reviewer", key="reviewer", placeholder="your name (stored with labels)")

@@ -11,7 +11,6 @@ from pathlib import Path
 import typer
 
 from oddeye.core.errors import InputError
-from oddeye.store.engine import is_url
 
 APP = Path(__file__).resolve().parent / "app.py"
 DB_HELP = "The review store: a SQLite file path or a postgresql://user:pass@host:5432/db URL."
@@ -19,6 +18,8 @@ DB_HELP = "The review store: a SQLite file path or a postgresql://user:pass@host
 
 def _db_arg(db: str) -> str:
     """An existing store: absolute path for a file (the dashboard runs in another process), a URL unchanged."""
+    from oddeye.store.api import is_url
+
     if is_url(db):
         return db
     p = Path(db).expanduser().resolve()
@@ -32,6 +33,19 @@ def streamlit_command(db: str, port: int, host: str) -> list[str]:
     return [sys.executable, "-m", "streamlit", "run", str(APP), "--server.port", str(port), "--server.address", host,
             "--server.headless", "true", "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
             "--global.developmentMode", "false", "--client.toolbarMode", "viewer", "--", "--db", db]
+
+
+def serve(cmd: list[str], env: dict[str, str]) -> int:
+    """Run the Streamlit server `cmd`: on POSIX this process becomes it (exec), so SIGTERM/SIGINT reach the server
+    and nothing is left running when `oddeye ui` is stopped; elsewhere as a child, waited for."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if os.name == "posix":
+        os.execve(cmd[0], cmd, env)  # does not return
+    try:
+        return subprocess.call(cmd, env=env)
+    except KeyboardInterrupt:
+        return 0
 
 
 def register(cli) -> None:  # noqa: ANN001 - oddeye.cli.CliGroups
@@ -61,12 +75,7 @@ def register(cli) -> None:  # noqa: ANN001 - oddeye.cli.CliGroups
         if host not in ("127.0.0.1", "localhost", "::1") and not os.environ.get("ODDEYE_UI_PASSWORD"):
             typer.echo(f"warning: serving on {host} without a password; set ODDEYE_UI_PASSWORD", err=True)
         typer.echo(f"oddeye ui: {n} run(s) in {target}; open http://{host}:{port}  (Ctrl-C to stop)")
-        env = {**os.environ, "ODDEYE_UI_DB": target}
-        try:
-            rc = subprocess.call(streamlit_command(target, port, host), env=env)
-        except KeyboardInterrupt:
-            rc = 0
-        raise typer.Exit(rc)
+        raise typer.Exit(serve(streamlit_command(target, port, host), {**os.environ, "ODDEYE_UI_DB": target}))
 
     @threshold.command("suggest")
     def suggest(db: str = typer.Option(..., "--db", help=DB_HELP),

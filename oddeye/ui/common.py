@@ -1,8 +1,8 @@
-"""Pieces every dashboard page shares: the open store, the password gate, safe file reading, label buttons."""
+"""Pieces every dashboard page shares: the open store, safe file reading, pictures drawn inline, label buttons."""
 
 from __future__ import annotations
 
-import hmac
+import base64
 import os
 import sys
 from pathlib import Path
@@ -12,10 +12,22 @@ import numpy as np
 import streamlit as st
 
 from oddeye.core.errors import OddeyeError
-from oddeye.store.models import LABELS
-from oddeye.store.api import PathRefusedError, Store, open_store
+from oddeye.store.api import LABELS, PathRefusedError, Store, open_store
 
 LABEL_TEXT = {"true_anomaly": "True anomaly", "false_alarm": "False alarm", "unsure": "Unsure"}
+PAGE_FOR_KIND = {"video": "Video", "image": "Images", "pointcloud": "3D", "patrol": "Patrol"}
+PAGE_FOR_HEAD_PREFIX = (("video", "Video"), ("image", "Images"), ("point", "3D"), ("patrol", "Patrol"))  # older names
+
+
+def page_for_run(run: dict[str, Any]) -> str | None:
+    """The page that shows a run best: by the kind it was written as, else by its head; None: the Runs page only."""
+    from oddeye.core.head import HEADS
+
+    head = str(run.get("head") or "")
+    kind = run.get("kind") if run.get("kind") in PAGE_FOR_KIND else HEADS.get(head, (None,))[0]
+    if kind in PAGE_FOR_KIND:
+        return PAGE_FOR_KIND[kind]
+    return next((page for prefix, page in PAGE_FOR_HEAD_PREFIX if head.lower().startswith(prefix)), None)
 
 
 def db_from_args() -> str | None:
@@ -30,21 +42,6 @@ def db_from_args() -> str | None:
 def get_store(db: str) -> Store:
     """One open Store per db for the whole server."""
     return open_store(db)
-
-
-def password_gate() -> None:
-    """Stop the page until the password in ODDEYE_UI_PASSWORD is entered (no gate when it is unset)."""
-    want = os.environ.get("ODDEYE_UI_PASSWORD")
-    if not want or st.session_state.get("authenticated"):
-        return
-    st.title("oddeye review")
-    got = st.text_input("Password", type="password", key="password")
-    if got:
-        if hmac.compare_digest(got.encode(), want.encode()):
-            st.session_state["authenticated"] = True
-            st.rerun()
-        st.error("Wrong password.")
-    st.stop()
 
 
 def safe_file(store: Store, path: str | None, run_id: int, what: str = "file") -> Path | None:
@@ -158,6 +155,32 @@ def overlay_picture(image: np.ndarray | None, amap: np.ndarray | None) -> np.nda
     if image is None:
         return colorize(amap)
     return overlay(image, amap)
+
+
+INLINE_PNG_PIXELS = 512 * 512  # larger pictures go as JPEG
+
+
+def picture_uri(image: np.ndarray) -> str:
+    """An (H, W[, 3|4]) RGB(A) picture as a data: URI (PNG, JPEG when large)."""
+    import cv2
+
+    a = np.asarray(image)
+    if a.dtype != np.uint8:
+        a = np.clip(a, 0, 255).astype(np.uint8)
+    if a.ndim == 3 and a.shape[2] == 1:
+        a = a[..., 0]
+    if a.ndim == 3:
+        a = cv2.cvtColor(a, cv2.COLOR_RGBA2BGRA if a.shape[2] == 4 else cv2.COLOR_RGB2BGR)
+    big = a.shape[0] * a.shape[1] > INLINE_PNG_PIXELS and (a.ndim == 2 or a.shape[2] == 3)
+    ok, buf = cv2.imencode(".jpg" if big else ".png", a, [cv2.IMWRITE_JPEG_QUALITY, 90] if big else [])
+    if not ok:
+        raise ValueError(f"cannot encode a picture of shape {a.shape}")
+    return f"data:image/{'jpeg' if big else 'png'};base64,{base64.b64encode(buf.tobytes()).decode()}"
+
+
+def show_image(image: np.ndarray, caption: str = "", target: Any = st) -> None:
+    """Draw a picture inline in the page (a data: URI), never as a file under /media (which no password covers)."""
+    target.image(picture_uri(image), caption=caption or None, width="stretch")
 
 
 def draw_boxes(image: np.ndarray, boxes: list[list[float]]) -> np.ndarray:

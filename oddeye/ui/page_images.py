@@ -7,9 +7,9 @@ from typing import Any
 import numpy as np
 import streamlit as st
 
-from oddeye.ui.common import (artefact_map, draw_boxes, first_artefact, label_buttons, overlay_picture, pixel_map,
-                              read_picture)
 from oddeye.store.api import Store
+from oddeye.ui.common import (artefact_map, draw_boxes, first_artefact, label_buttons, overlay_picture, pixel_map,
+                              read_picture, show_image)
 
 OVERLAY_NAMES = ("overlay", "heatmap", "map")
 
@@ -45,7 +45,7 @@ def render(store: Store, run: dict[str, Any] | None, runs: list[dict[str, Any]])
             flag = " ⚠" if thr is not None and s["score"] is not None and s["score"] >= thr else ""
             caption = f"{s['sample_id']}: {s['score'] or 0:.4g}{flag}"
             if ov is not None:
-                st.image(ov, caption=caption, width="stretch")
+                show_image(ov, caption)
             else:
                 st.caption(caption + " (no picture)")
     st.subheader("Side by side")
@@ -59,9 +59,9 @@ def render(store: Store, run: dict[str, Any] | None, runs: list[dict[str, Any]])
         ov = draw_boxes(ov, boxes)
     c1, c2 = st.columns(2)
     if original is not None:
-        c1.image(original, caption="original", width="stretch")
+        show_image(original, "original", c1)
     if ov is not None:
-        c2.image(ov, caption="anomaly map overlay", width="stretch")
+        show_image(ov, "anomaly map overlay", c2)
     if sample["reason"]:
         st.write(f"**Reason:** {sample['reason']}")
     label_buttons(store, run["id"], sample_pk=pk, key="image", name=sample["sample_id"])

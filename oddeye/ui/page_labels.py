@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import csv
+import html
 import io
 from typing import Any
 
@@ -12,15 +14,29 @@ from oddeye.store.api import Store
 
 COLUMNS = ("id", "run_id", "head", "event_id", "sample_pk", "sample_id", "start_frame", "end_frame", "score",
            "label", "by", "at", "note", "reason")
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # what a spreadsheet may read as the start of a formula
+
+
+def safe_cell(value: Any) -> Any:
+    """A text cell a spreadsheet shows as text: one that begins like a formula gets a leading single quote."""
+    return "'" + value if isinstance(value, str) and value.startswith(FORMULA_START) else value
 
 
 def labels_csv(rows: list[dict[str, Any]]) -> str:
-    """Label rows as CSV text with a header."""
+    """Label rows as CSV text with a header; reviewer text that looks like a formula is neutralised (safe_cell)."""
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=COLUMNS, extrasaction="ignore")
     w.writeheader()
-    w.writerows(rows)
+    w.writerows([{k: safe_cell(r.get(k)) for k in COLUMNS} for r in rows])
     return buf.getvalue()
+
+
+def download_link(text: str, file_name: str, label: str) -> None:
+    """A link that downloads `text`, carried inside the page (a data: URI in a small frame), not served under /media."""
+    uri = "data:text/csv;charset=utf-8;base64," + base64.b64encode(text.encode()).decode()
+    st.iframe(f'<a download="{html.escape(file_name)}" href="{uri}" style="font-family:sans-serif;display:inline-block;'
+              'padding:.4rem .8rem;border:1px solid #bbb;border-radius:.5rem;color:inherit;text-decoration:none">'
+              f"{html.escape(label)}</a>", height=48)
 
 
 def render(store: Store, run: dict[str, Any] | None, runs: list[dict[str, Any]]) -> None:
@@ -39,4 +55,4 @@ def render(store: Store, run: dict[str, Any] | None, runs: list[dict[str, Any]])
     rows = [r for r in rows if r["run_id"] in pick_runs and r["label"] in kinds and who.lower() in (r["by"] or "").lower()]
     st.write(f"{len(rows)} label(s)")
     st.dataframe([{k: r.get(k) for k in COLUMNS} for r in rows], hide_index=True, width="stretch")
-    st.download_button("Export CSV", labels_csv(rows), file_name="oddeye-labels.csv", mime="text/csv", key="lab_csv")
+    download_link(labels_csv(rows), "oddeye-labels.csv", "Export CSV")

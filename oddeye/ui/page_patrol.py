@@ -8,10 +8,12 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
-from oddeye.core.viz import colorize
-from oddeye.ui.common import (artefact_map, first_artefact, is_video, label_buttons, pixel_map, read_frame,
-                              read_picture)
+from oddeye.core.errors import InputError
 from oddeye.store.api import Store
+from oddeye.ui.common import (artefact_map, first_artefact, is_video, label_buttons, overlay_picture, pixel_map,
+                              read_frame, read_picture, show_image)
+
+CHANGE_NAMES = ("change", "heatmap", "overlay")
 
 
 def route_figure(scores: np.ndarray, threshold: float | None, at: int) -> go.Figure:
@@ -37,6 +39,38 @@ def route_position(pairs: list[dict[str, Any]], event: dict[str, Any]) -> int:
     return int(np.clip(start, 0, len(pairs) - 1))
 
 
+def first_position(pairs: list[dict[str, Any]], with_picture: set[int], events: list[dict[str, Any]]) -> int:
+    """Where the route opens: the highest-scoring pair that has a change map, else the top event's, else 0."""
+    scored = [(p["score"], i) for i, p in enumerate(pairs) if p["id"] in with_picture and p["score"] is not None]
+    if scored:
+        return max(scored)[1]
+    if events:
+        return route_position(pairs, max(events, key=lambda e: e["score"] or -np.inf))
+    return 0
+
+
+def reference_source(store: Store, run: dict[str, Any]) -> str | None:
+    """The reference route (video or frame folder): the run's `reference` artefact, else its meta when readable."""
+    arts = {a["name"]: a["path"] for a in store.artefacts(run["id"]) if a["sample_pk"] is None}
+    if arts.get("reference"):
+        return arts["reference"]
+    path = (run["meta"] or {}).get("reference")
+    try:  # an older run recorded it only in meta: used when the store allows reading it, silently skipped if not
+        return str(store.safe_path(path, run["id"])) if path else None
+    except InputError:
+        return None
+
+
+def _picture(store: Store, run_id: int, still: str | None, video: str | None, index: Any, what: str
+             ) -> np.ndarray | None:
+    """A recorded picture, else frame `index` of the video it came from, else None."""
+    if still and not is_video(still):
+        return read_picture(store, still, run_id, what)
+    if is_video(video) and index is not None:
+        return read_frame(store, video, run_id, int(index), what)
+    return None
+
+
 def render(store: Store, run: dict[str, Any] | None, runs: list[dict[str, Any]]) -> None:
     """Draw the route slider, the three pictures at the chosen position and the events."""
     st.header("Patrol")
@@ -47,44 +81,34 @@ def render(store: Store, run: dict[str, Any] | None, runs: list[dict[str, Any]])
     if not pairs or not any(s["kind"] == "patrol_pair" for s in pairs):
         st.info(f"Run {run['id']} ({run['head']}) has no reference/query pairs; pick a patrol run.")
         return
+    events = store.events(run["id"])
+    with_picture = set(store.map_names(run["id"])) | {
+        a["sample_pk"] for a in store.artefacts(run["id"]) if a["name"].startswith(CHANGE_NAMES)}
     scores = np.array([s["score"] if s["score"] is not None else np.nan for s in pairs])
     rkey = f"route_{run['id']}"
-    i = st.slider("Route position", 0, len(pairs) - 1, 0, key=rkey) if len(pairs) > 1 else 0
+    if rkey not in st.session_state:
+        st.session_state[rkey] = first_position(pairs, with_picture, events)
+    i = st.slider("Route position", 0, len(pairs) - 1, key=rkey) if len(pairs) > 1 else 0
     st.plotly_chart(route_figure(scores, store.threshold(run["id"]), i), width="stretch",
                     key=f"route_fig_{run['id']}")
     sample = pairs[i]
     arts = artefact_map(store, run["id"], sample["id"])
-    ref_path = first_artefact(arts, ("reference", "ref"))
-    qry_path = first_artefact(arts, ("query",))
-    amap = pixel_map(store.maps(sample["id"]))
     meta = sample["meta"] or {}
-    ref_video, ref_index = (run["meta"] or {}).get("reference"), meta.get("ref_index")
-    c1, c2, c3 = st.columns(3)
-    for col, path, what, video, index in ((c1, ref_path, "reference", ref_video, ref_index),
-                                          (c2, qry_path, "query", sample["path"], meta.get("index"))):
-        with col:
-            if path and not is_video(path):
-                pic = read_picture(store, path, run["id"], what)
-            elif is_video(video) and index is not None:  # no picture recorded: the frame from the video itself
-                pic = read_frame(store, video, run["id"], int(index), what)
-            else:
-                pic = None
-            if pic is not None:
-                st.image(pic, caption=what, width="stretch")
-            else:
-                st.caption(f"no {what} picture recorded")
-    with c3:
-        change_path = first_artefact(arts, ("change", "heatmap", "overlay"))
-        pic = colorize(amap) if amap is not None else (
-            read_picture(store, change_path, run["id"], "change map") if change_path else None)
+    ref = _picture(store, run["id"], first_artefact(arts, ("reference", "ref")), reference_source(store, run),
+                   meta.get("ref_frame", meta.get("ref_index")), "reference")
+    qry = _picture(store, run["id"], first_artefact(arts, ("query",)), sample["path"], meta.get("index"), "query")
+    change_path = first_artefact(arts, CHANGE_NAMES)
+    change = read_picture(store, change_path, run["id"], "change map") if change_path else None
+    if change is None:
+        change = overlay_picture(qry, pixel_map(store.maps(sample["id"])))
+    for col, pic, what in zip(st.columns(3), (ref, qry, change), ("reference", "query", "change map")):
         if pic is not None:
-            st.image(pic, caption=f"change map (score {sample['score'] or 0:.4g})", width="stretch")
+            show_image(pic, what if what != "change map" else f"change map (score {sample['score'] or 0:.4g})", col)
         else:
-            st.caption("no change map recorded")
+            col.caption(f"no {what} for this position" + (f" ({meta['status']})" if meta.get("status") else ""))
     st.caption(f"{sample['sample_id']}" + (f": {sample['reason']}" if sample["reason"] else ""))
     label_buttons(store, run["id"], sample_pk=sample["id"], key="patrol", name=sample["sample_id"])
     st.subheader("Events along the route")
-    events = store.events(run["id"])
     if not events:
         st.caption("No events in this run.")
         return

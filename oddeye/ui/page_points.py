@@ -8,8 +8,8 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
-from oddeye.ui.common import artefact_map, first_artefact, label_buttons, safe_file
 from oddeye.store.api import Store
+from oddeye.ui.common import artefact_map, first_artefact, label_buttons, safe_file
 
 MAX_POINTS = 30_000
 TOP_POINTS = 20
@@ -28,10 +28,13 @@ def downsample_cloud(points: np.ndarray, scores: np.ndarray, k: int = MAX_POINTS
 
 
 def load_points(store: Store, run_id: int, sample: dict[str, Any]) -> np.ndarray | None:
-    """The (N, 3) points of a cloud sample from its `points` artefact or its input file, or None."""
+    """The (N, 3) points of a cloud sample from its `points` artefact, its input file or its `ply` artefact, or None."""
     arts = artefact_map(store, run_id, sample["id"])
-    path = first_artefact(arts, ("points", "cloud")) or sample["path"]
-    p = safe_file(store, path, run_id, "point cloud") if path else None
+    path = first_artefact(arts, ("points", "cloud")) or sample["path"] or first_artefact(arts, ("ply",))
+    if not path:
+        st.caption("No point cloud file was recorded for this sample (it was scored from memory).")
+        return None
+    p = safe_file(store, path, run_id, "point cloud")
     if p is None:
         return None
     try:

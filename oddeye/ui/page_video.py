@@ -9,9 +9,9 @@ import numpy as np
 import streamlit as st
 
 from oddeye.core.paths import natural_key
-from oddeye.ui.common import (artefact_map, draw_boxes, get_store, label_buttons, overlay_picture, read_frame,
-                              read_picture, safe_file)
 from oddeye.store.api import Store
+from oddeye.ui.common import (artefact_map, draw_boxes, get_store, label_buttons, overlay_picture, read_frame,
+                              read_picture, safe_file, show_image)
 from oddeye.ui.timeline import timeline_figure
 
 MAX_EVENT_CHOICES = 500
@@ -72,21 +72,22 @@ def _frame_view(store: Store, run_id: int, sample: dict[str, Any], frame: int, e
     if "maps_dir" in arts and safe_file(store, arts["maps_dir"], run_id, "maps folder") is not None:
         f = map_files(arts["maps_dir"]).get(frame)
         if f is not None:
-            amap = np.load(f) if f.endswith(".npy") else read_picture(store, f, run_id, "map").mean(-1)
+            pic = None if f.endswith(".npy") else read_picture(store, f, run_id, "map")
+            amap = np.load(f) if f.endswith(".npy") else None if pic is None else pic.mean(-1)
     if image is None and amap is None:
         still = arts.get("overlay") or arts.get("heatmap")
         pic = read_picture(store, still, run_id, "overlay") if still else None
         if pic is not None:
-            st.image(pic, caption=Path(still).name, width="stretch")
+            show_image(pic, Path(still).name)
         elif not sample["path"]:
             st.caption("No frames were recorded for this video (the run stored no input path or maps).")
         return
     c1, c2 = st.columns(2)
     if image is not None:
-        c1.image(image, caption=f"frame {frame}", width="stretch", clamp=True)
+        show_image(image, f"frame {frame}", c1)
     ov = overlay_picture(image, amap)
     if ov is not None:
-        c2.image(ov, caption=f"anomaly map, frame {frame}", width="stretch")
+        show_image(ov, f"anomaly map, frame {frame}", c2)
 
 
 def render(store: Store, run: dict[str, Any] | None, runs: list[dict[str, Any]]) -> None:
