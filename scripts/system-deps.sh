@@ -11,6 +11,8 @@ if [ "${1:-}" = "--test" ]; then
   compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || command -v initdb >/dev/null || need+=(postgresql)
   # the dashboard's end-to-end test drives Debian's chromium with the Python playwright package (its driver is bundled)
   [ -x /usr/bin/chromium ] || need+=(chromium)
+  # the live tests serve generated clips as real streams (MPEG-TS over TCP) with Debian's ffmpeg
+  command -v ffmpeg >/dev/null || need+=(ffmpeg)
 fi
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" = 0 ]; then SUDO=""; elif command -v sudo >/dev/null; then SUDO="sudo"; else
