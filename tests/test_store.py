@@ -210,14 +210,18 @@ def test_upgrade_to_0004_drops_folders_no_existing_file_needs(db, tmp_path):
     r = _result()
     r.scores[0].artefacts["overlay"] = str(tmp_path / "arts" / "overlay.png")
     run_id = save_result(db, r, kind="score")
+    from alembic import command
+
     write = eng.make_engines(eng.store_url(db))[1]
-    with write.begin() as c:  # what 0003 wrote: the store's folder and the folder a `synth` source resolved into
+    cfg = eng.alembic_config()
+    with write.begin() as c:  # back to 0003, then what 0003 wrote: the store's folder and a `synth` source's folder
+        cfg.attributes["connection"] = c
+        command.downgrade(cfg, "0003")
         for junk in ("/var/lib/oddeye-stores", str(tmp_path / "cwd")):
             c.execute(text("INSERT INTO folders (run_id, path) VALUES (:r, :p)"), {"r": run_id, "p": junk})
-        c.execute(text("UPDATE alembic_version SET version_num = '0003'"))
     write.dispose()
     with open_store(db) as st:
-        assert st.revision == eng.head_revision() == "0004"
+        assert st.revision == eng.head_revision()
         assert [str(f) for f in st.folders(run_id)] == [str(tmp_path / "arts")]
 
 

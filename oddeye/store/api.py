@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
@@ -21,8 +21,9 @@ from oddeye import __version__
 from oddeye.core.errors import InputError, StoreError
 from oddeye.core.types import Result, to_jsonable
 from oddeye.store import engine as eng
-from oddeye.store.convert import _finite, absolute_text, attached_rows, sample_rows, unpack
+from oddeye.store.convert import _finite, absolute_text, unpack
 from oddeye.store.engine import is_url
+from oddeye.store.live import LiveStore, chunked_series, insert_result
 from oddeye.store.models import (LABELS, ArtefactRow, EventRow, FolderRow, LabelRow, MapRow, Run, SampleRow, SeriesRow,
                               ThresholdRow)
 
@@ -33,8 +34,8 @@ class PathRefusedError(InputError):
     """A file the dashboard was asked to read lies outside the store's artefact folders."""
 
 
-class Store:
-    """An open review store (SQLite or PostgreSQL) with write and query methods."""
+class Store(LiveStore):
+    """An open review store (SQLite or PostgreSQL) with write and query methods (the live ones: LiveStore)."""
 
     def __init__(self, db: str | Path) -> None:
         self.db = str(db)
@@ -77,14 +78,7 @@ class Store:
                   oddeye_version=__version__)
         s.add(run)
         s.flush()
-        ins = insert(SampleRow).returning(SampleRow.id, sort_by_parameter_order=True)
-        rows = sample_rows(result, run.id, data)
-        pks = list(s.scalars(ins, rows)) if rows else []
-        series, maps, events, arts, folders = attached_rows(result, run.id, pks, [r["path"] for r in rows])
-        for model_cls, batch in ((SeriesRow, series), (MapRow, maps), (EventRow, events), (ArtefactRow, arts),
-                                 (FolderRow, folders)):
-            if batch:
-                s.execute(insert(model_cls), batch)
+        insert_result(s, result, run.id, data)
         return run.id
 
     def add_label(self, run_id: int, label: str, *, event_id: int | None = None, sample_pk: int | None = None,
@@ -151,11 +145,12 @@ class Store:
             return [_row(r) for r in s.scalars(q)]
 
     def series(self, sample_pk: int) -> dict[str, np.ndarray]:
-        """Per-frame series of a sample: name -> (T,) array."""
+        """Per-frame series of a sample: name -> (T,) array (a live stream's chunks concatenated in frame order)."""
         with self._session() as s:
             rows = s.execute(select(SeriesRow.name, SeriesRow.data, SeriesRow.dtype, SeriesRow.length)
                              .where(SeriesRow.sample_pk == sample_pk)).all()
-        return {n: unpack(d, t, ln) for n, d, t, ln in rows}
+            chunks = chunked_series(s, sample_pk)
+        return {**{n: unpack(d, t, ln) for n, d, t, ln in rows}, **chunks}
 
     def maps(self, sample_pk: int) -> dict[str, tuple[str, np.ndarray]]:
         """Dense maps of a sample: name -> (kind, array)."""

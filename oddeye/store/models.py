@@ -1,8 +1,10 @@
 """SQLAlchemy 2.0 models of the review store: runs, samples, series, maps, events, artefacts, labels, thresholds.
 
 Per-frame score series are kept as one compressed blob per (sample, series name) in `series`: a 1M-frame
-video is a ~4 MB row that loads in milliseconds, instead of a million rows. Dense maps (pixel / point) are
-compressed blobs in `maps`. The Alembic migrations in oddeye/store/migrations create exactly these tables.
+video is a ~4 MB row that loads in milliseconds, instead of a million rows. A live stream appends its series in
+chunks (`series_chunks`, one row per (sample, name, first frame)). Dense maps (pixel / point) are compressed blobs
+in `maps`. Live sources (`oddeye watch`) also keep a ledger of scored folder items, a log of faults and one health
+row per source. The Alembic migrations in oddeye/store/migrations create exactly these tables.
 """
 
 from __future__ import annotations
@@ -10,7 +12,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy import (JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint,
+                        false)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 LABELS = ("true_anomaly", "false_alarm", "unsure")
@@ -31,7 +34,7 @@ class Run(Base):
     __tablename__ = "runs"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     head: Mapped[str] = mapped_column(String(64))
-    kind: Mapped[str] = mapped_column(String(32))  # score | eval | demo | bench
+    kind: Mapped[str] = mapped_column(String(32))  # score | eval | demo | bench | live
     model: Mapped[str | None] = mapped_column(Text)
     data: Mapped[str | None] = mapped_column(Text)
     parameters: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
@@ -91,10 +94,14 @@ class MapRow(Base):
 
 
 class EventRow(Base):
-    """Something to review: a time range (video, patrol) or a region (image, cloud), with its reason."""
+    """Something to review: a time range (video, patrol) or a region (image, cloud), with its reason.
+
+    A live event has a `key` unique within its run (a resend updates it) and is `is_open` while it lasts.
+    """
 
     __tablename__ = "events"
-    __table_args__ = (Index("ix_events_run_sample", "run_id", "sample_pk"),)
+    __table_args__ = (Index("ix_events_run_sample", "run_id", "sample_pk"),
+                      Index("uq_events_run_key", "run_id", "key", unique=True))
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
     sample_pk: Mapped[int | None] = mapped_column(ForeignKey("samples.id", ondelete="CASCADE"))
@@ -110,6 +117,8 @@ class EventRow(Base):
     y2: Mapped[float | None] = mapped_column(Float)
     reason: Mapped[str] = mapped_column(Text, default="")
     meta: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    key: Mapped[str | None] = mapped_column(Text)
+    is_open: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class ArtefactRow(Base):
@@ -163,3 +172,65 @@ class ThresholdRow(Base):
     by: Mapped[str] = mapped_column(String(128), default="")
     at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     note: Mapped[str] = mapped_column(Text, default="")
+
+
+class SeriesChunkRow(Base):
+    """A chunk of a live stream's per-frame series, compressed; a sample's series is its chunks by first frame."""
+
+    __tablename__ = "series_chunks"
+    __table_args__ = (UniqueConstraint("sample_pk", "name", "first_frame", name="uq_series_chunks_sample_name_first"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sample_pk: Mapped[int] = mapped_column(ForeignKey("samples.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(64))
+    first_frame: Mapped[int] = mapped_column(Integer)
+    dtype: Mapped[str] = mapped_column(String(96))
+    length: Mapped[int] = mapped_column(Integer)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class LedgerRow(Base):
+    """A folder item a live source has dealt with (scored or error): never scored twice, even after a kill."""
+
+    __tablename__ = "live_ledger"
+    __table_args__ = (UniqueConstraint("source", "item", name="uq_live_ledger_source_item"),
+                      Index("ix_live_ledger_run", "run_id"))
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    source: Mapped[str] = mapped_column(Text)
+    item: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16))  # scored | error
+    message: Mapped[str] = mapped_column(Text, default="")
+    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class LiveLogRow(Base):
+    """Something that happened to a live run: reconnect, restart, dropped frames, an error."""
+
+    __tablename__ = "live_log"
+    __table_args__ = (Index("ix_live_log_run", "run_id", "id"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    what: Mapped[str] = mapped_column(String(64))
+    detail: Mapped[str] = mapped_column(Text, default="")
+
+
+class HealthRow(Base):
+    """The state of one live source (one row per source name), rewritten about every second by its watcher."""
+
+    __tablename__ = "live_health"
+    __table_args__ = (UniqueConstraint("source", name="uq_live_health_source"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source: Mapped[str] = mapped_column(Text)
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))
+    state: Mapped[str] = mapped_column(String(32))
+    fps_in: Mapped[float] = mapped_column(Float)
+    fps_scored: Mapped[float] = mapped_column(Float)
+    lag_s: Mapped[float] = mapped_column(Float)
+    dropped_frames: Mapped[int] = mapped_column(Integer)
+    reconnects: Mapped[int] = mapped_column(Integer)
+    last_event: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    frames: Mapped[int] = mapped_column(Integer)
+    items: Mapped[int] = mapped_column(Integer)
+    errors: Mapped[int] = mapped_column(Integer)
+    updated: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
