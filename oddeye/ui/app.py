@@ -6,12 +6,14 @@ from __future__ import annotations
 import streamlit as st
 
 from oddeye.core.errors import OddeyeError
-from oddeye.ui import page_images, page_labels, page_patrol, page_points, page_runs, page_video
+from oddeye.ui import page_images, page_labels, page_live, page_patrol, page_points, page_runs, page_video
 from oddeye.ui.auth import password_gate
 from oddeye.ui.common import db_from_args, get_store, page_for_run
 
-PAGES = {"Runs": page_runs.render, "Video": page_video.render, "Images": page_images.render,
-         "3D": page_points.render, "Patrol": page_patrol.render, "Labels": page_labels.render}
+PAGES = {"Runs": page_runs.render, "Live": page_live.render, "Video": page_video.render,
+         "Images": page_images.render, "3D": page_points.render, "Patrol": page_patrol.render,
+         "Labels": page_labels.render}
+WHOLE_STORE_PAGES = ("Runs", "Live", "Labels")  # pages about every run: no hint about the run chosen
 
 
 def main() -> None:
@@ -43,7 +45,7 @@ def main() -> None:
         rid = st.sidebar.selectbox("Run", list(labels), format_func=labels.get, key="run")
         run = next(r for r in runs if r["id"] == rid)
         hint = page_for_run(run)
-        if hint and hint != page and page not in ("Runs", "Labels"):
+        if hint and hint != page and page not in WHOLE_STORE_PAGES:
             st.sidebar.info(f"This run is from the {run['head']} head: the {hint} page shows it best.")
     st.sidebar.text_input("Reviewer", key="reviewer", placeholder="your name (stored with labels)")
     if st.session_state.get("last_label"):
