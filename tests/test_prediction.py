@@ -229,3 +229,14 @@ def test_model_folder_saved_before_the_config_loads_and_scores_the_same(trained:
     (old / "oddeye_model.json").write_text(json.dumps(doc))
     with pytest.raises(ModelError, match="newer oddeye"):
         PredictionHead.load(old)
+
+
+def test_in_memory_frames_score_like_the_same_frames_on_disk(trained: tuple[PredictionHead, Path, dict]) -> None:
+    head, _, data = trained
+    frames = data["test"].frames  # (T, H, W, 3) uint8, as a live reader hands them over
+    from_disk = head.score([data["test_dir"]], ctx=RunContext(progress=False)).scores[0]
+    res = head.score([frames, frames[:40]], ctx=RunContext(progress=False))
+    assert [s.sample_id for s in res.scores] == ["video 0", "video 1"]
+    np.testing.assert_allclose(res.scores[0].frame_scores, from_disk.frame_scores, rtol=1e-5, atol=1e-5)
+    with pytest.raises(InputError, match="uint8"):
+        head.score([frames.astype(np.float32)], ctx=RunContext(progress=False))

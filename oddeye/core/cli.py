@@ -17,6 +17,7 @@ DEMOS = (
     ("rules", "video (rules)", "oddeye.video.rules.demo"),
     ("pointcloud", "3D point clouds", "oddeye.pointcloud.demo"),
     ("patrol", "robot patrol", "oddeye.patrol.demo"),
+    ("live", "live sources (oddeye watch)", "oddeye.live.demo"),  # last: its events land on the Live page
 )
 
 
@@ -26,7 +27,7 @@ def register(cli) -> None:  # noqa: ANN001 - CliGroups, imported lazily to avoid
     @cli.app.command("demo")
     def demo(
         out: Path = typer.Option(Path("oddeye-demo"), "--out", help="Folder for results, plots and the review store."),
-        only: str = typer.Option("", "--only", help="Comma-separated subset of: images,video,rules,pointcloud,patrol."),
+        only: str = typer.Option("", "--only", help="Comma-separated subset of: images,video,rules,pointcloud,patrol,live."),
     ) -> None:
         """Run every head end to end on data oddeye generates itself, then print where the results are.
 

@@ -18,6 +18,7 @@ from oddeye.core.errors import EmptyDataError, InputError, ModelError
 from oddeye.core.head import RunContext, context, read_manifest, write_manifest
 from oddeye.core.metrics import minmax_normalize
 from oddeye.core.types import AnomalyMap, Result, Score, events_from_scores
+from oddeye.core.frames import _finish
 from oddeye.core.videoio import TruncatedVideoWarning, VideoReader, open_video
 from oddeye.video.prediction.config import PredictionConfig
 from oddeye.video.prediction.model import Generator, psnr_map
@@ -62,6 +63,8 @@ def _sample_id(x: Any) -> str:
     """The id of a sample: a VideoItem's name, else the file or folder name of its source (a webcam index as is)."""
     if isinstance(x, VideoReader):
         return Path(str(x.source)).name
+    if isinstance(x, np.ndarray):
+        return "frames"
     return str(getattr(x, "name", None) or Path(str(getattr(x, "source", x))).name)
 
 
@@ -69,6 +72,14 @@ def _sample_path(x: Any) -> Path | None:
     """The file or folder a sample reads, if it is one."""
     src = getattr(x, "source", x)
     return Path(src) if isinstance(src, (str, Path)) and Path(src).exists() else None
+
+
+def _model_frames(frames: np.ndarray, size: int) -> np.ndarray:
+    """In-memory frames (T, H, W) or (T, H, W, 3) uint8 as the model reads them: (T, size, size) gray uint8."""
+    if frames.dtype != np.uint8 or frames.ndim not in (3, 4) or (frames.ndim == 4 and frames.shape[-1] != 3):
+        raise InputError(f"frames of shape {frames.shape} and dtype {frames.dtype}: give (T, H, W) or "
+                         "(T, H, W, 3) uint8")
+    return np.stack([_finish(f, (size, size), gray=True) for f in frames]) if len(frames) else frames[..., :0, :0]
 
 
 def _as_reader(x: Any, size: int) -> tuple[str, VideoReader]:
@@ -245,7 +256,9 @@ class PredictionHead:
         return self._series(self._array_batches(frames), "array", keep_maps, on_error)
 
     def video_series(self, sample: Any, keep_maps: bool = False) -> VideoSeries:
-        """Decode and predict one video (path, frame folder, VideoItem or reader) -> VideoSeries."""
+        """Decode and predict one video (path, frame folder, VideoItem, reader, or frames (T, H, W[, 3]) uint8)."""
+        if isinstance(sample, np.ndarray):
+            return self._series_from_array(_model_frames(sample, self.config.model.size), keep_maps)
         name, r = _as_reader(sample, self.config.model.size)
         try:
             with warnings.catch_warnings(record=True) as caught:
@@ -290,9 +303,11 @@ class PredictionHead:
                         meta={"score": f"z-score of the frame score ({self.config.score.describe()}) vs normal "
                                        "validation frames",
                               "threshold_quantile": self.config.score.quantile, "size": self.config.model.size})
-        for sample in tqdm(list(samples), desc="score videos", disable=not ctx.progress, leave=False):
+        for k, sample in enumerate(tqdm(list(samples), desc="score videos", disable=not ctx.progress, leave=False)):
             try:
                 series = self.video_series(sample)
+                if isinstance(sample, np.ndarray):
+                    series.name = f"video {k}"
             except InputError as e:
                 if not ctx.skip_bad:
                     raise
