@@ -19,6 +19,7 @@ PLUGINS = (
     "oddeye.video.cli",
     "oddeye.video.rules.cli",
     "oddeye.pointcloud.cli",
+    "oddeye.export.cli",
     "oddeye.live.cli",
     "oddeye.ui.cli",
 )

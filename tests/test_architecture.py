@@ -64,6 +64,12 @@ def test_core_imports_nothing_of_ours_outside_core():
             assert {_package(d) for d in deps} <= {"core", ""}, (m, sorted(deps))
 
 
+def test_the_runtime_imports_only_core():
+    for m, deps in import_graph().items():
+        if _package(m) == "runtime":
+            assert {_package(d) for d in deps} <= {"core", "runtime", ""}, (m, sorted(deps))
+
+
 def test_no_import_circles():
     graph = import_graph()
     # a package's __init__ is skipped: it only re-exports lazily
@@ -90,6 +96,6 @@ def test_no_import_circles():
     assert not cycles, "import circles: " + "; ".join(" -> ".join(c) for c in cycles)
 
 
-@pytest.mark.parametrize("package", [*SHARED, *HEADS, "ui"])
+@pytest.mark.parametrize("package", [*SHARED, *HEADS, "ui", "live", "export", "runtime"])
 def test_every_package_exists(package):
     assert (ROOT / package / "__init__.py").is_file()
