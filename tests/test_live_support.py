@@ -1,11 +1,9 @@
-"""Shared parts of the live tests (no tests here): tiny models, generated clips, an ffmpeg stream server, and
-waiting on the store for a condition with a deadline."""
+"""Shared parts of the live tests (no tests here): tiny models, generated clips, the ffmpeg stream server (from
+oddeye.live.bench), and waiting on the store for a condition with a deadline."""
 
 from __future__ import annotations
 
 import shutil
-import socket
-import subprocess
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -15,6 +13,7 @@ import pytest
 
 from oddeye.core import synth
 from oddeye.core.head import RunContext
+from oddeye.live.bench import free_port, serve, stop_process  # noqa: F401 - used by the live tests
 
 needs_ffmpeg = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg (scripts/system-deps.sh --test)")
 SPAN = (40, 130)  # frames of the injected anomaly in the 150-frame clip
@@ -47,27 +46,6 @@ def clip(path: Path, anomaly: str | None = "fast", n_frames: int = 150) -> Path:
 def images(folder: Path, n: int) -> list[np.ndarray]:
     """`n` generated test images (64 px, normal and defective)."""
     return [s.image for s in synth.make_image_set(seed=5, n_normal=(n + 1) // 2, n_defect=n // 2)][:n]
-
-
-def free_port() -> int:
-    """A TCP port nothing listens on now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def serve(video: Path, port: int) -> subprocess.Popen:
-    """ffmpeg serving `video` in a loop, in real time, as MPEG-TS over TCP on 127.0.0.1:port (one client)."""
-    return subprocess.Popen(["ffmpeg", "-nostdin", "-loglevel", "error", "-re", "-stream_loop", "-1", "-i", str(video),
-                             "-c", "copy", "-f", "mpegts", f"tcp://127.0.0.1:{port}?listen=1"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
-def stop_process(p: subprocess.Popen) -> None:
-    """Kill a child process we started and reap it."""
-    if p.poll() is None:
-        p.kill()
-    p.wait(timeout=10)
 
 
 def wait_for(check: Callable[[], Any], timeout: float, what: str, every: float = 0.1) -> Any:

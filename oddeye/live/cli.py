@@ -17,6 +17,7 @@ import typer
 from typer.core import TyperGroup
 
 from oddeye.core.errors import InputError
+from oddeye.live.bench import bench_live
 from oddeye.live.config import KINDS, SourceSpec
 
 DEFAULT_DB = "oddeye-live/store.db"
@@ -168,9 +169,10 @@ def watch_status(db: Annotated[str, typer.Option("--db", help=DB_HELP)] = DEFAUL
 
 
 def register(cli: Any) -> None:
-    """Add `oddeye watch` (with its `status` subcommand)."""
+    """Add `oddeye watch` (with its `status` subcommand) and `oddeye bench live`."""
     app = typer.Typer(cls=WatchGroup, help=HELP, invoke_without_command=True, no_args_is_help=True,
                       rich_markup_mode=None)
     app.callback()(watch_sources)
     app.command("status", help="Health of every live source in a store, as a table.")(watch_status)
     cli.app.add_typer(app, name="watch")
+    cli.bench.command("live")(bench_live)
