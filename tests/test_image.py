@@ -238,6 +238,20 @@ def test_standardized_intensity_ignores_exposure(data):
         PatchCoreHead(extractor={**EXT, "intensity": "bogus"}).extractor
 
 
+def test_cli_fit_no_bf16_fits_in_float32_on_any_cpu(tmp_path, monkeypatch):
+    import oddeye.retrieval.features as features
+    from oddeye.cli import main
+
+    monkeypatch.setattr(features, "bf16_is_fast", lambda device="cpu": True)  # a CPU with native bf16
+    cat = _mvtec_tree(tmp_path / "mvtec", np.random.default_rng(2))
+    for flag, want in (([], True), (["--no-bf16"], False)):
+        out = tmp_path / f"model{len(flag)}"
+        assert main(["fit", "image", "--train", str(cat / "train" / "good"), "--out", str(out),
+                     "--image-size", "64", "--coreset", "0.2", *flag]) == 0
+        doc = json.loads((out / "oddeye_model.json").read_text())
+        assert doc["fit_bf16"] is want and doc["config"]["extractor"]["bf16"] == ("auto" if not flag else False)
+
+
 def test_cli_score_compile_flag(tmp_path, monkeypatch):
     from oddeye.cli import main
 

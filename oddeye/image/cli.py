@@ -56,16 +56,16 @@ Db = Annotated[str | None, typer.Option("--db", help="Review store (SQLite path 
 
 
 def _extractor(backbone: str | None, image_size: int | None, layers: str | None, target_dim: int | None,
-               intensity: str | None) -> dict[str, Any]:
+               intensity: str | None, bf16: bool | None = None) -> dict[str, Any]:
     """The extractor settings given on the command line (the rest take ExtractorConfig's defaults)."""
     cfg: dict[str, Any] = {"name": backbone, "image_size": image_size, "target_dim": target_dim or None,
-                           "intensity": intensity}
+                           "intensity": intensity, "bf16": bf16}
     if layers:
         try:
             cfg["layers"] = [int(x) for x in layers.split(",") if x.strip()]
         except ValueError:
             raise InputError(f"--layers {layers!r}: give comma-separated integers, e.g. 4,10") from None
-    return {k: v for k, v in cfg.items() if v is not None}
+    return given(**cfg)
 
 
 def _gains(exposure_gains: str | None) -> tuple[float, ...] | None:
@@ -99,6 +99,9 @@ def fit_image(
     exposure_gains: Gains = None,
     retrieve: Retrieve = None,
     retrieve_patches: RetrievePatches = None,
+    bf16: Annotated[bool | None, typer.Option("--bf16/--no-bf16", help=(
+        "bfloat16 features (default: on only where the CPU or GPU computes bf16 natively); --no-bf16 fits in "
+        "float32, e.g. for an `oddeye export` that matches the model exactly."))] = None,
 ) -> Path:
     """Learn what normal images look like; writes a model folder.
 
@@ -110,14 +113,14 @@ def fit_image(
         raise InputError(f"--train {train} not found", "pass a folder of normal images (or one image file)")
     cls = head_class(head)
     options = {"coreset": coreset, "max_bank": max_bank or None, "mode": mode, "seed": seed, "border": border,
-             "score_sigma": score_sigma, "position_weight": position_weight, "exposure_gains": _gains(exposure_gains),
-             "retrieve": retrieve, "retrieve_patches": retrieve_patches}
+               "score_sigma": score_sigma, "position_weight": position_weight,
+               "exposure_gains": _gains(exposure_gains), "retrieve": retrieve, "retrieve_patches": retrieve_patches}
     settings = given(**options)
     known = {f.name for f in fields(cls.config_class)}
     for k in settings:
         if k not in known:
             raise InputError(f"--{k.replace('_', '-')} does not apply to the {head} head", "leave it out")
-    model = cls(extractor=_extractor(backbone, image_size, layers, target_dim, intensity), **settings)
+    model = cls(extractor=_extractor(backbone, image_size, layers, target_dim, intensity, bf16), **settings)
     t0 = time.perf_counter()
     model.fit([train])
     model.save(out)
@@ -226,7 +229,7 @@ def eval_image(
     head_class(head)
     seed = ImageConfig.seed if seed is None else seed
     options = {"coreset": coreset, "border": border, "score_sigma": score_sigma, "position_weight": position_weight,
-             "exposure_gains": _gains(exposure_gains), "retrieve": retrieve, "retrieve_patches": retrieve_patches}
+               "exposure_gains": _gains(exposure_gains), "retrieve": retrieve, "retrieve_patches": retrieve_patches}
     settings = given(**options)
     t0 = time.perf_counter()
     ds = load_image_dataset(dataset, root, category=category, seed=seed)
