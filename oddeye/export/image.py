@@ -127,7 +127,8 @@ def image_graph(head: Any) -> tuple[nn.Module, dict[str, Any]]:
     notes = []
     if head.fit_bf16:
         msg = ("this model was fitted with bfloat16 features; the export computes float32 features, so its scores "
-               "differ by about a per cent from `oddeye score image` on a bf16 CPU (refit with bf16 off to match)")
+               "differ by about a per cent from `oddeye score image` on a bf16 CPU (refit with `oddeye fit image "
+               "... --no-bf16` to match)")
         warnings.warn(msg, RuntimeWarning, stacklevel=3)
         notes.append(msg)
     kind = getattr(head, "bank_kind", None)
