@@ -2,14 +2,6 @@
 
 from __future__ import annotations
 
-import glob
-import os
-import shutil
-import signal
-import socket
-import subprocess
-import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -18,77 +10,7 @@ import pytest
 from oddeye.core.errors import InputError, StoreError
 from oddeye.core.types import AnomalyMap, Result, Score, events_from_scores
 from oddeye.store.api import open_store, save_result
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _pg_bindir() -> Path | None:
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    if found:
-        return Path(found[-1]).parent
-    initdb = shutil.which("initdb")
-    return Path(initdb).parent if initdb else None
-
-
-@pytest.fixture(scope="session")
-def pg_server():
-    """A real PostgreSQL server: initdb into a temp dir, start on a free 127.0.0.1 port, stop at the end."""
-    import psycopg
-
-    bindir = _pg_bindir()
-    if bindir is None:
-        pytest.skip("PostgreSQL server binaries not found; install them with `bash scripts/system-deps.sh --test`")
-    shm = Path("/dev/shm")  # in memory when possible: initdb and the teardown are much faster than on a busy disk
-    roomy = shm.is_dir() and os.access(shm, os.W_OK) and shutil.disk_usage(shm).free > 1 << 30
-    root = Path(tempfile.mkdtemp(prefix="oddeye-pg-", dir=shm if roomy else None))
-    data, prefix = root / "data", []
-    if os.geteuid() == 0:  # postgres refuses to run as root: run it as the postgres (or nobody) user
-        user = "postgres" if subprocess.run(["id", "postgres"], capture_output=True).returncode == 0 else "nobody"
-        shutil.chown(root, user)
-        prefix = ["runuser", "-u", user, "--"]
-    subprocess.run(prefix + [str(bindir / "initdb"), "-D", str(data), "-U", "oddeye", "-A", "trust", "-E", "UTF8",
-                             "--no-sync"], check=True, capture_output=True)
-    port = _free_port()
-    proc = subprocess.Popen(prefix + [str(bindir / "postgres"), "-D", str(data), "-p", str(port), "-h", "127.0.0.1",
-                                      "-k", str(root), "-F", "-c", "max_connections=60"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    dsn = f"host=127.0.0.1 port={port} user=oddeye dbname=postgres"
-    for _ in range(150):
-        try:
-            psycopg.connect(dsn, connect_timeout=1).close()
-            break
-        except psycopg.OperationalError:
-            if proc.poll() is not None:
-                pytest.fail(f"postgres exited with {proc.returncode}")
-            time.sleep(0.1)
-    yield {"port": port, "dsn": dsn, "n": [0]}
-    pid_file = data / "postmaster.pid"  # signal postgres itself: runuser does not pass SIGINT on
-    os.kill(int(pid_file.read_text().split()[0]) if pid_file.exists() else proc.pid, signal.SIGQUIT)  # immediate shutdown: a throwaway server
-    proc.wait(timeout=30)
-    shutil.rmtree(root, ignore_errors=True)
-
-
-def new_pg_db(pg_server) -> str:
-    """A fresh empty database on the test server, as a postgresql:// URL."""
-    import psycopg
-
-    pg_server["n"][0] += 1
-    name = f"t{pg_server['n'][0]}_{os.getpid()}"
-    with psycopg.connect(pg_server["dsn"], autocommit=True) as c:
-        c.execute(f"CREATE DATABASE {name}")
-    return f"postgresql://oddeye@127.0.0.1:{pg_server['port']}/{name}"
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db(request, tmp_path) -> str:
-    """A new store location: a SQLite file or a fresh PostgreSQL database."""
-    if request.param == "sqlite":
-        return str(tmp_path / "store.db")
-    return new_pg_db(request.getfixturevalue("pg_server"))
+from store_support import _free_port, _stamp, new_pg_db  # fixtures pg_server and db: conftest.py
 
 
 def _result(n_frames: int = 500, seed: int = 0) -> Result:
@@ -165,23 +87,6 @@ def test_concurrent_writers_lose_no_rows(db):
             [(w, i) for w in range(2) for i in range(8)]
         expect_events = sum(len(_result(n_frames=300, seed=w * 100 + i).events) for w in range(2) for i in range(8))
         assert st.counts()["events"] == expect_events and st.counts()["samples"] == 32
-
-
-def _stamp(db: str, revision: str) -> None:
-    """Create a store at an older schema revision, or mark it as one from a newer oddeye."""
-    from sqlalchemy import text
-
-    from oddeye.store import engine as eng
-
-    url = eng.store_url(db)
-    _, write = eng.make_engines(url)
-    if revision == "future":
-        eng.migrate(write, url)
-        with write.begin() as c:
-            c.execute(text("UPDATE alembic_version SET version_num = '9999_from_the_future'"))
-    else:
-        eng.migrate(write, url, target=revision)
-    write.dispose()
 
 
 def test_older_store_is_upgraded(db):

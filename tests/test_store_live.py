@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from sqlalchemy import text
-from test_store import _stamp, db, new_pg_db, pg_server  # noqa: F401 - the store fixtures (a real PostgreSQL)
+from store_support import _stamp, new_pg_db  # noqa: F401 - pg_server and db are fixtures of conftest.py
 
 from oddeye.core.errors import InputError
 from oddeye.core.types import AnomalyMap, Event, Result, Score
