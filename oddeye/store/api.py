@@ -23,7 +23,8 @@ from oddeye.core.types import Result, to_jsonable
 from oddeye.store import engine as eng
 from oddeye.store.convert import _finite, absolute_text, unpack
 from oddeye.store.engine import is_url
-from oddeye.store.live import LiveStore, chunked_series, insert_result
+from oddeye.store.live import LiveStore
+from oddeye.store.rows import chunked_series, insert_result
 from oddeye.store.models import (LABELS, ArtefactRow, EventRow, FolderRow, LabelRow, MapRow, Run, SampleRow, SeriesRow,
                               ThresholdRow)
 

@@ -35,44 +35,16 @@ from oddeye import __version__
 from oddeye.core.errors import InputError
 from oddeye.core.types import Result, to_jsonable
 from oddeye.store import engine as eng
-from oddeye.store.convert import SERIES, _artefact_rows, _finite, absolute_text, attached_rows, pack, sample_rows, unpack
-from oddeye.store.models import (ArtefactRow, EventRow, FolderRow, HealthRow, LedgerRow, LiveLogRow, MapRow, Run,
-                                 SampleRow, SeriesChunkRow, SeriesRow, utcnow)
+from oddeye.store.convert import SERIES, _artefact_rows, _finite, absolute_text, pack, unpack
+from oddeye.store.models import (ArtefactRow, EventRow, FolderRow, HealthRow, LedgerRow, LiveLogRow, Run, SampleRow,
+                                 SeriesChunkRow, utcnow)
+from oddeye.store.rows import insert_result
 
 STALE_S = 10.0  # a source whose health was not updated for this long (and is not closed) is stale
 THUMBNAIL_NAMES = ("thumbnail", "overlay", "heatmap")  # artefact names preferred as an event's thumbnail
 _LOCK_SPACE = 0x0DDE7F  # first key of PostgreSQL advisory locks taken by live writes
 HEALTH_FIELDS = ("run_id", "state", "fps_in", "fps_scored", "lag_s", "dropped_frames", "reconnects", "last_event",
                  "frames", "items", "errors")
-
-
-def insert_result(s: Session, result: Result, run_id: int, data: str | None) -> tuple[list[int], int]:
-    """Insert a Result's samples, series, maps, events, artefacts and readable folders into run `run_id`.
-
-    Returns (sample pks in the order of result.scores, number of events). Folders already recorded are kept once.
-    """
-    ins = insert(SampleRow).returning(SampleRow.id, sort_by_parameter_order=True)
-    rows = sample_rows(result, run_id, data)
-    pks = list(s.scalars(ins, rows)) if rows else []
-    series, maps, events, arts, folders = attached_rows(result, run_id, pks, [r["path"] for r in rows])
-    for model_cls, batch in ((SeriesRow, series), (MapRow, maps), (EventRow, events), (ArtefactRow, arts)):
-        if batch:
-            s.execute(insert(model_cls), batch)
-    if folders:
-        dialect = postgresql if s.get_bind().dialect.name == "postgresql" else sqlite
-        s.execute(dialect.insert(FolderRow).on_conflict_do_nothing(index_elements=["run_id", "path"]), folders)
-    return pks, len(events)
-
-
-def chunked_series(s: Session, sample_pk: int) -> dict[str, np.ndarray]:
-    """The series a live stream appended to a sample in chunks: name -> (T,) array, chunks in frame order."""
-    rows = s.execute(select(SeriesChunkRow.name, SeriesChunkRow.data, SeriesChunkRow.dtype, SeriesChunkRow.length)
-                     .where(SeriesChunkRow.sample_pk == sample_pk)
-                     .order_by(SeriesChunkRow.name, SeriesChunkRow.first_frame)).all()
-    parts: dict[str, list[np.ndarray]] = {}
-    for name, data, dtype, length in rows:
-        parts.setdefault(name, []).append(unpack(data, dtype, length))
-    return {name: np.concatenate(p) for name, p in parts.items()}
 
 
 def _utc(t: dt.datetime | None) -> dt.datetime | None:
