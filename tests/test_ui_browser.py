@@ -119,6 +119,11 @@ def check_page(page, url: str, name: str, run_id: int | None, shots: Path) -> di
             "seconds": round(time.perf_counter() - t0, 1), "shot": str(shot)}
 
 
+def _has_label(db: Path) -> bool:
+    with open_store(db) as st:
+        return bool(st.labels())
+
+
 def walk(page, url: str, db: Path, shots: Path) -> list[dict[str, object]]:
     """Every run on the page of its kind, the Runs page, a label clicked, and the Labels page with its CSV link."""
     with open_store(db) as st:
@@ -130,7 +135,9 @@ def walk(page, url: str, db: Path, shots: Path) -> list[dict[str, object]]:
         if page_for_run(run) and run["kind"] != "live":
             done.append(check_page(page, url, page_for_run(run), run["id"], shots))
     page.get_by_role("button", name="Unsure").first.click()  # so that the Labels page has a row
-    page.get_by_text("Labelled").first.wait_for(timeout=60_000)
+    deadline = time.time() + 60
+    while not _has_label(db) and time.time() < deadline:  # the label is in the store, not only on screen
+        time.sleep(0.25)
     done.append(check_page(page, url, "Labels", None, shots))
     return done
 
