@@ -92,7 +92,9 @@ def _make_app() -> typer.Typer:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `oddeye` console script; user errors print briefly and exit 2."""
-    args = list(sys.argv[1:] if argv is None else argv)
+    from oddeye.scale.runtime import normalise_argv
+
+    args = normalise_argv(list(sys.argv[1:] if argv is None else argv))
     app = _make_app()
     try:
         app(args=args, prog_name="oddeye", standalone_mode=True)

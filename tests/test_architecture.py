@@ -11,7 +11,7 @@ import oddeye
 
 ROOT = Path(oddeye.__file__).resolve().parent
 HEADS = ("image", "video", "pointcloud", "patrol")
-SHARED = ("core", "retrieval", "store")
+SHARED = ("core", "retrieval", "store", "scale")
 
 
 def _module(path: Path) -> str:
