@@ -44,6 +44,10 @@ class StoreError(OddeyeError):
     """The review store cannot be opened, is not a store, or is from a newer schema."""
 
 
+class StoreUnavailable(StoreError):
+    """The review store stopped answering mid-run (server down, connections refused, a lock held): it may pass."""
+
+
 def require_file(path: str | Path, what: str = "file") -> Path:
     """Return `path` as a Path if it is an existing non-empty file, else raise InputError naming it."""
     p = Path(path).expanduser()

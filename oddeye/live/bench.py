@@ -124,9 +124,10 @@ def _write_config(path: Path, model: Path, ports: list[int], db: str) -> Path:
 
 
 # -- plain run: the Watcher in this process -------------------------------------------------------------------------
-def _run_plain(cfg_path: Path, seconds: float, say: Callable[[str], None]) -> dict[str, Any]:
-    """Watch for `seconds` after a warm-up; throughput, lag, drops, reconnects, events (and the anomalies the
-    streams played completely) and RSS growth."""
+def _run_plain(cfg_path: Path, seconds: float, say: Callable[[str], None], warmup: float = WARMUP_S
+               ) -> dict[str, Any]:
+    """Watch for `seconds` after `warmup` s; throughput, lag, drops, reconnects, events (and the anomalies the
+    streams played completely), RSS growth over the measured part and RSS at the start of each tenth of it."""
     import threading
 
     from oddeye.live.config import load_config
@@ -146,12 +147,16 @@ def _run_plain(cfg_path: Path, seconds: float, say: Callable[[str], None]) -> di
             watcher.stop.set()
             raise InputError("the streams did not start within 60 s", "is ffmpeg installed? (scripts/system-deps.sh)")
         time.sleep(0.1)
-    time.sleep(WARMUP_S)
+    rss_start = _rss_mb()
+    time.sleep(warmup)
     for s in watcher.sources:
         s.stats.lags.clear()
     rss0, (in0, sc0), t0 = _rss_mb(), counts(), time.monotonic()
     say(f"warm-up done; measuring for {seconds:g} s (RSS {rss0:.0f} MB)")
-    time.sleep(seconds)
+    timeline = []
+    for k in range(10):
+        timeline.append(round(_rss_mb(), 1))
+        time.sleep(max(0.0, t0 + seconds * (k + 1) / 10 - time.monotonic()))
     (in1, sc1), t1, rss1 = counts(), time.monotonic(), _rss_mb()
     lags = np.concatenate([np.asarray(s.stats.lags) for s in watcher.sources])
     watcher.stop.set()
@@ -163,7 +168,8 @@ def _run_plain(cfg_path: Path, seconds: float, say: Callable[[str], None]) -> di
             "lag_p95_s": round(float(np.percentile(lags, 95)), 3) if len(lags) else None,
             "dropped_frames": sum(p["dropped_frames"] for p in per), "reconnects": sum(p["reconnects"] for p in per),
             "events": sum(p["events"] for p in per), "anomalies_played": played,
-            "rss_growth_mb": round(rss1 - rss0, 1)}
+            "rss_growth_mb": round(rss1 - rss0, 1), "rss_warmup_growth_mb": round(rss0 - rss_start, 1),
+            "rss_mb_timeline": timeline + [round(rss1, 1)]}
 
 
 # -- faults run: servers killed and restarted, the watcher SIGKILLed and restarted -----------------------------------
@@ -283,7 +289,10 @@ def _run_faults(cfg_path: Path, db: str, servers: _Servers, seconds: float,
 def bench_live(
     sources: Annotated[int, typer.Option("--sources", help="Streams served and watched.")] = 4,
     seconds: Annotated[float, typer.Option("--seconds", help=(
-        "Seconds measured (after a 5 s warm-up; with --faults the whole run, >= 30)."))] = 30.0,
+        "Seconds measured (after the warm-up; with --faults the whole run, >= 30)."))] = 30.0,
+    warmup: Annotated[float, typer.Option("--warmup", help=(
+        "Seconds watched before measuring. Memory ramps up while each source meets its first events (about 2 "
+        "minutes here); a soak measures growth after that, with --warmup 120."))] = WARMUP_S,
     head: Annotated[str, typer.Option("--head", help="rules | prediction: the tiny model fitted to score.")] = "rules",
     faults: Annotated[bool, typer.Option("--faults", help=(
         "Kill and restart the servers and (SIGKILL) the watcher mid-run; compare events with anomalies."))] = False,
@@ -298,6 +307,8 @@ def bench_live(
         raise InputError(f"--head must be one of {', '.join(HEADS)}, got {head!r}")
     if sources < 1:
         raise InputError(f"--sources must be >= 1, got {sources}")
+    if warmup < 0:
+        raise InputError(f"--warmup must be >= 0, got {warmup:g}")
     if seconds <= 0 or (faults and seconds < 30):
         raise InputError(f"--seconds must be > 0 ({'>= 30 with --faults' if faults else ''}), got {seconds:g}")
     if shutil.which("ffmpeg") is None:
@@ -315,10 +326,10 @@ def bench_live(
         servers = _Servers(clips, ports)
         try:
             figures = (_run_faults(cfg, store_db, servers, seconds, say) if faults
-                       else _run_plain(cfg, seconds, say))
+                       else _run_plain(cfg, seconds, say, warmup))
         finally:
             servers.stop()
-    out = {"sources": sources, "head": head, "seconds": seconds, "faults": faults, **figures}
+    out = {"sources": sources, "head": head, "seconds": seconds, "warmup_s": warmup, "faults": faults, **figures}
     _print_table(out)
     if not no_record:
         from oddeye.core.report import record_benchmark

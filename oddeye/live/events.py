@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any, Sequence
 
+import numpy as np
+
 from oddeye.core.types import Event
 
 
@@ -120,3 +122,17 @@ def _grow_event(e: Event, p: Event) -> None:
     if p.score > e.score:
         e.score, e.reason, e.box = p.score, p.reason or e.reason, p.box or e.box
         e.meta.update(p.meta)
+
+
+def to_stream_event(e: Event, idx: np.ndarray, times: np.ndarray) -> Event:
+    """An event of the scored array (frame numbers = positions in it) in stream frame numbers and times."""
+    last = len(idx) - 1
+    a, b = min(max(int(e.start_frame), 0), last), min(max(int(e.end_frame if e.end_frame is not None else a), 0), last)
+    meta = dict(e.meta)
+    if isinstance(meta.get("peak_frame"), (int, np.integer)) and 0 <= meta["peak_frame"] <= last:
+        meta["peak_frame"] = int(idx[int(meta["peak_frame"])])
+    if isinstance(meta.get("boxes"), dict):  # per-frame boxes keyed by frame number
+        meta["boxes"] = {str(int(idx[int(k)])): v for k, v in meta["boxes"].items() if str(k).isdigit()
+                         and int(k) <= last}
+    return Event(sample_id=e.sample_id, score=float(e.score), start=float(times[a]), end=float(times[b]),
+                 start_frame=int(idx[a]), end_frame=int(idx[b]), box=e.box, reason=e.reason, meta=meta)

@@ -21,9 +21,11 @@ import numpy as np
 
 from oddeye.core.errors import OddeyeError
 from oddeye.core.head import RunContext
-from oddeye.core.types import Event, Result, events_from_scores
+from oddeye.core.types import Result, events_from_scores
 from oddeye.live.config import SourceSpec
-from oddeye.live.events import EventTracker, LiveEvent
+from oddeye.live.events import EventTracker, LiveEvent, to_stream_event
+from oddeye.live.memory import cap_malloc_arenas
+from oddeye.live.retry import RetryingStore
 from oddeye.live.sources import Chunk, FolderPoller, VideoFeed
 
 MERGE_GAP = 3  # frames: parts of an event this close are one event, across chunks too
@@ -64,6 +66,7 @@ class LiveSource:
     """One source of `oddeye watch`: loads its model, reads its frames or files, writes its live run."""
 
     def __init__(self, spec: SourceSpec, db: str, *, say: Callable[[str], None] | None = None) -> None:
+        cap_malloc_arenas()
         self.spec, self.db = spec, str(db)
         self.say = say or _echo
         self.stats = Stats()
@@ -81,6 +84,7 @@ class LiveSource:
         self._announced: set[str] = set()  # keys of the open events (said, counted, with a thumbnail)
         self._failing = False  # the last chunk could not be scored
         self.failed: str | None = None  # why the source could not run at all
+        self._stop: StopFlag | None = None  # run() gives the watcher's
 
     def _log(self, line: str) -> None:
         self.say(f"{time.strftime('%H:%M:%S')} {self.spec.name}: {line}")
@@ -94,7 +98,7 @@ class LiveSource:
         if self.run_id is not None:
             return self.run_id
         self.head = load_head(self.spec.model)
-        self.store = open_store(self.db)
+        self.store = RetryingStore(open_store(self.db), self._stopping, self._store_note)
         before = {r["id"] for r in self.store.live_runs("open") if r["source"] == self.spec.name}
         self.run_id = self.store.open_live_run(self.spec.name, head=self.head.name, model=self.spec.model,
                                                source_kind=self.spec.kind)
@@ -127,6 +131,7 @@ class LiveSource:
     # -- running ------------------------------------------------------------------------------------------------
     def run(self, stop: StopFlag) -> Stats:
         """Score the source until `stop` is set (or a file without loop ends), then close its run; the stats."""
+        self._stop = stop
         self.open()
         try:
             if self.spec.kind == "folder":
@@ -136,6 +141,14 @@ class LiveSource:
         finally:
             self.close()
         return self.stats
+
+    def _stopping(self) -> bool:
+        return self._stop is not None and self._stop.is_set()
+
+    def _store_note(self, what: str, detail: str) -> None:
+        """Log a store outage the source rode out, in the store (it answers again) and on the console."""
+        self._log(f"{what}: {detail}")
+        self.store.log_live(self.run_id, what, detail)
 
     def _error(self, what: str, message: str) -> None:
         """Count an error; log it to the store and the console the first time this message is seen."""
@@ -254,7 +267,7 @@ class LiveSource:
                                         times=series["frame_times"], frame_indices=series["frame_indices"],
                                         min_length=2, merge_gap=MERGE_GAP)
         else:
-            events = [_to_stream(e, idx, times) for e in result.events if e.start_frame is not None]
+            events = [to_stream_event(e, idx, times) for e in result.events if e.start_frame is not None]
         for ev in self._tracker.update(events, first, int(chunk.indices[-1]), float(chunk.times[0])):
             if ev.key not in self._announced:
                 self._thumbnail(ev, data, idx)
@@ -373,17 +386,3 @@ class LiveSource:
                               lag_s=self.stats.lag_s, dropped_frames=feed.queue.dropped_frames if feed else 0,
                               reconnects=feed.reconnects if feed else 0, last_event=self.stats.last_event,
                               frames=self.stats.frames, items=self.stats.items, errors=self.stats.errors)
-
-
-def _to_stream(e: Event, idx: np.ndarray, times: np.ndarray) -> Event:
-    """An event of the scored array (frame numbers = positions in it) in stream frame numbers and times."""
-    last = len(idx) - 1
-    a, b = min(max(int(e.start_frame), 0), last), min(max(int(e.end_frame if e.end_frame is not None else a), 0), last)
-    meta = dict(e.meta)
-    if isinstance(meta.get("peak_frame"), (int, np.integer)) and 0 <= meta["peak_frame"] <= last:
-        meta["peak_frame"] = int(idx[int(meta["peak_frame"])])
-    if isinstance(meta.get("boxes"), dict):  # per-frame boxes keyed by frame number
-        meta["boxes"] = {str(int(idx[int(k)])): v for k, v in meta["boxes"].items() if str(k).isdigit()
-                         and int(k) <= last}
-    return Event(sample_id=e.sample_id, score=float(e.score), start=float(times[a]), end=float(times[b]),
-                 start_frame=int(idx[a]), end_frame=int(idx[b]), box=e.box, reason=e.reason, meta=meta)

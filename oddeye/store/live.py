@@ -32,7 +32,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from oddeye import __version__
-from oddeye.core.errors import InputError
+from oddeye.core.errors import InputError, StoreUnavailable
 from oddeye.core.types import Result, to_jsonable
 from oddeye.store import engine as eng
 from oddeye.store.convert import SERIES, _artefact_rows, _finite, absolute_text, pack, unpack
@@ -87,7 +87,8 @@ class LiveStore:
             with self._session(write=True) as s, s.begin():  # type: ignore[attr-defined]
                 yield s
         except OperationalError as e:
-            raise eng.connect_error(self.url, e) from None
+            err = eng.connect_error(self.url, e)
+            raise StoreUnavailable(err.message, err.hint) from None
 
     def _lock(self, s: Session, *name: object) -> None:
         """Serialise writers of `name` until the transaction ends (PostgreSQL; SQLite writers are serial already)."""
