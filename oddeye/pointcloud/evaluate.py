@@ -1,4 +1,5 @@
-"""Evaluation of the point-cloud head: bunny-defects (ours, on real scans) and the public 3D-AD layouts."""
+"""Evaluation of the point-cloud head: scan-defects and bunny-defects (our defects on real scans) and the public
+3D-AD layouts."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ import numpy as np
 from oddeye.core.head import RunContext
 from oddeye.core.metrics import aupro, auroc, pixel_auroc
 from oddeye.core.types import AnomalyMap, Result, Score
-from oddeye.pointcloud.bunny import FOLDS, TestCloud, load_scans, make_bunny_defects
+from oddeye.pointcloud.bunny import FOLDS, bunny_scans
+from oddeye.pointcloud.scans import ScanSet, TestCloud, load_scans, make_scan_defects
 from oddeye.pointcloud.datasets import load_pc_dataset
 from oddeye.pointcloud.defects import KINDS
 from oddeye.pointcloud.head import PointCloudHead
@@ -34,6 +36,16 @@ def eval_bunny(root: str | Path, make_head: HeadFactory, *, folds: int = len(FOL
                out: Path | None = None, progress: bool = True, validation: bool = False) -> tuple[dict[str, Any], Result]:
     """bunny-defects: per fold fit on 8 registered scans, score 2 held-out scans clean + each defect kind
     (validation=True: each fold's validation split, 6 of its training scans vs 2 others, no test scan).
+    The metrics and Result of eval_scans."""
+    return eval_scans(bunny_scans(root), make_head, folds=folds, variants=variants, seed=seed, out=out,
+                      progress=progress, validation=validation, dataset="bunny-defects")
+
+
+def eval_scans(scan_set: ScanSet, make_head: HeadFactory, *, folds: int | None = None, variants: int = 2,
+               seed: int = 0, out: Path | None = None, progress: bool = True, validation: bool = False,
+               dataset: str = "scan-defects") -> tuple[dict[str, Any], Result]:
+    """scan-defects on any scanned object: per fold fit on the registered scans it does not hold out, score the
+    held-out ones clean + each defect kind (the first `folds` folds; None: all).
 
     Returns metrics (object/point AUROC per kind and their means over kinds; object AUROC of the clean clouds
     against the defects of each size bin, all kinds together: `object_auroc_size_0.01_0.02` ...; points/s of
@@ -41,14 +53,16 @@ def eval_bunny(root: str | Path, make_head: HeadFactory, *, folds: int = len(FOL
     """
     from tqdm.auto import tqdm
 
-    scans = load_scans(root)
+    folds = len(scan_set.folds) if folds is None else min(folds, len(scan_set.folds))
+    scans = load_scans(scan_set)
     tests: list[TestCloud] = []
     scored: dict[str, Any] = {}
-    result = Result(head="pointcloud", meta={"dataset": "bunny-defects", "folds": folds, "variants": variants})
+    result = Result(head="pointcloud", meta={"dataset": dataset, "folds": folds, "variants": variants,
+                                             "scans": list(scan_set.names), "held_out": [list(f) for f in scan_set.folds]})
     n_pts, t_score, t_fit = 0, 0.0, 0.0
-    for f in tqdm(range(folds), desc="bunny folds", disable=not progress):
-        train, fold_tests = make_bunny_defects(root, fold=f, seed=seed, variants=variants, scans=scans,
-                                                 validation=validation)
+    for f in tqdm(range(folds), desc=f"{dataset} folds", disable=not progress):
+        train, fold_tests = make_scan_defects(scan_set, fold=f, seed=seed, variants=variants, scans=scans,
+                                              validation=validation)
         t0 = time.perf_counter()
         head = make_head().fit(list(train.values()), ctx=QUIET)
         t_fit += time.perf_counter() - t0
