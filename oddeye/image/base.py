@@ -11,8 +11,9 @@ import torch
 
 from oddeye.core.head import RunContext, context, read_manifest, write_manifest
 from oddeye.core.types import Result
-from oddeye.image.common import (ImageItem, apply_gain, as_items, batches, build_result, calibrate, check_nonempty,
-                                 extractor_from_config, progress, split_calibration, to_pixel_map)
+from oddeye.image.common import (ImageItem, apply_gain, as_items, augment_views, batches, build_result, calibrate,
+                                 check_nonempty, extractor_from_config, progress, split_calibration, to_pixel_map,
+                                 view_of)
 from oddeye.image.config import FeatureMapConfig, ImageConfig, config_from_manifest
 
 FORMAT_VERSION = 2  # 2: the settings under "config"; 1 (still read): at the manifest's top level
@@ -71,6 +72,7 @@ class FeatureMapHead(ImageHead):
         self.threshold: float | None = None
         self.pixel_threshold: float | None = None
         self.n_train = 0
+        self._views: tuple[str, ...] = ("",)  # set by fit (config.augment)
 
     # ---- to be provided by a head ---------------------------------------------------------------------
     def _fit_passes(self, passes: Iterator[torch.Tensor]) -> None:
@@ -110,16 +112,23 @@ class FeatureMapHead(ImageHead):
                                           borderType=cv2.BORDER_REFLECT) for m in pmap])
 
     def extract(self, items: list[ImageItem], desc: str = "features", gain: float = 1.0,
-                show: bool = True) -> torch.Tensor:
-        """Patch features (N, D, h, w) of all items (brightened by `gain`), in batches with a progress bar."""
+                show: bool = True, view: str = "") -> torch.Tensor:
+        """Patch features (N, D, h, w) of all items (brightened by `gain`, flipped / turned as `view` says), in
+        batches with a progress bar."""
         bs = self.config.batch_size
-        out = [self.extractor.extract([apply_gain(im, gain) for im in imgs])
+        out = [self.extractor.extract([view_of(apply_gain(im, gain), view) for im in imgs])
                for _, imgs in progress(batches(items, bs), -(-len(items) // bs), desc, show)]
         return torch.cat(out, dim=0)
 
+    def n_passes(self) -> int:
+        """How many feature passes over the training images a fit makes: views, then exposure gains."""
+        return len(self._views) + len(getattr(self.config, "exposure_gains", ()))
+
     def training_passes(self, items: list[ImageItem], show: bool = True) -> Iterator[torch.Tensor]:
-        """Features (N, D, h, w) of the training images, then of their copies at each exposure gain, one pass each."""
-        yield self.extract(items, desc=f"{self.name} fit", show=show)
+        """Features (N, D, h, w) of the training images, of their flipped / turned views (config.augment), then of
+        their copies at each exposure gain, one pass each."""
+        for v in self._views:
+            yield self.extract(items, desc=f"{self.name} fit" + (f", view {v}" if v else ""), show=show, view=v)
         for g in self.config.exposure_gains:
             yield self.extract(items, desc=f"{self.name} fit, gain {g:g}", gain=g, show=show)
 
@@ -133,6 +142,7 @@ class FeatureMapHead(ImageHead):
         ctx = context(ctx)
         items = as_items(samples)[: ctx.shots]
         check_nonempty(items)
+        self._views = augment_views(getattr(self.config, "augment", "none"), ctx.shots)
         train, calib = split_calibration(items, seed=self.config.seed)
         self._fit_passes(self.training_passes(train, show=ctx.progress))
         self.n_train = len(train)

@@ -132,6 +132,27 @@ def apply_gain(image: np.ndarray, gain: float) -> np.ndarray:
     return cv2.LUT(np.ascontiguousarray(image, dtype=np.uint8), lut)
 
 
+VIEWS = {"none": ("",), "flips": ("", "h", "v", "hv"), "dihedral": ("", "h", "v", "hv", "t", "th", "tv", "thv")}
+FEW_SHOTS = 16  # `augment: auto` turns dihedral on for fits on at most this many shots
+
+
+def view_of(image: np.ndarray, view: str) -> np.ndarray:
+    """An image (H, W[, C]) flipped left-right (h), upside down (v) and/or transposed (t, first), as `view` says."""
+    out = image.swapaxes(0, 1) if "t" in view else image
+    if "h" in view:
+        out = out[:, ::-1]
+    if "v" in view:
+        out = out[::-1]
+    return np.ascontiguousarray(out)
+
+
+def augment_views(augment: str, shots: int | None) -> tuple[str, ...]:
+    """The views a fit learns from (the identity "" first): `augment`, with auto = dihedral for few shots."""
+    if augment == "auto":
+        augment = "dihedral" if shots is not None and shots <= FEW_SHOTS else "none"
+    return VIEWS[augment]
+
+
 def check_gains(gains: Sequence[float] | str | None) -> tuple[float, ...]:
     """Exposure gains ("1.3,1.6" or a sequence) checked as FeatureMapConfig.exposure_gains: (0, 10], without 1
     and repeats."""

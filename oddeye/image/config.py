@@ -67,6 +67,9 @@ class FeatureMapConfig(ImageConfig):
     score_sigma: float = param(1.0, ge=0, doc="smooth patch scores over this many patches before the image max")
     exposure_gains: tuple[float, ...] = param((), gt=0, le=10, doc="also learn from every normal image with its "
                                                                   "intensities times each gain (1 and repeats dropped)")
+    augment: str = param("auto", choices=("auto", "none", "flips", "dihedral"), doc=(
+        "also learn from flipped / turned copies of every normal image: flips (3 more), dihedral (7 more: flips, "
+        "transposes); auto: dihedral when fitting on few shots (fit with shots <= 16), else none"))
 
     def __post_init__(self) -> None:
         super().__post_init__()

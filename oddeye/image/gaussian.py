@@ -117,7 +117,7 @@ class GaussianHead(FeatureMapHead):
         share of a seeded 200,000-patch sample."""
         stats, pooled, grid = MomentSums(), [], (0, 0)
         local = self.config.mode == "local"
-        share = max(1, GLOBAL_SAMPLE // (1 + len(self.config.exposure_gains)))
+        share = max(1, GLOBAL_SAMPLE // self.n_passes())
         g = torch.Generator().manual_seed(self.config.seed)
         for feats in passes:
             n, d, h, w = feats.shape

@@ -60,7 +60,7 @@ class PatchCoreHead(FeatureMapHead):
                 self.conditioned.add(self.with_position(feats), image_descriptors(feats, c.border))
             return
         # each exposure pass gives its share of the random pool and is dropped: one pass in memory at a time
-        share = c.max_pool and max(1, c.max_pool // (1 + len(c.exposure_gains)))
+        share = c.max_pool and max(1, c.max_pool // self.n_passes())
         rng = np.random.default_rng(c.seed)
         parts, n = [], 0
         for feats in passes:
