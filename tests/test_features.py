@@ -8,7 +8,7 @@ import torch
 
 from oddeye.core.errors import InputError, MissingWeightsError, ModelError
 from oddeye.retrieval.features import build_extractor
-from oddeye.retrieval.features_lite0 import EfficientNetLite0, fold_batchnorm, lite0_weights_path, load_lite0
+from oddeye.retrieval.features_lite import EfficientNetLite, fold_batchnorm, load_lite, weights_path
 
 
 @pytest.fixture(scope="module")
@@ -17,8 +17,8 @@ def ext():
 
 
 def test_lite0_weights_load_strictly():
-    sd = torch.load(lite0_weights_path(), map_location="cpu", weights_only=True)
-    model = load_lite0()
+    sd = torch.load(weights_path("lite0"), map_location="cpu", weights_only=True)
+    model = load_lite("lite0")
     assert set(model.state_dict()) == set(sd)
     assert torch.equal(model._blocks[3]._depthwise_conv.weight, sd["_blocks.3._depthwise_conv.weight"])
     assert model._blocks[3]._depthwise_conv.kernel_size == (5, 5)
@@ -29,25 +29,25 @@ def test_lite0_weights_load_strictly():
 def test_batchnorm_folding_is_exact():
     x = torch.randn(2, 3, 64, 64)
     with torch.inference_mode():
-        ref = load_lite0().features(x, (4, 10))
-        fused = fold_batchnorm(load_lite0()).features(x, (4, 10))
+        ref = load_lite("lite0").features(x, (4, 10))
+        fused = fold_batchnorm(load_lite("lite0")).features(x, (4, 10))
     for a, b in zip(ref, fused):
         assert torch.allclose(a, b, atol=1e-4 * float(a.abs().max()))
 
 
 def test_lite0_bad_weight_files(tmp_path):
     with pytest.raises(MissingWeightsError, match="not found"):
-        load_lite0(tmp_path / "nope.pth")
+        load_lite("lite0", tmp_path / "nope.pth")
     bad = tmp_path / "bad.pth"
     bad.write_bytes(b"not a checkpoint")
     with pytest.raises(ModelError, match="bad.pth"):
-        load_lite0(bad)
+        load_lite("lite0", bad)
     partial = tmp_path / "partial.pth"
-    sd = EfficientNetLite0().state_dict()
+    sd = EfficientNetLite("lite0").state_dict()
     sd.pop("_fc.bias")
     torch.save(sd, partial)
     with pytest.raises(ModelError, match="not an EfficientNet-Lite0"):
-        load_lite0(partial)
+        load_lite("lite0", partial)
 
 
 def test_extract_shapes_and_attributes(ext):

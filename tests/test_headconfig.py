@@ -54,3 +54,12 @@ def test_build_applies_overrides_and_refuses_another_config_type():
     with pytest.raises(ConfigError, match="Outer.kk"):
         Outer().replace(kk=1)
     assert given(a=None, b=0, c=False) == {"b": 0, "c": False}
+
+
+def test_a_config_error_survives_pickling():
+    import pickle
+
+    from oddeye.core.errors import ConfigError
+
+    e = pickle.loads(pickle.dumps(ConfigError("PatchCoreConfig.k", "must be >= 1, got 0", "pass k >= 1")))
+    assert (e.field, e.message, e.hint) == ("PatchCoreConfig.k", "PatchCoreConfig.k: must be >= 1, got 0", "pass k >= 1")

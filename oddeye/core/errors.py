@@ -106,3 +106,7 @@ class ConfigError(InputError):
         self.field = field
         self.detail = message
         super().__init__(f"{field}: {message}", hint)
+
+    def __reduce__(self) -> tuple[type, tuple[str, str, str | None]]:
+        """Pickle with the constructor's arguments (Ray sends errors between processes)."""
+        return (type(self), (self.field, self.detail, self.hint))

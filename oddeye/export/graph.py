@@ -166,5 +166,5 @@ def to_onnx(module: nn.Module, example: Sequence[torch.Tensor], path: Path, inpu
                               do_constant_folding=False)  # folding would store sliced copies of constants
     except Exception as e:  # noqa: BLE001 - the exporter raises many types
         raise ModelError(f"could not export {type(module).__name__} to ONNX ({type(e).__name__}: {str(e)[:300]})",
-                         "the efficientnet-lite0 backbone exports; report other backbones that fail") from None
+                         "the efficientnet-lite0/1/2 backbones export; report other backbones that fail") from None
     return path

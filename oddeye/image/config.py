@@ -23,8 +23,8 @@ LEGACY_MISSING: dict[str, Any] = {"score_sigma": 0.0, "retrieve_patches": 0, "ma
 class ExtractorConfig(HeadConfig):
     """The patch feature extractor (oddeye.retrieval.features.build_extractor) a model is fitted with."""
 
-    name: str = param("efficientnet-lite0", doc="backbone: efficientnet-lite0 | hf:<folder or hub id> | "
-                                                "torchscript:<file.pt>")
+    name: str = param("efficientnet-lite0", doc="backbone: efficientnet-lite0 | efficientnet-lite1 | "
+                                                "efficientnet-lite2 | hf:<folder or hub id> | torchscript:<file.pt>")
     image_size: int = param(256, ge=32, doc="images are resized to this square size (px)")
     layers: tuple[int, ...] | None = param(None, ge=0, doc="backbone blocks to use (None: the backbone's default)")
     target_dim: int | None = param(None, ge=1, doc="pool features to this many channels (None: keep)")
@@ -32,11 +32,11 @@ class ExtractorConfig(HeadConfig):
     intensity: str = param("raw", doc="raw | standardize (per-image mean/std: ignore exposure differences)")
     bf16: bool | str | None = param("auto", choices=("auto", True, False),
                                     doc="bfloat16 autocast ('auto': where the device runs it natively)")
-    channels_last: bool | None = param(True, doc="Lite0: channels-last memory layout")
+    channels_last: bool | None = param(True, doc="Lite backbones: channels-last memory layout")
     normalize: str | None = param(None, choices=("lite", "imagenet"), doc="input normalisation (None: the backbone's)")
-    weights: str | None = param(None, doc="Lite0: weights file (None: the installed package or the oddeye cache)")
-    compile: bool = param(False, doc="Lite0: torch.compile the backbone (10-40 s once per process)")
-    runtime: str = param("auto", doc="Lite0 on CPU: auto | onnx | torch")
+    weights: str | None = param(None, doc="Lite backbones: weights file (None: the installed package or the oddeye cache)")
+    compile: bool = param(False, doc="Lite backbones: torch.compile the backbone (10-40 s once per process)")
+    runtime: str = param("auto", doc="Lite backbones on CPU: auto | onnx | torch")
 
     def __post_init__(self) -> None:
         super().__post_init__()

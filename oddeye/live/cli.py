@@ -19,6 +19,7 @@ from typer.core import TyperGroup
 from oddeye.core.errors import InputError
 from oddeye.live.bench import bench_live
 from oddeye.live.config import KINDS, SourceSpec
+from oddeye.scale.runtime import RayOpt
 
 DEFAULT_DB = "oddeye-live/store.db"
 DB_HELP = "The review store: a SQLite file or a postgresql://user:pass@host:5432/db URL."
@@ -35,6 +36,8 @@ a watcher killed and started again resumes its runs without doubles. Format and 
   oddeye watch --model models/rules --source 0              webcam 0
   oddeye watch --model models/rules --source demo.mp4 --loop --seconds 30
   oddeye watch --model models/patchcore --source incoming/ --glob '*.png'
+  oddeye watch watch.yaml --ray                             one Ray actor per source, on this machine's cores
+  oddeye watch watch.yaml --ray auto --db postgresql://...  on the Ray cluster (`ray start --head`)
   oddeye watch status --db oddeye-live/store.db             health of every source
   oddeye ui --db oddeye-live/store.db                       the Live page shows sources and events
 """
@@ -95,6 +98,9 @@ def watch_sources(
                                                               "oddeye-live).")] = None,
     seconds: Annotated[Optional[float], typer.Option("--seconds", help="Stop after this many seconds "
                                                                        "(default: run until stopped).")] = None,
+    ray: RayOpt = None,
+    cpus_per_source: Annotated[float, typer.Option("--cpus-per-source", help=(
+        "With --ray: CPUs Ray reserves for each source's actor (its torch/OpenCV threads too)."))] = 1.0,
 ) -> dict[str, Any] | None:
     """Watch the sources of a config file, or one source, until stopped; prints a JSON summary as the last line."""
     if ctx is not None and ctx.invoked_subcommand:
@@ -121,12 +127,29 @@ def watch_sources(
                              "see `oddeye watch --help` for examples")
         cfg = one_source(str(model), source, loop=loop, db=db, **{k: (str(v) if isinstance(v, Path) else v)
                                                                   for k, v in singles.items()})
-    summary = Watcher(cfg, seconds=seconds).run()
+    if ray is None:
+        summary = Watcher(cfg, seconds=seconds).run()
+    else:
+        summary = _watch_on_ray(cfg, ray, seconds, cpus_per_source)
     typer.echo(f"review store: {cfg.db}  (`oddeye watch status --db {cfg.db}`, `oddeye ui --db {cfg.db}`)")
     typer.echo(json.dumps({k: v for k, v in summary.items() if k != "per_source"}))
     if summary["failed"]:
         raise typer.Exit(1)
     return summary
+
+
+def _watch_on_ray(cfg: Any, address: str, seconds: float | None, cpus_per_source: float) -> dict[str, Any]:
+    """Run the Watcher with one Ray actor per source (a local runtime sized so every actor is placed, or the
+    cluster at `address`); a store the actors could not share is refused first."""
+    from oddeye.live.watcher import Watcher
+    from oddeye.scale.live import RaySources, local_cpus
+    from oddeye.scale.runtime import check_store, ray_runtime
+
+    if cpus_per_source <= 0:
+        raise InputError(f"--cpus-per-source must be > 0, got {cpus_per_source:g}")
+    check_store(cfg.db, address)
+    with ray_runtime(address, num_cpus=local_cpus(len(cfg.sources), cpus_per_source)) as ray_mod:
+        return Watcher(cfg, seconds=seconds, runner=RaySources(ray_mod, cpus_per_source=cpus_per_source)).run()
 
 
 def _age(t: dt.datetime | None) -> str:

@@ -7,6 +7,7 @@ the ledger), so a write retried after a lost acknowledgement stores nothing twic
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any, Callable
 
@@ -30,7 +31,22 @@ class RetryingStore:
     def __init__(self, store: Any, stopping: Callable[[], bool], note: Callable[[str, str], None],
                  sleep: Callable[[float], None] = time.sleep) -> None:
         self._store, self._stopping, self._note, self._sleep = store, stopping, note, sleep
+        self._local = threading.local()  # .atomic: inside atomically(), where calls are not retried one by one
         self.outages = 0
+
+    def atomically(self, write: Callable[[], None]) -> None:
+        """Run `write` (calls of this store) as ONE transaction (Store.batch), retried whole while the store is
+        down; `write` must only write (it may run more than once)."""
+
+        def block() -> None:
+            self._local.atomic = True
+            try:
+                with self._store.batch():
+                    write()
+            finally:
+                self._local.atomic = False
+
+        self._retry("atomically", block, (), {})
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self._store, name)
@@ -43,6 +59,8 @@ class RetryingStore:
         return call
 
     def _retry(self, name: str, fn: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
+        if getattr(self._local, "atomic", False):
+            return fn(*args, **kwargs)
         delay, down_since, stop_seen, first_error = FIRST_DELAY_S, None, None, ""
         while True:
             try:

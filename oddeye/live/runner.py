@@ -19,7 +19,7 @@ from typing import Any, Callable, Protocol
 
 import numpy as np
 
-from oddeye.core.errors import OddeyeError
+from oddeye.core.errors import OddeyeError, StoreUnavailable
 from oddeye.core.head import RunContext
 from oddeye.core.types import Result, events_from_scores
 from oddeye.live.config import SourceSpec
@@ -65,9 +65,10 @@ class Stats:
 class LiveSource:
     """One source of `oddeye watch`: loads its model, reads its frames or files, writes its live run."""
 
-    def __init__(self, spec: SourceSpec, db: str, *, say: Callable[[str], None] | None = None) -> None:
+    def __init__(self, spec: SourceSpec, db: str, *, say: Callable[[str], None] | None = None,
+                 device: str | None = None) -> None:
         cap_malloc_arenas()
-        self.spec, self.db = spec, str(db)
+        self.spec, self.db, self.device = spec, str(db), device
         self.say = say or _echo
         self.stats = Stats()
         self.head: Any = None
@@ -97,7 +98,7 @@ class LiveSource:
 
         if self.run_id is not None:
             return self.run_id
-        self.head = load_head(self.spec.model)
+        self.head = load_head(self.spec.model, device=self.device)
         self.store = RetryingStore(open_store(self.db), self._stopping, self._store_note)
         before = {r["id"] for r in self.store.live_runs("open") if r["source"] == self.spec.name}
         self.run_id = self.store.open_live_run(self.spec.name, head=self.head.name, model=self.spec.model,
@@ -268,11 +269,18 @@ class LiveSource:
                                         min_length=2, merge_gap=MERGE_GAP)
         else:
             events = [to_stream_event(e, idx, times) for e in result.events if e.start_frame is not None]
-        for ev in self._tracker.update(events, first, int(chunk.indices[-1]), float(chunk.times[0])):
-            if ev.key not in self._announced:
-                self._thumbnail(ev, data, idx)
-            self._write_event(ev)
-        self.store.append_series(self.run_id, self.spec.name, series)
+        changed = self._tracker.update(events, first, int(chunk.indices[-1]), float(chunk.times[0]))
+
+        def write() -> None:
+            for ev in changed:
+                if ev.key not in self._announced:
+                    self._thumbnail(ev, data, idx)
+                self.store.upsert_event(self.run_id, ev.key, **ev.upsert_args())
+            self.store.append_series(self.run_id, self.spec.name, series)
+
+        self.store.atomically(write)  # the chunk's events and series: one transaction, retried whole
+        for ev in changed:
+            self._note_event(ev)
         self.stats.frames += int(new.sum())
         self.stats.lag_s = time.time() - chunk.arrived
         self.stats.lags.append(self.stats.lag_s)
@@ -294,6 +302,8 @@ class LiveSource:
             path.parent.mkdir(parents=True, exist_ok=True)
             write_image(path, frame)
             self.store.add_artefact(self.run_id, "thumbnail", path, sample_id=self.spec.name)
+        except StoreUnavailable:
+            raise  # the chunk's whole write is retried
         except (OSError, OddeyeError) as e:
             self._error("thumbnail", str(e))
             return
@@ -301,6 +311,11 @@ class LiveSource:
 
     def _write_event(self, ev: LiveEvent) -> None:
         """Upsert an event of the stream and say when one opens or closes."""
+        self.store.upsert_event(self.run_id, ev.key, **ev.upsert_args())
+        self._note_event(ev)
+
+    def _note_event(self, ev: LiveEvent) -> None:
+        """Count a stored event, and say when one opens or closes."""
         new = ev.key not in self._announced
         if new:
             self.stats.events += 1
@@ -308,7 +323,6 @@ class LiveSource:
             self._announced.add(ev.key)
         else:
             self._announced.discard(ev.key)
-        self.store.upsert_event(self.run_id, ev.key, **ev.upsert_args())
         self.stats.last_event = dt.datetime.now(dt.timezone.utc)
         if new or not ev.open:
             state = "open" if ev.open else "closed"

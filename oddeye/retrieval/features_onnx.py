@@ -1,7 +1,7 @@
 """Run a backbone's feature function with ONNX Runtime on CPU.
 
-On CPUs without native bfloat16, PyTorch's eager depthwise convolutions are the bottleneck of EfficientNet-Lite0;
-ONNX Runtime's CPU provider (blocked NCHWc layout, fused conv + activation) runs the same float32 graph
+On CPUs without native bfloat16, PyTorch's eager depthwise convolutions are the bottleneck of the EfficientNet-Lite
+backbones; ONNX Runtime's CPU provider (blocked NCHWc layout, fused conv + activation) runs the same float32 graph
 2-3.5x faster with outputs equal to ~1e-6 relative (measured in docs/image.md). The graph is exported once per
 process, in memory (~1 s), for the input's height and width with a dynamic batch axis.
 """

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+from pathlib import Path
 from typing import Annotated, Any, Iterator
 
 import typer
@@ -80,6 +81,8 @@ def ray_runtime(address: str | None, *, num_cpus: int | None = None) -> Iterator
         if is_local(address):
             ray.init(num_cpus=num_cpus or cpus(), **kwargs)
         else:
+            if (Path.home() / ".ray" / "auth_token").is_file():  # `ray start` (2.5x) made one: the driver must send it
+                os.environ.setdefault("RAY_AUTH_MODE", "token")
             ray.init(address=address, **kwargs)
     except (ConnectionError, RuntimeError, ValueError) as e:
         raise InputError(f"--ray {address}: could not start or join a Ray runtime ({e})",

@@ -18,6 +18,7 @@ health row) holds a transaction-scoped advisory lock on that name, and unique in
 from __future__ import annotations
 
 import datetime as dt
+import threading
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,10 +36,10 @@ from oddeye import __version__
 from oddeye.core.errors import InputError, StoreUnavailable
 from oddeye.core.types import Result, to_jsonable
 from oddeye.store import engine as eng
-from oddeye.store.convert import SERIES, _artefact_rows, _finite, absolute_text, pack, unpack
+from oddeye.store.convert import _artefact_rows, _finite, absolute_text, pack, unpack
 from oddeye.store.models import (ArtefactRow, EventRow, FolderRow, HealthRow, LedgerRow, LiveLogRow, Run, SampleRow,
                                  SeriesChunkRow, utcnow)
-from oddeye.store.rows import insert_result
+from oddeye.store.rows import as_utc, check_chunk, insert_result
 
 STALE_S = 10.0  # a source whose health was not updated for this long (and is not closed) is stale
 THUMBNAIL_NAMES = ("thumbnail", "overlay", "heatmap")  # artefact names preferred as an event's thumbnail
@@ -47,30 +48,9 @@ HEALTH_FIELDS = ("run_id", "state", "fps_in", "fps_scored", "lag_s", "dropped_fr
                  "frames", "items", "errors")
 
 
-def _utc(t: dt.datetime | None) -> dt.datetime | None:
-    """`t` as an aware UTC time (SQLite gives naive times back; naive input is taken as UTC)."""
-    if t is None:
-        return None
-    return t.replace(tzinfo=dt.timezone.utc) if t.tzinfo is None else t.astimezone(dt.timezone.utc)
-
-
 def _meta(key: str) -> Any:
     """SQL expression: the text of runs.meta[key]."""
     return Run.meta[key].as_string()
-
-
-def _chunk(chunk: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """A series chunk checked: known names, frame_scores and frame_indices present, 1-D, equal lengths."""
-    unknown = set(chunk) - set(SERIES)
-    if unknown:
-        raise InputError(f"series chunk has unknown keys {sorted(unknown)}; known: {list(SERIES)}")
-    if not {"frame_scores", "frame_indices"} <= set(chunk):
-        raise InputError("a series chunk needs frame_scores and frame_indices (the stream's frame numbers)")
-    arrays = {k: np.asarray(v) for k, v in chunk.items()}
-    lengths = {k: a.shape for k, a in arrays.items()}
-    if any(a.ndim != 1 for a in arrays.values()) or len({a.shape for a in arrays.values()}) != 1:
-        raise InputError(f"series chunk arrays must be 1-D of one length, got shapes {lengths}")
-    return arrays
 
 
 class LiveStore:
@@ -81,8 +61,28 @@ class LiveStore:
     is_sqlite: bool
 
     @contextmanager
+    def batch(self) -> Iterator[LiveStore]:
+        """This thread's live writes in ONE transaction until the block ends (one commit, one round of lock waits;
+        an error rolls all of them back); nested blocks join the outer one, other threads are unaffected."""
+        local = self.__dict__.setdefault("_batches", threading.local())
+        if getattr(local, "session", None) is not None:
+            yield self
+            return
+        with self._tx() as s:
+            local.session = s
+            try:
+                yield self
+            finally:
+                local.session = None
+
+    @contextmanager
     def _tx(self) -> Iterator[Session]:
-        """One short write transaction; a database that cannot be reached raises StoreError naming it."""
+        """One short write transaction (or this thread's open batch); a database that cannot be reached raises
+        StoreUnavailable naming it."""
+        open_batch = getattr(self.__dict__.get("_batches"), "session", None)
+        if open_batch is not None:
+            yield open_batch
+            return
         try:
             with self._session(write=True) as s, s.begin():  # type: ignore[attr-defined]
                 yield s
@@ -188,7 +188,7 @@ class LiveStore:
         """Append a chunk of a stream's series (frame_scores, frame_indices[, frame_times]; (T,) each) to sample
         `sample_id` of the run (created on first call); a chunk whose first frame is stored already is a no-op.
         Returns the sample pk."""
-        arrays = _chunk(chunk)
+        arrays = check_chunk(chunk)
         with self._tx() as s:
             self._live_run(s, run_id)
             pk = self._sample_pk(s, run_id, str(sample_id))
@@ -293,7 +293,7 @@ class LiveStore:
         q = select(LedgerRow.item, LedgerRow.status, LedgerRow.message, LedgerRow.at).where(LedgerRow.run_id == run_id)
         with self.engine.connect() as c:  # type: ignore[attr-defined]
             rows = [dict(r) for r in c.execute(q.order_by(LedgerRow.id)).mappings()]
-        return [{**r, "at": _utc(r["at"])} for r in rows]
+        return [{**r, "at": as_utc(r["at"])} for r in rows]
 
     def record_live_error(self, run_id: int, item: str, message: str) -> None:
         """Record that folder item `item` could not be scored: a ledger row "error" (unless it has one) and a log row."""
@@ -334,7 +334,7 @@ class LiveStore:
         q = (select(LiveLogRow.id, LiveLogRow.at, LiveLogRow.what, LiveLogRow.detail)
              .where(LiveLogRow.run_id == run_id).order_by(LiveLogRow.id.desc()).limit(limit))
         with self.engine.connect() as c:  # type: ignore[attr-defined]
-            return [dict(id=i, time=_utc(at), what=what, detail=detail) for i, at, what, detail in c.execute(q)]
+            return [dict(id=i, time=as_utc(at), what=what, detail=detail) for i, at, what, detail in c.execute(q)]
 
     def set_health(self, source: str, *, run_id: int, state: str, fps_in: float, fps_scored: float, lag_s: float,
                    dropped_frames: int, reconnects: int, last_event: dt.datetime | None, frames: int, items: int,
@@ -342,7 +342,7 @@ class LiveStore:
         """Write the health of `source` (one row per source, replaced; `updated` = now). Naive times are UTC."""
         values = dict(run_id=int(run_id), state=str(state), fps_in=float(fps_in), fps_scored=float(fps_scored),
                       lag_s=float(lag_s), dropped_frames=int(dropped_frames), reconnects=int(reconnects),
-                      last_event=_utc(last_event), frames=int(frames), items=int(items), errors=int(errors),
+                      last_event=as_utc(last_event), frames=int(frames), items=int(items), errors=int(errors),
                       updated=utcnow())
         with self._tx() as s:
             self._lock(s, "health", source)
@@ -358,7 +358,7 @@ class LiveStore:
             rows = [dict(r) for r in c.execute(select(*cols).order_by(HealthRow.source)).mappings()]
         now = utcnow()
         for r in rows:
-            r.update(last_event=_utc(r["last_event"]), updated=_utc(r["updated"]))
+            r.update(last_event=as_utc(r["last_event"]), updated=as_utc(r["updated"]))
             r["stale"] = r["state"] != "closed" and (now - r["updated"]).total_seconds() > STALE_S
         return rows
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import numpy as np
 from sqlalchemy import insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from oddeye.core.errors import InputError
 from oddeye.core.types import Result
-from oddeye.store.convert import attached_rows, sample_rows, unpack
+from oddeye.store.convert import SERIES, attached_rows, sample_rows, unpack
 from oddeye.store.models import ArtefactRow, EventRow, FolderRow, MapRow, SampleRow, SeriesChunkRow, SeriesRow
 
 
@@ -39,3 +42,24 @@ def chunked_series(s: Session, sample_pk: int) -> dict[str, np.ndarray]:
     for name, data, dtype, length in rows:
         parts.setdefault(name, []).append(unpack(data, dtype, length))
     return {name: np.concatenate(p) for name, p in parts.items()}
+
+
+def as_utc(t: dt.datetime | None) -> dt.datetime | None:
+    """`t` as an aware UTC time (SQLite gives naive times back; naive input is taken as UTC)."""
+    if t is None:
+        return None
+    return t.replace(tzinfo=dt.timezone.utc) if t.tzinfo is None else t.astimezone(dt.timezone.utc)
+
+
+def check_chunk(chunk: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """A series chunk checked: known names, frame_scores and frame_indices present, 1-D, equal lengths."""
+    unknown = set(chunk) - set(SERIES)
+    if unknown:
+        raise InputError(f"series chunk has unknown keys {sorted(unknown)}; known: {list(SERIES)}")
+    if not {"frame_scores", "frame_indices"} <= set(chunk):
+        raise InputError("a series chunk needs frame_scores and frame_indices (the stream's frame numbers)")
+    arrays = {k: np.asarray(v) for k, v in chunk.items()}
+    lengths = {k: a.shape for k, a in arrays.items()}
+    if any(a.ndim != 1 for a in arrays.values()) or len({a.shape for a in arrays.values()}) != 1:
+        raise InputError(f"series chunk arrays must be 1-D of one length, got shapes {lengths}")
+    return arrays
