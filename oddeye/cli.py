@@ -13,6 +13,7 @@ from oddeye.core.errors import OddeyeError
 # Each of these modules defines `register(cli: CliGroups) -> None` and adds its commands.
 PLUGINS = (
     "oddeye.core.cli",
+    "oddeye.core.modelinfo",
     "oddeye.retrieval.cli",
     "oddeye.patrol.cli",
     "oddeye.image.cli",
@@ -21,6 +22,7 @@ PLUGINS = (
     "oddeye.pointcloud.cli",
     "oddeye.export.cli",
     "oddeye.live.cli",
+    "oddeye.scale.cli",
     "oddeye.ui.cli",
 )
 

@@ -105,7 +105,8 @@ def test_bf16_auto_only_where_native():
     from oddeye.retrieval.features import bf16_is_fast, resolve_bf16
 
     assert resolve_bf16(False) is False and resolve_bf16(None) is False
-    assert resolve_bf16("auto") is bf16_is_fast("cpu")
+    assert resolve_bf16("auto") is False, "on CPU, auto is float32 (ONNX Runtime), even where bf16 is native"
+    assert resolve_bf16("auto", "cuda") is bf16_is_fast("cuda")
     if not bf16_is_fast("cpu"):
         with pytest.warns(RuntimeWarning, match="no native bfloat16"):
             assert resolve_bf16(True) is False

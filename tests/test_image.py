@@ -244,12 +244,13 @@ def test_cli_fit_no_bf16_fits_in_float32_on_any_cpu(tmp_path, monkeypatch):
 
     monkeypatch.setattr(features, "bf16_is_fast", lambda device="cpu": True)  # a CPU with native bf16
     cat = _mvtec_tree(tmp_path / "mvtec", np.random.default_rng(2))
-    for flag, want in (([], True), (["--no-bf16"], False)):
-        out = tmp_path / f"model{len(flag)}"
+    for i, (flag, want, stored) in enumerate((([], False, "auto"), (["--bf16"], True, True),
+                                               (["--no-bf16"], False, False))):
+        out = tmp_path / f"model{i}"
         assert main(["fit", "image", "--train", str(cat / "train" / "good"), "--out", str(out),
                      "--image-size", "64", "--coreset", "0.2", *flag]) == 0
         doc = json.loads((out / "oddeye_model.json").read_text())
-        assert doc["fit_bf16"] is want and doc["config"]["extractor"]["bf16"] == ("auto" if not flag else False)
+        assert doc["fit_bf16"] is want and doc["config"]["extractor"]["bf16"] == stored
 
 
 def test_cli_score_compile_flag(tmp_path, monkeypatch):
@@ -321,9 +322,9 @@ def test_load_scores_in_the_precision_the_model_was_fitted_with(data, tmp_path, 
     head.save(tmp_path / "m")
     doc = json.loads((tmp_path / "m" / "oddeye_model.json").read_text())
     assert doc["fit_bf16"] is False and doc["config"]["extractor"]["bf16"] == "auto"
-    # on a device with native bf16, 'auto' would switch bf16 on; the model keeps the float32 it was fitted in
+    # on a device with native bf16, asked-for bf16 is on; the model keeps the float32 it was fitted in
     monkeypatch.setattr(features, "bf16_is_fast", lambda device="cpu": True)
-    assert features.build_extractor(**EXT).backbone.bf16 is True
+    assert features.build_extractor(**{**EXT, "bf16": True}).backbone.bf16 is True
     assert PatchCoreHead.load(tmp_path / "m").extractor.backbone.bf16 is False
     # a bf16-fitted model on a device without bf16 runs float32 and says what that costs
     monkeypatch.setattr(features, "bf16_is_fast", lambda device="cpu": False)

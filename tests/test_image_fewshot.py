@@ -47,3 +47,26 @@ def test_a_few_shot_fit_learns_the_views_of_its_shots(head):
     assert np.all(s_auto < 0.7 * s_plain), (s_auto, s_plain)
     same = [_striped(s + 20) for s in range(2)]  # the shots' own side still scores as low as before
     assert np.all(auto.score(same, ctx=ctx).sample_scores() <= 1.2 * plain.score(same, ctx=ctx).sample_scores())
+
+
+def test_fit_image_shots_from_the_command_line(tmp_path):
+    from oddeye.cli import main
+    from oddeye.core.head import load_head
+    from oddeye.core.imageio import write_image
+
+    train = tmp_path / "train"
+    for s in range(4):
+        write_image(train / f"{s}.png", _striped(s))
+    turned = [view_of(_striped(10), "thv")]
+    scores = {}
+    for name, extra in (("auto", []), ("none", ["--augment", "none"])):
+        out = tmp_path / name
+        assert main(["fit", "image", "--train", str(train), "--out", str(out), "--shots", "2", "--image-size", "64",
+                     "--coreset", "1.0", *extra]) == 0
+        model = load_head(out)
+        assert model.n_train == 2 and model.config.augment == name
+        scores[name] = model.score(turned, ctx=RunContext(progress=False, keep_maps=False)).sample_scores()[0]
+    assert scores["auto"] < 0.7 * scores["none"]
+    assert main(["fit", "image", "--train", str(train), "--out", str(tmp_path / "x"), "--shots", "2", "--auto"]) == 2
+    assert main(["fit", "image", "--head", "zero-shot", "--train", str(train), "--out", str(tmp_path / "z"),
+                 "--augment", "flips"]) == 2

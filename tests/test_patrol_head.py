@@ -222,22 +222,29 @@ def test_cli_fit_score(route_dirs, tmp_path, capsys) -> None:
     assert "query run not found" in capsys.readouterr().err
 
 
-def test_eval_cli_on_a_tiny_deeppcb_layout(tmp_path, capsys) -> None:
-    from oddeye.cli import main
+def deeppcb_layout(root, n: int = 2):
+    """A tiny DeepPCB layout under `root`: `n` generated template/test pairs with their boxes; returns root."""
     from oddeye.core.imageio import write_image
 
-    g = tmp_path / "PCBData" / "group00001"
+    g = root / "PCBData" / "group00001"
     (g / "00001").mkdir(parents=True)
     (g / "00001_not").mkdir()
     lines = []
-    for i in range(2):
+    for i in range(n):
         p = synth.make_pair(seed=i, size=(160, 160), n_changes=2)
         write_image(g / "00001" / f"0000100{i}_temp.jpg", p.reference)
         write_image(g / "00001" / f"0000100{i}_test.jpg", p.query)
         (g / "00001_not" / f"0000100{i}.txt").write_text(
             "".join(f"{int(b[0])} {int(b[1])} {int(b[2])} {int(b[3])} 1\n" for b in p.boxes))
         lines.append(f"group00001/00001/0000100{i}.jpg group00001/00001_not/0000100{i}.txt")
-    (tmp_path / "PCBData" / "test.txt").write_text("\n".join(lines) + "\n")
+    (root / "PCBData" / "test.txt").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def test_eval_cli_on_a_tiny_deeppcb_layout(tmp_path, capsys) -> None:
+    from oddeye.cli import main
+
+    deeppcb_layout(tmp_path)
     rc = main(["eval", "patrol", "--root", str(tmp_path), "--warp", "--no-features", "--threads", "1",
                "--out", str(tmp_path / "o")])
     assert rc == 0

@@ -85,3 +85,16 @@ def test_eval_scans_on_a_scanned_part(part_dir):
     assert result.meta["dataset"] == "scan-defects" and result.meta["held_out"][0] == ["front", "right"]
     assert m["n_clean"] == 2 and m["n_defective"] == 10
     assert m["object_auroc"] >= 0.8 and m["point_auroc"] >= 0.8  # a registered ball: defects stand out of its surface
+
+
+def test_eval_pointcloud_scan_defects_from_the_command_line(part_dir, tmp_path, capsys):
+    import json
+
+    from oddeye.cli import main
+
+    code = main(["eval", "pointcloud", "--dataset", "scan-defects", "--root", str(part_dir), "--folds", "1",
+                 "--variants", "1", "--no-adapt", "--out", str(tmp_path / "out"), "--db", str(tmp_path / "s.db")])
+    line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert code == 0 and line["dataset"] == "scan-defects" and 0.0 <= line["object_auroc"] <= 1.0
+    assert main(["eval", "pointcloud", "--dataset", "scan-defects", "--root", str(tmp_path / "out")]) == 2
+    assert "exactly one .conf" in capsys.readouterr().err

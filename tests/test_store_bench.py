@@ -15,7 +15,8 @@ import typer
 from typer.testing import CliRunner
 
 from oddeye.core.errors import InputError
-from oddeye.scale.store_bench import bench_store, measure, register_store_bench
+from oddeye.scale.cli import register
+from oddeye.scale.store_bench import bench_store, measure
 from oddeye.store.api import open_store
 from store_support import new_pg_db
 
@@ -23,10 +24,10 @@ KEYS = {f"{p}_per_s{w}" for p in ("chunks", "events", "batched_chunks", "batched
 
 
 def _app() -> typer.Typer:
-    """`oddeye bench` with only the store bench registered (as the lead wires it into oddeye.cli)."""
+    """`oddeye bench` with the scale package's benches registered (as oddeye.cli wires them)."""
     app, bench = typer.Typer(), typer.Typer()
     app.add_typer(bench, name="bench")
-    register_store_bench(SimpleNamespace(bench=bench))
+    register(SimpleNamespace(bench=bench))
     return app
 
 
@@ -37,7 +38,7 @@ def test_bench_store_measures_sqlite_and_postgresql_and_leaves_no_runs(pg_server
     db = new_pg_db(pg_server)
     done = CliRunner().invoke(_app(), ["bench", "store", "--db", db, "--writers", "1,2", "--seconds", "0.25",
                                        "--frames", "10", "--batch", "5"])
-    assert done.exit_code == 0, done.output
+    assert done.exit_code == 0, (done.output, "".join(__import__("traceback").format_exception(done.exception)))
     figures = json.loads(done.stdout.strip().splitlines()[-1])
     assert figures["writers"] == [1, 2] and figures["frames_per_chunk"] == 10 and figures["batch"] == 5
     for store in ("sqlite", "postgresql"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -31,20 +32,24 @@ def n_threads() -> int:
     return max(1, int(os.environ.get("ODDEYE_THREADS", os.cpu_count() or 1)))
 
 
-def set_threads(n: int | None = None) -> int:
-    """Set torch/OpenCV/BLAS threads to `n` (default: n_threads()); return n."""
+def set_threads(n: int | None = None, *, loaded_only: bool = False) -> int:
+    """Set torch/OpenCV/BLAS threads (and $ODDEYE_THREADS, which FAISS reads) to `n` (default: n_threads());
+    return n. loaded_only: leave torch and OpenCV alone unless already imported (a light process stays light)."""
     n = n_threads() if n is None else max(1, n)
+    os.environ["ODDEYE_THREADS"] = str(n)
+    for module, setter in (("torch", "set_num_threads"), ("cv2", "setNumThreads")):
+        if loaded_only and module not in sys.modules:
+            continue
+        try:
+            mod = __import__(module)
+        except ImportError:  # pragma: no cover - both are hard dependencies
+            continue
+        getattr(mod, setter)(n)
     try:
-        import torch
+        from threadpoolctl import threadpool_limits
 
-        torch.set_num_threads(n)
-    except ImportError:  # pragma: no cover - torch is a hard dependency
-        pass
-    try:
-        import cv2
-
-        cv2.setNumThreads(n)
-    except ImportError:  # pragma: no cover
+        threadpool_limits(n)
+    except ImportError:  # pragma: no cover - numpy's BLAS then keeps OMP_NUM_THREADS
         pass
     return n
 

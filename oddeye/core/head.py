@@ -12,6 +12,9 @@ from oddeye.core.errors import ModelError
 from oddeye.core.types import Result, to_jsonable
 
 MANIFEST = "oddeye_model.json"
+# How an evaluation spreads its per-item work (fn over items, results in order): the builtin map, or
+# oddeye.scale.batch.map_on_ray (`--ray`).
+Mapper = Callable[[Callable[[Any], Any], Iterable[Any]], Iterable[Any]]
 
 # Manifest head name -> (the `oddeye score` command that scores it, "module:Class"). Strings only: core imports no head.
 HEADS: dict[str, tuple[str, str]] = {

@@ -5,14 +5,18 @@ from __future__ import annotations
 
 import time
 from dataclasses import fields
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from oddeye.core.auto import DEFAULT_MINUTES
 from oddeye.core.errors import InputError, ModelError
 from oddeye.core.headconfig import given
 from oddeye.image.config import ExtractorConfig, FeatureMapConfig, GaussianConfig, ImageConfig, PatchCoreConfig
+from oddeye.scale.batch import WorkersOpt
+from oddeye.scale.runtime import RayOpt, check_store
 from oddeye.store.writer import Written, write_result
 
 # eval image's own settings: the benchmark's (benchmarks/RESULTS.md), not the config defaults
@@ -55,6 +59,14 @@ RetrievePatches = Annotated[int | None, typer.Option(
 Db = Annotated[str | None, typer.Option("--db", help="Review store (SQLite path or URL); default <out>/store.db.")]
 
 
+Auto = Annotated[bool, typer.Option("--auto", help=(
+    "Choose the settings from the normal images alone: fit each candidate of the head's search space on part of "
+    "them, score the rest plus synthetic anomalies made from them, keep the best (options you give stay fixed); "
+    "the table goes into the model's manifest (`oddeye model info`)."))]
+AutoMinutes = Annotated[float, typer.Option("--auto-minutes", min=0.0, help=(
+    "Time budget of --auto in minutes; candidates left when it runs out are skipped (and listed)."))]
+
+
 def _extractor(backbone: str | None, image_size: int | None, layers: str | None, target_dim: int | None,
                intensity: str | None, bf16: bool | None = None) -> dict[str, Any]:
     """The extractor settings given on the command line (the rest take ExtractorConfig's defaults)."""
@@ -85,8 +97,8 @@ def fit_image(
     mode: Annotated[str | None, typer.Option("--mode", help="Gaussian: local (per location) or global (default "
                                                             f"{GaussianConfig.mode}).")] = None,
     backbone: Annotated[str | None, typer.Option(
-        "--backbone", help="efficientnet-lite0 | hf:<folder or hub id> | torchscript:<file.pt> (default "
-                           f"{ExtractorConfig.name}).")] = None,
+        "--backbone", help="efficientnet-lite0 | efficientnet-lite1 | efficientnet-lite2 | hf:<folder or hub id> "
+                           f"| torchscript:<file.pt> (default {ExtractorConfig.name}).")] = None,
     image_size: ImageSize = None,
     layers: Layers = None,
     target_dim: Annotated[int | None, typer.Option("--target-dim", help="Pool features to this many channels "
@@ -100,34 +112,81 @@ def fit_image(
     retrieve: Retrieve = None,
     retrieve_patches: RetrievePatches = None,
     bf16: Annotated[bool | None, typer.Option("--bf16/--no-bf16", help=(
-        "bfloat16 features (default: on only where the CPU or GPU computes bf16 natively); --no-bf16 fits in "
-        "float32, e.g. for an `oddeye export` that matches the model exactly."))] = None,
+        "bfloat16 features (default: on CUDA GPUs that compute bf16 natively; float32 in ONNX Runtime on CPUs, "
+        "faster there even where bf16 is native); --no-bf16 fits in float32 everywhere."))] = None,
+    shots: Annotated[int | None, typer.Option("--shots", min=1, help=(
+        "Fit on the first K normal images only (few-shot); with K <= 16 the image heads also learn each shot's "
+        "flipped and turned views (see --augment)."))] = None,
+    augment: Annotated[str | None, typer.Option("--augment", help=(
+        "Also learn from flipped / turned copies of the normal images: auto (the 8 views with --shots <= 16, "
+        "else none) | none | flips | dihedral (default auto)."))] = None,
+    auto: Auto = False,
+    auto_minutes: AutoMinutes = DEFAULT_MINUTES,
 ) -> Path:
     """Learn what normal images look like; writes a model folder.
 
     Example: oddeye fit image --train data/bottle/train/good --out models/bottle --head patchcore --coreset 0.1
+    Settings chosen from the normal images: oddeye fit image --train data/bottle/train/good --out models/bottle --auto
+    Few shots: oddeye fit image --train data/bottle/train/good --out models/bottle-4shot --shots 4
     """
+    from oddeye.core.head import RunContext
     from oddeye.image.evaluate import head_class
 
     if not train.exists():
         raise InputError(f"--train {train} not found", "pass a folder of normal images (or one image file)")
+    if auto and shots is not None:
+        raise InputError("--auto with --shots: the search needs the normal images to split into a fit and a "
+                         "validation part", "leave one of them out")
     cls = head_class(head)
     options = {"coreset": coreset, "max_bank": max_bank or None, "mode": mode, "seed": seed, "border": border,
                "score_sigma": score_sigma, "position_weight": position_weight,
-               "exposure_gains": _gains(exposure_gains), "retrieve": retrieve, "retrieve_patches": retrieve_patches}
+               "exposure_gains": _gains(exposure_gains), "retrieve": retrieve, "retrieve_patches": retrieve_patches,
+               "augment": augment}
     settings = given(**options)
     known = {f.name for f in fields(cls.config_class)}
     for k in settings:
         if k not in known:
             raise InputError(f"--{k.replace('_', '-')} does not apply to the {head} head", "leave it out")
-    model = cls(extractor=_extractor(backbone, image_size, layers, target_dim, intensity, bf16), **settings)
+    extractor = _extractor(backbone, image_size, layers, target_dim, intensity, bf16)
+    model = cls(extractor=extractor, **settings)
     t0 = time.perf_counter()
-    model.fit([train])
-    model.save(out)
+    if auto:
+        from oddeye.image.auto import auto_search
+
+        search = auto_search(cls, model.config, train, given={**settings, **({"extractor": extractor} if extractor
+                                                                             else {})},
+                             minutes=auto_minutes, log=typer.echo)
+        for line in search.found.lines():
+            typer.echo(line)
+        model = search.fit()
+        search.save(model, out)
+    else:
+        model.fit([train], ctx=RunContext(shots=shots))
+        model.save(out)
     thr = model.threshold
     typer.echo(f"fitted {head} in {time.perf_counter() - t0:.1f} s -> {out}"
                + (f" (threshold {thr:.4g} from held-out normal images)" if thr is not None else ""))
     return out
+
+
+def use_compiled_backbone(model: Any, model_dir: Path) -> None:
+    """--compile: run the model's Lite backbone through torch.compile; another backbone is an InputError."""
+    from oddeye.retrieval.features import LITE_NAMES
+
+    ext = model.config.extractor
+    if ext.name not in LITE_NAMES:
+        raise InputError(f"--compile works with the efficientnet-lite backbones; {model_dir} uses {ext.name}",
+                         "leave --compile out")
+    model.config = model.config.replace(extractor=ext.replace(compile=True))
+
+
+def images_per_task(manifest: dict[str, Any], n: int) -> int:
+    """Images per Ray task for the model of `manifest` scoring n images: whole feature-extraction batches (each
+    image gets the features it gets in one process); all n for zero-shot, whose images are scored against each
+    other (groups drawn from the whole batch, the threshold from all their scores)."""
+    if manifest["head"] == "zero-shot":
+        return max(1, n)
+    return int(manifest.get("config", manifest).get("batch_size") or ImageConfig.batch_size)
 
 
 def score_image(
@@ -137,40 +196,48 @@ def score_image(
         "oddeye-results/image"),
     db: Db = None,
     compile_backbone: Annotated[bool, typer.Option("--compile", help=(
-        "Run the Lite0 backbone through torch.compile (10-40 s once, needs a C++ compiler) instead of the "
-        "default ONNX Runtime on CPU, which is faster where onnxruntime is installed; for GPUs and bf16 CPUs."))
+        "Run the Lite backbone through torch.compile (10-40 s once, needs a C++ compiler) instead of the "
+        "default ONNX Runtime on CPU, which is faster where onnxruntime is installed; for GPUs."))
     ] = False,
     skip_bad: Annotated[bool, typer.Option("--skip-bad", help=(
         "Record an unreadable image as an error in the result and go on (default: refuse before scoring)."))] = False,
+    ray: RayOpt = None,
+    workers: WorkersOpt = None,
 ) -> Written:
     """Score images with a fitted model: writes heatmap overlays, result.json and a run in the review store.
 
+    With --ray, batches of images are scored as Ray tasks (one run in the store, the same result).
     Example: oddeye score image models/bottle data/bottle/test/broken_large --out results/bottle
     """
     from oddeye.core.head import HEADS, RunContext, load_head, read_manifest, score_command
     from oddeye.core.imageio import check_image
     from oddeye.image.common import as_items
 
-    found = read_manifest(model_dir)["head"]
-    if HEADS.get(found, ("",))[0] != "image":
-        raise ModelError(f"{model_dir} holds a '{found}' model, not an image model",
-                         f"score it with `{score_command(found)}`")
+    doc = read_manifest(model_dir)
+    if HEADS.get(doc["head"], ("",))[0] != "image":
+        raise ModelError(f"{model_dir} holds a '{doc['head']}' model, not an image model",
+                         f"score it with `{score_command(doc['head'])}`")
+    if ray is not None:
+        check_store(db, ray)
     items = as_items(inputs)
     if not skip_bad:  # refuse before loading anything: every file there, its header readable and of a sane size
         for it in items:
             if it.path is not None:
                 check_image(it.path)
-    model = load_head(model_dir)
-    if compile_backbone:
-        from oddeye.retrieval.features import LITE0_NAMES
+    configure = partial(use_compiled_backbone, model_dir=model_dir) if compile_backbone else None
+    ctx = RunContext(out=out, skip_bad=skip_bad)
+    if ray is None:
+        model = load_head(model_dir)
+        if configure is not None:
+            configure(model)
+        t0 = time.perf_counter()
+        result = model.score(items, ctx=ctx)
+    else:
+        from oddeye.scale.batch import score_on_ray
 
-        ext = model.config.extractor
-        if ext.name not in LITE0_NAMES:
-            raise InputError(f"--compile works with the efficientnet-lite0 backbone; {model_dir} uses {ext.name}",
-                             "leave --compile out")
-        model.config = model.config.replace(extractor=ext.replace(compile=True))
-    t0 = time.perf_counter()
-    result = model.score(items, ctx=RunContext(out=out, skip_bad=skip_bad))
+        t0 = time.perf_counter()
+        result = score_on_ray(model_dir, items, ctx, address=ray, db=db, per_task=images_per_task(doc, len(items)),
+                              workers=workers, configure=configure, desc="score images", unit="image")
     dt = time.perf_counter() - t0
     for s in result.errors():
         typer.echo(f"skipped {s.meta.get('path', s.sample_id)}: {s.meta['error']}", err=True)
@@ -186,6 +253,21 @@ def score_image(
     for line in written.lines:
         typer.echo(line)
     return written
+
+
+def score_fitted_on_ray(model: Any, samples: list[Any], ctx: Any, *, folder: Path, address: str, db: str | None,
+                        workers: int | None) -> Any:
+    """`eval image --ray`: the fitted `model` saved to `folder`, the samples scored there on Ray (as `score image
+    --ray` would) -> Result."""
+    from oddeye.core.head import read_manifest
+    from oddeye.image.common import as_items
+    from oddeye.scale.batch import score_on_ray
+
+    model.save(folder)
+    items = as_items(samples)
+    return score_on_ray(folder, items, ctx, address=address, db=db, workers=workers,
+                        per_task=images_per_task(read_manifest(folder), len(items)), desc="score test images",
+                        unit="image")
 
 
 def eval_image(
@@ -214,11 +296,17 @@ def eval_image(
     exposure_gains: Gains = None,
     retrieve: Retrieve = None,
     retrieve_patches: RetrievePatches = None,
+    auto: Auto = False,
+    auto_minutes: AutoMinutes = DEFAULT_MINUTES,
+    ray: RayOpt = None,
+    workers: WorkersOpt = None,
 ) -> Written:
     """Evaluate an image head on a public data set; prints a table, then ONE JSON line.
 
     Magnetic tile: a seeded half of MT_Free trains, the rest of MT_Free and all defects test.
-    Pixel metrics are computed on maps and masks resized to --image-size.
+    Pixel metrics are computed on maps and masks resized to --image-size. With --auto the settings are searched on
+    the training split alone (never a test label), then fitted on all of it and evaluated. With --ray the fitted
+    model is saved to OUT/model and the test images are scored as Ray tasks (the same result).
 
     Example: oddeye eval image --dataset magnetic-tile --root ../shared/data/magnetic_tile --head patchcore
     """
@@ -227,24 +315,42 @@ def eval_image(
     from oddeye.image.evaluate import evaluate, head_class
 
     head_class(head)
+    if ray is not None:
+        check_store(db, ray)
     seed = ImageConfig.seed if seed is None else seed
     options = {"coreset": coreset, "border": border, "score_sigma": score_sigma, "position_weight": position_weight,
                "exposure_gains": _gains(exposure_gains), "retrieve": retrieve, "retrieve_patches": retrieve_patches}
     settings = given(**options)
     t0 = time.perf_counter()
     ds = load_image_dataset(dataset, root, category=category, seed=seed)
+    extractor = _extractor(None, image_size, layers, None, intensity)
+    found, auto_line = None, {}
+    if auto:
+        from oddeye.image.auto import search_for_eval
+
+        settings, extractor, found = search_for_eval(head, ds.train, settings, extractor, seed=seed,
+                                                     minutes=auto_minutes, log=typer.echo, max_bank=max_bank or None,
+                                                     max_pool=max_pool or None)
+        for line in found.lines():
+            typer.echo(line)
+        auto_line = {"auto": found.chosen_settings, "auto_val_auroc": found.trials[found.chosen].auroc,
+                     "auto_s": round(found.elapsed_s, 1)}
+    score = None if ray is None else partial(score_fitted_on_ray, folder=out / "model", address=ray, db=db,
+                                             workers=workers)
     m, result, _ = evaluate(ds, head=head, pixel=not no_pixel, out=out if overlays else None, seed=seed,
-                            extractor=_extractor(None, image_size, layers, None, intensity),
-                            max_bank=max_bank or None, max_pool=max_pool or None, **settings)
+                            extractor=extractor, max_bank=max_bank or None, max_pool=max_pool or None, score=score,
+                            **settings)
     per_type = m.pop("image_auroc_per_type")
     result.meta.update({"dataset": dataset, "root": str(root), "seed": seed, "split": ds.meta})
+    if found is not None:
+        result.meta["auto"] = found.to_dict()
     written = write_result(result, out, kind="image", db=db, model=f"{head} (eval)", data=f"{dataset}:{root}",
                            params={"head": head, "seed": seed, "max_bank": max_bank, "max_pool": max_pool,
                                    "image_size": image_size, **settings})
     for line in written.lines:
         typer.echo(line)
     doc = eval_line(m, dataset, len(ds.test), time.perf_counter() - t0, head=head, category=category,
-                    seed=seed, image_auroc_per_type=per_type)
+                    seed=seed, image_auroc_per_type=per_type, **auto_line)
     print_eval(doc, title=f"oddeye eval image: {head} on {dataset}", json_path=json_path)
     return written
 

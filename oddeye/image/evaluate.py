@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import time
 from dataclasses import fields
-from typing import Any
+from typing import Any, Callable
 
 import cv2
 import numpy as np
@@ -59,16 +59,19 @@ def pixel_metrics(result: Result, test: list[Any], size: int) -> dict[str, float
 
 
 def evaluate(dataset: Any, head: str = "patchcore", pixel: bool = True, out: Any = None,
+             score: Callable[[Any, list[Any], RunContext], Result] | None = None,
              **settings: Any) -> tuple[dict[str, Any], Result, Any]:
     """Fit `head` (config `settings`, see make_head) on dataset.train (not for zero-shot), score dataset.test with
-    overlays under `out`; (metrics, Result without maps, model)."""
+    overlays under `out` (by `score(model, samples, ctx)` when given, e.g. on Ray; else model.score); (metrics,
+    Result without maps, model)."""
     model = make_head(head, **settings)
     t0 = time.perf_counter()
     if head != "zero-shot":
         model.fit(dataset.train)
     fit_s = time.perf_counter() - t0
     t1 = time.perf_counter()
-    result = model.score(dataset.test, ctx=RunContext(out=out, keep_maps=pixel))
+    ctx = RunContext(out=out, keep_maps=pixel)
+    result = score(model, dataset.test, ctx) if score is not None else model.score(dataset.test, ctx=ctx)
     score_s = time.perf_counter() - t1
     labels = np.array([it.label for it in dataset.test])
     scores = result.sample_scores()

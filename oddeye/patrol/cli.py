@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 import warnings
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -15,6 +16,8 @@ import typer
 
 from oddeye.core.errors import InputError, require_dir, require_file, require_out_dir
 from oddeye.core.headconfig import given
+from oddeye.scale.batch import WorkersOpt, ray_mapper
+from oddeye.scale.runtime import RayOpt, check_store
 from oddeye.store.writer import Written
 
 THREADS_HELP = "CPU threads (default: all, or $ODDEYE_THREADS)."
@@ -69,6 +72,11 @@ def fit_patrol(
     return Path(model)
 
 
+def set_options(head: Any, top: dict[str, Any], pairing: dict[str, Any]) -> None:
+    """The `score patrol` options on a loaded head: `top` config fields and `pairing` fields of its config."""
+    head.config = head.config.replace(**top, pairing=head.config.pairing.replace(**pairing))
+
+
 def score_patrol(
     model_dir: Annotated[Path, typer.Argument(help="Folder written by `oddeye fit patrol`.")],
     query: Annotated[list[str], typer.Option("--query", help="Query run: video file or frame folder (repeatable).")],
@@ -93,10 +101,13 @@ def score_patrol(
     skip_bad: Annotated[bool, typer.Option(
         "--skip-bad", help="Record a query run that cannot be read as an error and go on with the others.")] = False,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress bars.")] = True,
+    ray: RayOpt = None,
+    workers: WorkersOpt = None,
 ) -> Written:
     """Compare a query run with the reference frame by frame: pair, align, change map, events.
 
-    Frames without a matching reference frame are reported as "no reference", not as anomalies.
+    Frames without a matching reference frame are reported as "no reference", not as anomalies. With --ray, each
+    query run is a Ray task (one run in the store, the same result).
     Example: oddeye score patrol patrol-model --query route_today.mp4 --out results/patrol
     """
     if not query:
@@ -108,6 +119,8 @@ def score_patrol(
     if poses is not None:
         require_file(poses, "poses CSV")
     require_out_dir(out)
+    if ray is not None:
+        check_store(db, ray)
     from oddeye.core.head import RunContext, read_manifest
     from oddeye.patrol.config import PatrolConfig
     from oddeye.patrol.head import NAME, PatrolHead
@@ -119,18 +132,26 @@ def score_patrol(
                    **given(min_similarity=min_similarity))
     top = dict(threads=threads, **given(event_threshold=threshold))
     PatrolConfig().replace(**top, pairing=PatrolConfig().pairing.replace(**pairing))  # bad values: refused now
-    head = PatrolHead.load(model_dir)
-    head.config = head.config.replace(**top, pairing=head.config.pairing.replace(**pairing))
+    configure = partial(set_options, top=top, pairing=pairing)
     ctx = RunContext(out=out, poses=poses, skip_bad=skip_bad, progress=progress)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        result = head.score(query, ctx=ctx)
+        if ray is None:
+            head = PatrolHead.load(model_dir)
+            configure(head)
+            result = head.score(query, ctx=ctx)
+        else:
+            from oddeye.scale.batch import score_on_ray
+
+            result = score_on_ray(model_dir, query, ctx, address=ray, db=db, workers=workers, configure=configure,
+                                  names=lambda q: Path(q).stem or q, desc="score patrol runs", unit="run")
     for w in caught:
         if "resized" in str(w.message) or "truncated" in str(w.message):
             typer.echo(f"warning: {w.message}", err=True)
     for s in result.errors():
         typer.echo(f"skipped {s.meta.get('path', s.sample_id)}: {s.meta['error']}", err=True)
-    typer.echo(f"threshold {result.threshold:.3g}; {len(result.events)} event(s)")
+    thr = "no run scored" if result.threshold is None else f"threshold {result.threshold:.3g}"
+    typer.echo(f"{thr}; {len(result.events)} event(s)")
     for e in result.events:
         typer.echo(f"  {e.sample_id}: frames {e.start_frame}-{e.end_frame} ({e.start:.2f}-{e.end:.2f} s) "
                    f"score {e.score:.3f} {e.reason}")
@@ -156,13 +177,16 @@ def eval_patrol(
     json_path: Annotated[Optional[Path], typer.Option(
         "--json", help="Also write the JSON line to this file.")] = None,
     db: Annotated[Optional[str], typer.Option("--db", help="Review store; default <out>/store.db.")] = None,
+    ray: RayOpt = None,
+    workers: WorkersOpt = None,
 ) -> dict[str, Any]:
     """Evaluate patrol change detection on DeepPCB (test split): pixel AUROC (boxes as masks), box recall at
     IoU 0.5 (and with centre hits), pixel F1/IoU of the predicted boxes at the head's threshold, pairs/s.
 
     With --warp every template is first warped by a seeded random homography (rotation <= 5 deg, scale
     0.95-1.05, shift <= 5 %, corner jitter <= 1 %); pixels and boxes the warped template no longer covers
-    are left out. Prints a table, then one JSON line (last line of stdout).
+    are left out. With --ray, each pair is compared in a Ray task. Prints a table, then one JSON line (last line of
+    stdout).
     Example: oddeye eval patrol --dataset deeppcb --root ../shared/data/deeppcb --warp
     """
     from oddeye.patrol.evaluate import DATASETS
@@ -171,6 +195,8 @@ def eval_patrol(
         raise InputError(f"unknown patrol data set {dataset!r}", f"use one of {', '.join(DATASETS)}")
     require_dir(root, "--root")
     require_out_dir(out)
+    if ray is not None:
+        check_store(db, ray)
     from oddeye.core.report import eval_line, print_eval
     from oddeye.patrol.evaluate import evaluate_deeppcb
     from oddeye.patrol.head import PatrolHead
@@ -180,7 +206,8 @@ def eval_patrol(
     head = PatrolHead(**given(use_features=features, threads=threads))
     if warp:
         typer.echo(f"--warp: each template is warped by a random homography (seed {seed}) before alignment")
-    metrics, result = evaluate_deeppcb(head, root, warp=warp, seed=seed, limit=limit, out=out)
+    mapper = map if ray is None else ray_mapper(ray, workers, desc="deeppcb pairs", unit="pair")
+    metrics, result = evaluate_deeppcb(head, root, warp=warp, seed=seed, limit=limit, out=out, mapper=mapper)
     written = write_result(result, out, kind="patrol", db=db, data=root, timelines=False,
                            params={"warp": warp, "features": head.config.use_features})
     for line in written.lines:

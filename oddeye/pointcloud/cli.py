@@ -15,9 +15,12 @@ import typer
 from oddeye.core.errors import EmptyDataError, InputError
 from oddeye.core.headconfig import given
 from oddeye.pointcloud.config import BUNNY_SETTINGS, PointCloudConfig
+from oddeye.scale.batch import WorkersOpt, ray_mapper
+from oddeye.scale.runtime import RayOpt, check_store
 from oddeye.store.writer import Written
 
-DATASET_CHOICES = ("bunny-defects", "real3d-ad", "anomaly-shapenet", "mvtec3d")
+DATASET_CHOICES = ("bunny-defects", "scan-defects", "real3d-ad", "anomaly-shapenet", "mvtec3d")
+SCANNED = ("bunny-defects", "scan-defects")  # our defects on registered range scans
 DEFAULT = PointCloudConfig()
 
 
@@ -101,9 +104,12 @@ def score_pointcloud(
     skip_bad: Annotated[bool, typer.Option("--skip-bad", help="Record a cloud that cannot be read or has too few "
                                                               "points as an error and score the others.")] = False,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress bars.")] = True,
+    ray: RayOpt = None,
+    workers: WorkersOpt = None,
 ) -> Written:
     """Score point clouds: per-point anomaly scores as coloured PLY + PNG views, a result and store entry.
 
+    With --ray, each cloud is a Ray task (one run in the store, the same result).
     Example: oddeye score pointcloud models/part scans/new/ --out results/
     """
     from oddeye.core.head import RunContext, read_manifest
@@ -111,23 +117,34 @@ def score_pointcloud(
     from oddeye.store.writer import write_result
 
     read_manifest(model, head=NAME)  # cheap: a missing folder or another head's (naming its command) fails first
+    if ray is not None:
+        check_store(db, ray)
     files = expand_inputs(inputs)
     if Path(out).is_file():
         raise InputError(f"--out {out} is a file", "pass a folder for the results")
     if not skip_bad:
         check_clouds(files, progress)
-    head = PointCloudHead.load(model)
-    result = head.score(files, ctx=RunContext(out=Path(out), skip_bad=skip_bad, progress=progress))
+    ctx = RunContext(out=Path(out), skip_bad=skip_bad, progress=progress)
+    if ray is None:
+        head = PointCloudHead.load(model)
+        result = head.score(files, ctx=ctx)
+        params = head.config.to_dict()
+    else:
+        from oddeye.scale.batch import score_on_ray
+
+        result = score_on_ray(model, files, ctx, address=ray, db=db, workers=workers,
+                              names=lambda f: Path(f).stem, desc="score clouds", unit="cloud")
+        params = result.meta.get("config", {})  # the loaded head's config.to_dict(), as the plain path stores
     for s in result.errors():
         typer.echo(f"skipped {s.meta.get('path', s.sample_id)}: {s.meta['error']}", err=True)
     for s in (s for s in result.scores if "error" not in s.meta):
         if s.meta.get("dropped_nonfinite"):
             typer.echo(f"{s.meta['source']}: dropped {s.meta['dropped_nonfinite']} non-finite (NaN/inf) points, "
                        f"scored the other {s.meta['n_points']}", err=True)
-        flag = "ANOMALOUS" if head.threshold is not None and s.score > head.threshold else "ok"
+        flag = "ANOMALOUS" if result.threshold is not None and s.score > result.threshold else "ok"
         typer.echo(f"{s.sample_id}: {s.score:.4g} {flag}  {s.artefacts.get('png', '')}")
     written = write_result(result, out, kind="pointcloud", db=db, model=model, data=",".join(map(str, inputs)),
-                           params=head.config.to_dict())
+                           params=params)
     for line in written.lines:
         typer.echo(line)
     return written
@@ -135,49 +152,69 @@ def score_pointcloud(
 
 def eval_pointcloud(
     dataset: Annotated[str, typer.Option("--dataset", help=f"One of {', '.join(DATASET_CHOICES)}.")],
-    root: Annotated[Path, typer.Option("--root", help="Data set folder in its public layout.")],
+    root: Annotated[Path, typer.Option("--root", help=(
+        "Data set folder in its public layout; scan-defects: a folder of PLY range scans and one .conf of "
+        "`bmesh NAME.ply tx ty tz qi qj qk qw` lines registering them (the Stanford layout)."))],
     json_path: Annotated[Optional[Path], typer.Option("--json", help="Also write the JSON line to this file.")] = None,
     db: Annotated[Optional[str], typer.Option("--db", help="Review store; default <out>/store.db.")] = None,
     out: Annotated[Path, typer.Option("--out", help="Folder for result + plots.")] = Path("oddeye-results/eval-pointcloud"),
     adapt: Annotated[Optional[bool], typer.Option("--adapt/--no-adapt", help=_help("adapt"))] = None,
     keep_raw: Annotated[Optional[bool], typer.Option("--keep-raw/--adapted-only", help=_help("keep_raw"))] = None,
-    folds: Annotated[int, typer.Option("--folds", help="bunny-defects: how many of the 5 folds to run.")] = 5,
-    variants: Annotated[int, typer.Option("--variants", help="bunny-defects: resampled variants per held-out scan.")] = 2,
+    folds: Annotated[Optional[int], typer.Option("--folds", help=(
+        "bunny-defects / scan-defects: how many folds to run (default: all; the bunny has 5, any other object "
+        "ceil(scans / 2))."))] = None,
+    variants: Annotated[int, typer.Option("--variants", help=(
+        "bunny-defects / scan-defects: resampled variants per held-out scan."))] = 2,
     seed: Annotated[int, typer.Option("--seed", help="Seed of defects, adapter and coreset.")] = 0,
     surface_weight: Annotated[Optional[float], typer.Option(
-        "--surface-weight", help="bunny-defects (registered scans): weight of the deviation from the training surface "
+        "--surface-weight", help="bunny-defects / scan-defects (registered scans): weight of the deviation from the training surface "
                                  f"(0 = FPFH only; default {BUNNY_SETTINGS['surface_weight']}).")] = None,
     hole_weight: Annotated[Optional[float], typer.Option(
-        "--hole-weight", help="bunny-defects: weight of the area of missing surface (holes); 0 = off (faster; "
+        "--hole-weight", help="bunny-defects / scan-defects: weight of the area of missing surface (holes); 0 = off (faster; "
                               f"default {BUNNY_SETTINGS['hole_weight']}).")] = None,
+    ray: RayOpt = None,
+    workers: WorkersOpt = None,
 ) -> dict[str, Any]:
     """Evaluate on a data set: object AUROC, point AUROC, AUPRO (organised clouds), points/s; last line JSON.
 
     bunny-defects = real Stanford bunny scans with OUR seeded synthetic defects (registered with bun.conf,
-    5 folds of 8 train / 2 test scans).
+    5 folds of 8 train / 2 test scans); scan-defects = the same protocol on any scanned object (folds formed from
+    the scans found). With --ray, each fold (category) is fitted and scored as a Ray task.
 
     Example: oddeye eval pointcloud --dataset bunny-defects --root ../shared/data/stanford_bunny --no-adapt
+             oddeye eval pointcloud --dataset scan-defects --root scans/bracket
     """
     if dataset not in DATASET_CHOICES:
         raise InputError(f"--dataset {dataset!r} is unknown", f"choose from {', '.join(DATASET_CHOICES)}")
     from oddeye.core.errors import require_dir
 
     require_dir(root, "--root")
+    if ray is not None:
+        check_store(db, ray)
+    unit = "fold" if dataset in SCANNED else "category"
+    mapper = map if ray is None else ray_mapper(ray, workers, desc=f"eval {dataset}", unit=unit)
     from oddeye.core.report import eval_line, print_eval
-    from oddeye.pointcloud.evaluate import eval_bunny, eval_layout
+    from oddeye.pointcloud.evaluate import eval_bunny, eval_layout, eval_scans
+    from oddeye.pointcloud.scans import find_scans
     from oddeye.pointcloud.head import PointCloudHead
     from oddeye.store.writer import write_result
 
     chosen = given(adapt=adapt, keep_raw=keep_raw, seed=seed)
-    if dataset == "bunny-defects":
+    if dataset in SCANNED:
         chosen = {**BUNNY_SETTINGS, **chosen, **given(surface_weight=surface_weight, hole_weight=hole_weight)}
     config = PointCloudConfig(**chosen)
     t0 = time.perf_counter()
     if dataset == "bunny-defects":
-        metrics, result = eval_bunny(root, lambda: PointCloudHead(config), folds=folds, variants=variants, seed=seed,
-                                     out=out)
+        metrics, result = eval_bunny(root, lambda: PointCloudHead(config), folds=folds or 5, variants=variants,
+                                     seed=seed, out=out, mapper=mapper)
+    elif dataset == "scan-defects":
+        scan_set = find_scans(root)
+        if scan_set.missing:
+            typer.echo(f"note: {scan_set.conf} lists scans not in {root}: {', '.join(scan_set.missing)}", err=True)
+        metrics, result = eval_scans(scan_set, lambda: PointCloudHead(config), folds=folds, variants=variants,
+                                     seed=seed, out=out, mapper=mapper)
     else:
-        metrics, result = eval_layout(dataset, root, lambda: PointCloudHead(config), out=out)
+        metrics, result = eval_layout(dataset, root, lambda: PointCloudHead(config), out=out, mapper=mapper)
     result.metrics = {k: v for k, v in metrics.items() if isinstance(v, float)}
     written = write_result(result, out, kind="pointcloud-eval", db=db, data=f"{dataset}:{root}", timelines=False,
                            params=config.to_dict())

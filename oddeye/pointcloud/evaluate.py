@@ -4,12 +4,13 @@
 from __future__ import annotations
 
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
-from oddeye.core.head import RunContext
+from oddeye.core.head import Mapper, RunContext
 from oddeye.core.metrics import aupro, auroc, pixel_auroc
 from oddeye.core.types import AnomalyMap, Result, Score
 from oddeye.pointcloud.bunny import FOLDS, bunny_scans
@@ -33,19 +34,43 @@ def _safe(fn: Callable[..., float], *a: Any) -> float:
 
 
 def eval_bunny(root: str | Path, make_head: HeadFactory, *, folds: int = len(FOLDS), variants: int = 2, seed: int = 0,
-               out: Path | None = None, progress: bool = True, validation: bool = False) -> tuple[dict[str, Any], Result]:
+               out: Path | None = None, progress: bool = True, validation: bool = False,
+               mapper: Mapper = map) -> tuple[dict[str, Any], Result]:
     """bunny-defects: per fold fit on 8 registered scans, score 2 held-out scans clean + each defect kind
     (validation=True: each fold's validation split, 6 of its training scans vs 2 others, no test scan).
     The metrics and Result of eval_scans."""
     return eval_scans(bunny_scans(root), make_head, folds=folds, variants=variants, seed=seed, out=out,
-                      progress=progress, validation=validation, dataset="bunny-defects")
+                      progress=progress, validation=validation, dataset="bunny-defects", mapper=mapper)
+
+
+def scan_fold(f: int, *, scan_set: ScanSet, make_head: HeadFactory, seed: int, variants: int, scans: Any,
+              validation: bool, out: Path | None) -> tuple[list[TestCloud], list[Any], list[Score], float, float]:
+    """One fold of scan-defects: fit a head on the scans it does not hold out, score its test clouds -> (test
+    clouds, their CloudScores, their Scores, fit seconds, scoring seconds)."""
+    train, fold_tests = make_scan_defects(scan_set, fold=f, seed=seed, variants=variants, scans=scans,
+                                          validation=validation)
+    t0 = time.perf_counter()
+    head = make_head().fit(list(train.values()), ctx=QUIET)
+    t_fit, t_score = time.perf_counter() - t0, 0.0
+    clouds, scores = [], []
+    for tc in fold_tests:
+        t0 = time.perf_counter()
+        cs = head.score_points(tc.points)
+        t_score += time.perf_counter() - t0
+        clouds.append(cs)
+        scores.append(Score(tc.name, cs.score, tc.label, maps={"points": AnomalyMap("point", cs.points)},
+                            meta={"kind": tc.kind, "fold": f, "n_points": len(tc.points), "size": tc.size}))
+        if out is not None and tc.name.endswith("_v0_" + tc.kind) and tc.kind in ("clean", "dent", "hole"):
+            scores[-1].artefacts = write_review(out / "clouds", tc.name, tc.points, cs.points, labels=tc.labels)
+    return fold_tests, clouds, scores, t_fit, t_score
 
 
 def eval_scans(scan_set: ScanSet, make_head: HeadFactory, *, folds: int | None = None, variants: int = 2,
                seed: int = 0, out: Path | None = None, progress: bool = True, validation: bool = False,
-               dataset: str = "scan-defects") -> tuple[dict[str, Any], Result]:
+               dataset: str = "scan-defects", mapper: Mapper = map) -> tuple[dict[str, Any], Result]:
     """scan-defects on any scanned object: per fold fit on the registered scans it does not hold out, score the
-    held-out ones clean + each defect kind (the first `folds` folds; None: all).
+    held-out ones clean + each defect kind (the first `folds` folds; None: all); the folds are mapped by `mapper`
+    (e.g. on Ray; default: one after the other).
 
     Returns metrics (object/point AUROC per kind and their means over kinds; object AUROC of the clean clouds
     against the defects of each size bin, all kinds together: `object_auroc_size_0.01_0.02` ...; points/s of
@@ -60,22 +85,14 @@ def eval_scans(scan_set: ScanSet, make_head: HeadFactory, *, folds: int | None =
     result = Result(head="pointcloud", meta={"dataset": dataset, "folds": folds, "variants": variants,
                                              "scans": list(scan_set.names), "held_out": [list(f) for f in scan_set.folds]})
     n_pts, t_score, t_fit = 0, 0.0, 0.0
-    for f in tqdm(range(folds), desc=f"{dataset} folds", disable=not progress):
-        train, fold_tests = make_scan_defects(scan_set, fold=f, seed=seed, variants=variants, scans=scans,
-                                              validation=validation)
-        t0 = time.perf_counter()
-        head = make_head().fit(list(train.values()), ctx=QUIET)
-        t_fit += time.perf_counter() - t0
-        for tc in fold_tests:
-            t0 = time.perf_counter()
-            cs = head.score_points(tc.points)
-            t_score += time.perf_counter() - t0
-            n_pts += len(tc.points)
-            scored[tc.name] = cs
-            result.scores.append(Score(tc.name, cs.score, tc.label, maps={"points": AnomalyMap("point", cs.points)},
-                                       meta={"kind": tc.kind, "fold": f, "n_points": len(tc.points), "size": tc.size}))
-            if out is not None and tc.name.endswith("_v0_" + tc.kind) and tc.kind in ("clean", "dent", "hole"):
-                result.scores[-1].artefacts = write_review(out / "clouds", tc.name, tc.points, cs.points, labels=tc.labels)
+    fold = partial(scan_fold, scan_set=scan_set, make_head=make_head, seed=seed, variants=variants, scans=scans,
+                   validation=validation, out=out)
+    bar = tqdm(range(folds), desc=f"{dataset} folds", disable=not progress or mapper is not map)
+    for fold_tests, clouds, scores, fit_s, score_s in mapper(fold, bar):
+        t_fit, t_score = t_fit + fit_s, t_score + score_s
+        n_pts += sum(len(tc.points) for tc in fold_tests)
+        scored.update({tc.name: cs for tc, cs in zip(fold_tests, clouds)})
+        result.scores += scores
         tests += fold_tests
     m: dict[str, Any] = {}
     clean = [t for t in tests if t.kind == "clean"]
@@ -96,23 +113,34 @@ def eval_scans(scan_set: ScanSet, make_head: HeadFactory, *, folds: int | None =
     return m, result
 
 
+def layout_category(cat: Any, make_head: HeadFactory) -> tuple[list[tuple[Any, Any, Any]], float]:
+    """One category of a 3D-AD layout: fit a head on its training clouds, score its test clouds -> ([(test item,
+    its cloud, its CloudScores)], scoring seconds)."""
+    head = make_head().fit(cat.train, ctx=QUIET)
+    scored, t_score = [], 0.0
+    for item in cat.test:
+        cloud = item.load()
+        t0 = time.perf_counter()
+        scored.append((item, cloud, head.score_points(cloud.points)))
+        t_score += time.perf_counter() - t0
+    return scored, t_score
+
+
 def eval_layout(name: str, root: str | Path, make_head: HeadFactory, *, out: Path | None = None,
-                progress: bool = True) -> tuple[dict[str, Any], Result]:
-    """Real3D-AD / Anomaly-ShapeNet / MVTec 3D-AD: per category fit on train, score test; means over categories."""
+                progress: bool = True, mapper: Mapper = map) -> tuple[dict[str, Any], Result]:
+    """Real3D-AD / Anomaly-ShapeNet / MVTec 3D-AD: per category fit on train, score test (the categories mapped by
+    `mapper`, e.g. on Ray; default: one after the other); means over categories."""
     from tqdm.auto import tqdm
 
     cats = load_pc_dataset(name, root)
     result = Result(head="pointcloud", meta={"dataset": name})
     per: dict[str, dict[str, float]] = {}
     n_pts, t_score = 0, 0.0
-    for cat in tqdm(cats, desc=f"{name} classes", disable=not progress):
-        head = make_head().fit(cat.train, ctx=QUIET)
+    bar = tqdm(cats, desc=f"{name} classes", disable=not progress or mapper is not map)
+    for cat, (scored, seconds) in zip(cats, mapper(partial(layout_category, make_head=make_head), bar)):
+        t_score += seconds
         labels, scores, pl, ps, masks, maps = [], [], [], [], [], []
-        for item in cat.test:
-            cloud = item.load()
-            t0 = time.perf_counter()
-            cs = head.score_points(cloud.points)
-            t_score += time.perf_counter() - t0
+        for item, cloud, cs in scored:
             n_pts += len(cloud)
             labels.append(item.label)
             scores.append(cs.score)

@@ -12,6 +12,10 @@ from typing import Any
 import numpy as np
 
 from oddeye.core.errors import EmptyDataError, InputError, require_positive
+from oddeye.core.geometry import bounds, extent, group_cells, point_spacing
+
+__all__ = ["Voxelized", "bounds", "extent", "group_cells", "normalise", "point_spacing", "preprocess",
+           "remove_dominant_plane", "remove_statistical_outliers", "voxel_downsample"]
 
 
 @dataclass
@@ -25,34 +29,6 @@ class Voxelized:
     normals: np.ndarray | None = None
 
 
-def bounds(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Column-wise min and max (D,) of a (N, D) array, one column at a time (numpy's axis-0 reductions over rows
-    of 3 are ~10x slower)."""
-    return (np.array([a[:, i].min() for i in range(a.shape[1])]),
-            np.array([a[:, i].max() for i in range(a.shape[1])]))
-
-
-def extent(points: np.ndarray) -> float:
-    """Diagonal of the axis-aligned bounding box of points (N, 3)."""
-    lo, hi = bounds(np.asarray(points))
-    return float(np.linalg.norm(hi - lo))
-
-
-def group_cells(ijk: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Integer cells (N, 3) -> the group of each row (N,) int64 and each group's size (G,); groups in C order of
-    the cells. Cells are numbered in their bounding box; a box too large for int64 numbers (a stray point far
-    away) groups the rows themselves instead (slower, still exact)."""
-    lo, hi = bounds(ijk)
-    c = ijk - lo
-    span = hi - lo + 1
-    if float(np.prod(span.astype(np.float64))) < 2.0**62:
-        key = (c[:, 0] * span[1] + c[:, 1]) * span[2] + c[:, 2]
-        _, inverse, counts = np.unique(key, return_inverse=True, return_counts=True)
-    else:
-        _, inverse, counts = np.unique(c, axis=0, return_inverse=True, return_counts=True)
-    return np.asarray(inverse.reshape(-1), dtype=np.int64), counts
-
-
 def voxel_downsample(points: np.ndarray, voxel_size: float) -> Voxelized:
     """Average points (N, 3) per voxel of edge `voxel_size`; also return each point's voxel (exact, no kNN)."""
     require_positive(voxel_size, "voxel_size")
@@ -61,14 +37,6 @@ def voxel_downsample(points: np.ndarray, voxel_size: float) -> Voxelized:
     cent = np.stack([np.bincount(inverse, p[:, d], len(counts)) for d in range(3)], axis=1)
     cent /= counts[:, None]
     return Voxelized(cent, inverse, float(voxel_size))
-
-
-def point_spacing(points: np.ndarray) -> float:
-    """Typical distance between neighbouring surface points, from the area covered by voxels (no kNN)."""
-    p = np.asarray(points, dtype=np.float64)
-    h = extent(p) / 50.0
-    area = len(voxel_downsample(p, h).points) * h * h
-    return float(np.sqrt(area / len(p)))
 
 
 def remove_statistical_outliers(points: np.ndarray, nb_neighbors: int = 20, std_ratio: float = 2.5) -> np.ndarray:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import math
 import os
 import pickle
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ from typing import Any, Callable
 import numpy as np
 
 from oddeye.core.errors import InputError, OddeyeError
+from oddeye.core.config import set_threads
 from oddeye.core.head import read_manifest
 
 # Heads whose scoring runs torch or FAISS and so gains from a GPU; the others (video-rules: OpenCV) stay on CPU.
@@ -49,14 +49,6 @@ def local_cpus(n_sources: int, cpus_per_source: float) -> int:
     from oddeye.scale.runtime import cpus
 
     return max(cpus(), math.ceil(n_sources * cpus_per_source - 1e-9))
-
-
-def _limit_threads(n: int) -> None:
-    """Keep torch and OpenCV (if the head loaded them) to `n` threads: the CPUs Ray reserved for this actor."""
-    for module, setter in (("torch", "set_num_threads"), ("cv2", "setNumThreads")):
-        mod = sys.modules.get(module)
-        if mod is not None:
-            getattr(mod, setter)(n)
 
 
 def _portable(e: OddeyeError) -> OddeyeError:
@@ -92,7 +84,7 @@ class SourceActor:
             run_id = self.unit.open()
         except OddeyeError as e:
             raise _portable(e) from None
-        _limit_threads(self.threads)
+        set_threads(self.threads, loaded_only=True)
         return run_id
 
     def run(self, attempt: int, reason: str) -> dict[str, Any]:

@@ -225,8 +225,3 @@ def _print_table(out: dict[str, Any]) -> None:
         for n, f in out.get(name, {}).items():
             table.add_row(name, n, *[f"{f[f'{p}_per_s']:.0f} ({f[f'{p}_per_s_per_writer']:.0f})" for p in cols])
     Console(width=120).print(table)
-
-
-def register_store_bench(cli: Any) -> None:
-    """Add `oddeye bench store` (the lead wires this into oddeye.cli)."""
-    cli.bench.command("store")(bench_store)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +92,30 @@ def _frame_view(store: Store, run_id: int, sample: dict[str, Any], frame: int, e
         show_image(ov, f"anomaly map, frame {frame}", c2)
 
 
+def jpeg_picture(text: Any) -> np.ndarray | None:
+    """An (H, W, 3) RGB picture from base64 JPEG text (event meta), or None when absent or unreadable."""
+    import cv2
+
+    try:
+        buf = np.frombuffer(base64.b64decode(str(text), validate=True), np.uint8) if text else None
+    except (binascii.Error, ValueError):
+        return None
+    pic = cv2.imdecode(buf, cv2.IMREAD_COLOR) if buf is not None and buf.size else None
+    return None if pic is None else cv2.cvtColor(pic, cv2.COLOR_BGR2RGB)
+
+
+def _appearance_pair(meta: dict[str, Any] | None) -> None:
+    """An event whose object looks like none in the normal footage: its crop beside the nearest normal object's."""
+    found = (meta or {}).get("appearance") or {}
+    pics = [(jpeg_picture(found.get("crop_jpeg")), "this object"),
+            (jpeg_picture(found.get("nearest_jpeg")), f"nearest normal object (#{found.get('nearest')})")]
+    if all(p is None for p, _ in pics):
+        return
+    for col, (pic, caption) in zip(st.columns(4), pics):
+        if pic is not None:
+            show_image(pic, caption, col)
+
+
 def render(store: Store, run: dict[str, Any] | None, runs: list[dict[str, Any]]) -> None:
     """Draw the video page for the chosen run."""
     st.header("Video")
@@ -155,6 +181,7 @@ def render(store: Store, run: dict[str, Any] | None, runs: list[dict[str, Any]])
         st.button(f"Jump to event #{eid} (frame {target})", on_click=_jump, key=f"jump_{pk}")
         if ev["reason"]:
             st.write(f"**Reason:** {ev['reason']}")
+        _appearance_pair(meta)
         label_buttons(store, run["id"], event_id=eid, key="video")
     with st.expander("Label the whole video"):
         label_buttons(store, run["id"], sample_pk=pk, key="video_sample", name=sample["sample_id"])

@@ -15,6 +15,8 @@ from typing import Annotated, Any, Optional
 import typer
 
 from oddeye.core.errors import ConfigError, InputError, ModelError
+from oddeye.scale.batch import WorkersOpt, ray_mapper
+from oddeye.scale.runtime import RayOpt, check_store
 from oddeye.store.writer import Written
 from oddeye.video.prediction.config import PredictionConfig, PredictorConfig, ScoreConfig, TrainConfig
 
@@ -190,9 +192,12 @@ def score_video(
     skip_bad: Annotated[bool, typer.Option("--skip-bad", help=(
         "Record an unreadable or too short video as an error in the result and score the rest "
         "(default: refuse before scoring anything)."))] = False,
+    ray: RayOpt = None,
+    workers: WorkersOpt = None,
 ) -> Written:
     """Score videos frame by frame: per-frame scores, events above the model's threshold, timeline PNGs.
 
+    With --ray, each video is a Ray task (one run in the store, the same result).
     Example: oddeye score video ped2-model ../shared/data/ucsd_ped2/testing/frames/01 --out results/
     """
     from oddeye.core.config import set_threads
@@ -203,16 +208,25 @@ def score_video(
     if HEADS.get(found, ("",))[0] != "video":
         raise ModelError(f"{model_dir} holds a '{found}' model, not a video model",
                          f"score it with `{score_command(found)}`, or fit one with `oddeye fit video-prediction`")
+    if ray is not None:
+        check_store(db, ray)
     sources = _scoring_inputs(inp)
     if not skip_bad:
         _refuse_unreadable(sources)
-    set_threads()
-    head = load_head(model_dir)
-    if callable(getattr(head, "describe", None)):
-        typer.echo(head.describe())
+    ctx = RunContext(out=out, skip_bad=skip_bad)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        result = head.score(sources, ctx=RunContext(out=out, skip_bad=skip_bad))
+        if ray is None:
+            set_threads()
+            head = load_head(model_dir)
+            if callable(getattr(head, "describe", None)):
+                typer.echo(head.describe())
+            result = head.score(sources, ctx=ctx)
+        else:
+            from oddeye.scale.batch import score_on_ray
+
+            result = score_on_ray(model_dir, sources, ctx, address=ray, db=db, workers=workers,
+                                  desc="score videos", unit="video")
     for w in caught:
         if "truncated" in str(w.message):
             typer.echo(f"warning: {w.message}", err=True)
@@ -249,10 +263,13 @@ def eval_video(
         "oddeye-results/eval-video"),
     json_path: Annotated[Optional[Path], typer.Option("--json", help="Also write the JSON line to this file.")] = None,
     db: Annotated[Optional[str], typer.Option("--db", help="Review store; default <out>/store.db.")] = None,
+    ray: RayOpt = None,
+    workers: WorkersOpt = None,
 ) -> dict[str, Any]:
     """Evaluate a video head on a public data set: frame AUROC (micro, macro), pixel AUROC, speed.
 
-    Prints a table, then one JSON line (last line of stdout).
+    Prints a table, then one JSON line (last line of stdout). With --ray, each test video is scored as a Ray task
+    (training stays in this process).
     Example: oddeye eval video --dataset ucsd-ped2 --root ../shared/data/ucsd_ped2 --head prediction --minutes 30
     """
     from oddeye.core.config import set_threads
@@ -268,6 +285,9 @@ def eval_video(
         raise InputError(f"{', '.join(given)}: only when training (a --model keeps the settings it was fitted with)",
                          f"refit with `oddeye fit video-prediction {given[0]} ...`, or leave {given[0]} out")
     cfg = prediction_config(minutes=minutes, perspective=perspective, motion=motion) if head == "prediction" else None
+    if ray is not None:
+        check_store(db, ray)
+    mapper = map if ray is None else ray_mapper(ray, workers, desc="score test videos", unit="video")
     set_threads()
     t0 = time.perf_counter()
     ds = load_video_dataset(dataset, root)
@@ -276,12 +296,12 @@ def eval_video(
         from oddeye.core.types import Result
         from oddeye.video.rules.evaluate import evaluate_rules
 
-        metrics = evaluate_rules(ds, shots, out)
+        metrics = evaluate_rules(ds, shots, out, mapper=mapper)
         written = write_result(Result.load(out), out, kind="video", db=db, model=out / "model", data=root)
     else:
         from oddeye.video.prediction.evaluate import evaluate_prediction, labelled_result
 
-        metrics, fitted, series = evaluate_prediction(ds, out, cfg, model_dir=model)
+        metrics, fitted, series = evaluate_prediction(ds, out, cfg, model_dir=model, mapper=mapper)
         written = write_result(labelled_result(fitted, ds, series, metrics), out, kind="video", db=db,
                                model=model or out / "model", data=root)
     for line in written.lines:

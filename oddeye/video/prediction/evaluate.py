@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,7 @@ import cv2
 import numpy as np
 from tqdm.auto import tqdm
 
-from oddeye.core.head import RunContext
+from oddeye.core.head import Mapper, RunContext
 from oddeye.core.metrics import frame_auroc, pixel_auroc
 from oddeye.core.types import Result
 from oddeye.video.datasets import VideoDataset
@@ -24,19 +25,21 @@ PIXEL_EVAL_SIZE = (180, 120)  # (w, h) at which error maps are compared with the
 HALVES = {"dev": slice(0, None, 2), "held": slice(1, None, 2)}
 
 
-def score_dataset(head: PredictionHead, ds: VideoDataset, keep_maps: bool = True,
-                  progress: bool = True) -> tuple[list[VideoSeries], dict[str, float]]:
-    """Predict every test video -> (series, {frames_per_s (wall), frames_per_cpu_s}), decode included.
+def score_dataset(head: PredictionHead, ds: VideoDataset, keep_maps: bool = True, progress: bool = True,
+                  mapper: Mapper = map) -> tuple[list[VideoSeries], dict[str, float]]:
+    """Predict every test video -> (series, {frames_per_s (wall), frames_per_cpu_s}), decode included; `mapper`
+    maps the per-video work over the videos (e.g. on Ray; default: here, one after the other).
 
     frames_per_cpu_s divides by this process's CPU time: on a shared machine it says what the scoring
-    would reach with the CPU time it used to itself (with 1 thread: one core).
+    would reach with the CPU time it used to itself (with 1 thread: one core). None when another mapper ran it.
     """
     t0, c0 = time.perf_counter(), time.process_time()
-    series = [head.video_series(v, keep_maps) for v in tqdm(ds.test, desc="score test videos", disable=not progress,
-                                                                leave=False)]
+    videos = tqdm(ds.test, desc="score test videos", disable=not progress or mapper is not map, leave=False)
+    series = list(mapper(partial(head.video_series, keep_maps=keep_maps), videos))
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     n = sum(len(s.score) for s in series)
-    return series, {"frames_per_s": n / max(wall, 1e-9), "frames_per_cpu_s": n / max(cpu, 1e-9)}
+    return series, {"frames_per_s": n / max(wall, 1e-9),
+                    "frames_per_cpu_s": n / max(cpu, 1e-9) if mapper is map else None}
 
 
 def _pixel_auroc(ds: VideoDataset, series: list[VideoSeries], size: tuple[int, int]) -> float | None:
@@ -78,10 +81,10 @@ def series_metrics(ds: VideoDataset, series: list[VideoSeries], pixel: bool = Tr
 
 
 def evaluate_prediction(ds: VideoDataset, out: Path, config: PredictionConfig | None = None,
-                        model_dir: Path | None = None, progress: bool = True
+                        model_dir: Path | None = None, progress: bool = True, mapper: Mapper = map
                         ) -> tuple[dict[str, Any], PredictionHead, list[VideoSeries]]:
-    """Train on ds.train with `config` and save the model to out/model (or load `model_dir`), score ds.test ->
-    (metrics, head, series)."""
+    """Train on ds.train with `config` and save the model to out/model (or load `model_dir`), score ds.test (the
+    videos mapped by `mapper`, see score_dataset) -> (metrics, head, series)."""
     if model_dir is not None:
         head = PredictionHead.load(model_dir)
     else:
@@ -90,12 +93,13 @@ def evaluate_prediction(ds: VideoDataset, out: Path, config: PredictionConfig | 
         head.save(out / "model")
     import torch
 
-    series, speed = score_dataset(head, ds, keep_maps=True, progress=progress)
+    series, speed = score_dataset(head, ds, keep_maps=True, progress=progress, mapper=mapper)
     metrics = series_metrics(ds, series)
     size = head.config.model.size
     metrics.update({"train_minutes": round(float(head.train_info.get("train_minutes", 0.0)), 2),
                     "frames_per_s": round(speed["frames_per_s"], 1),
-                    "frames_per_cpu_s": round(speed["frames_per_cpu_s"], 1), "torch_threads": torch.get_num_threads(),
+                    "frames_per_cpu_s": speed["frames_per_cpu_s"] and round(speed["frames_per_cpu_s"], 1),
+                    "torch_threads": torch.get_num_threads(),
                     "resolution": f"{size}x{size} gray", "threshold": head.calibration.threshold})
     return metrics, head, series
 

@@ -38,6 +38,16 @@ def fit_video_rules(
     zone_weight: Annotated[Optional[float], typer.Option("--zone-weight", help="Judgement (0..1] of an object where normal footage has nobody; 1 where nobody ever leaves the path (default 0.1).")] = None,
     captioner: Annotated[Optional[str], typer.Option("--captioner", help="Local VLM folder (BLIP, LLaVA, ...) whose captions the LLM reads too (needs --backend transformers|http).")] = None,
     device: Annotated[Optional[str], typer.Option("--device", help="Where a local LLM / VLM runs (default cpu).")] = None,
+    appearance: Annotated[Optional[bool], typer.Option("--appearance/--no-appearance", help=(
+        "Also learn what normal objects look like (crops embedded with the backbone, kept in the patch index): "
+        "a rule flags an object that looks like none in the normal footage. Off by default (slower: ~4x).")
+    )] = None,
+    appearance_crop: Annotated[Optional[int], typer.Option("--appearance-crop", help=(
+        "Size (px) objects are cropped to before embedding (default 64; 32 is faster)."))] = None,
+    appearance_margin: Annotated[Optional[float], typer.Option("--appearance-margin", help=(
+        "Margin above the normal distances before an object counts as looking unlike them (default 1.0)."))] = None,
+    appearance_every: Annotated[Optional[int], typer.Option("--appearance-every", help=(
+        "Embed every n-th frame (and each track's first); tracks keep their last value between (default 1)."))] = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress bars.")] = True,
 ) -> Path:
     """Induce readable rules of normality from normal footage (AnomalyRuler style) and write a model folder.
@@ -60,6 +70,7 @@ def fit_video_rules(
     config = RulesConfig.from_dict(given(
         perception=given(flow=flow), induction=given(attributes=attrs, zone_weight=zone_weight),
         llm=given(backend=backend, model=llm_model, url=llm_url, captioner=captioner),
+        appearance=given(enabled=appearance, crop=appearance_crop, margin=appearance_margin, every=appearance_every),
         grid=None if grid is None else _grid(grid)))
     require_out_dir(out)
     sources = _training_inputs(list(frames or []), list(video or []))

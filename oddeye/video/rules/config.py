@@ -1,4 +1,5 @@
-"""The settings of the rules head, one place: perception, induction, the LLM backend, deduction and smoothing.
+"""The settings of the rules head, one place: perception, appearance, induction, the LLM backend, deduction and
+smoothing.
 
     cfg = RulesConfig(sigma=5, induction={"zone_weight": 1.0})   # ConfigError "RulesConfig.induction.x: ..." if bad
     RulesConfig.from_dict(cfg.to_dict()) == cfg                   # stored in the model folder's manifest
@@ -16,6 +17,7 @@ from oddeye.video.rules.rules import ATTRIBUTES, SET_ATTRIBUTES
 NUMERIC_OBJECT_ATTRIBUTES = tuple(a for a, (_, scope) in ATTRIBUTES.items()
                                   if scope == "object" and a not in SET_ATTRIBUTES)
 MAX_GRID = (12, 16)  # rows, columns
+APPEARANCE_BACKBONES = ("efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2")
 
 
 @dataclass
@@ -100,12 +102,31 @@ class LLMConfig(HeadConfig):
 
 
 @dataclass
+class AppearanceConfig(HeadConfig):
+    """Appearance: each object's crop embedded with the shared backbone; its distance to the nearest normal crop is
+    the attribute "appearance", whose rule flags an object that looks like none in the normal footage."""
+
+    enabled: bool = param(False, doc="embed object crops and induce appearance rules (off: motion, size, place, "
+                                     "count only)")
+    crop: int = param(64, ge=32, le=256, doc="an object's box (padded) is resized to this square (px) for the backbone")
+    margin: float = param(1.0, ge=0.0, doc="the appearance limit sits this many margins (high quantile - median of "
+                                           "the normal distances) above their high quantile")
+    weight: float = param(1.0, gt=0.0, le=1.0, doc="judgement of an object that breaks an appearance rule")
+    every: int = param(1, ge=1, doc="measure on every n-th frame (and a track's first); a track keeps its last "
+                                    "measure in between: about n times cheaper")
+    bank: int = param(2000, ge=16, doc="normal crops kept in the index (a greedy coreset when there are more)")
+    backbone: str = param("efficientnet-lite0", choices=APPEARANCE_BACKBONES, doc="the shared backbone that embeds "
+                                                                                 "the crops")
+
+
+@dataclass
 class RulesConfig(HeadConfig):
     """Every setting of RulesHead that changes its results."""
 
     perception: PerceptionConfig = param(default_factory=PerceptionConfig)
     induction: InductionConfig = param(default_factory=InductionConfig)
     llm: LLMConfig = param(default_factory=LLMConfig)
+    appearance: AppearanceConfig = param(default_factory=AppearanceConfig)
     grid: tuple[int, int] = param((4, 6), ge=1, doc="scene zone grid, rows x columns")
     sigma: float = param(10.0, ge=0.0, doc="temporal smoothing of the per-frame judgement (frames; 0: none)")
     soft: float = param(0.75, ge=0.0, doc="margin units below a rule's limit where the judgement starts to rise "
@@ -122,3 +143,6 @@ class RulesConfig(HeadConfig):
         if self.grid[0] > MAX_GRID[0] or self.grid[1] > MAX_GRID[1]:
             raise ConfigError("RulesConfig.grid", f"at most {MAX_GRID[0]} rows and {MAX_GRID[1]} columns, "
                                                   f"got {self.grid[0]}x{self.grid[1]}")
+        if "appearance" in self.induction.attributes:
+            raise ConfigError("RulesConfig.induction.attributes", "appearance is not measured unless switched on",
+                              "leave it out of the attributes and switch appearance on: appearance.enabled")

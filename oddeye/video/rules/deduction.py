@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,12 +31,17 @@ class Breach:
     box: tuple[float, float, float, float] | None = None
     track: int | None = None
     judgement: float = 0.0
+    nearest: int | None = None  # appearance: the nearest normal crop's number in the appearance index
+    crop: bytes | None = None  # appearance: the object's crop as JPEG (set by the head for the dashboard)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict for Event.meta and the store."""
-        return {"rule": self.rule, "attribute": self.attribute, "value": self.value, "score": round(self.score, 3),
-                "text": self.text, "box": None if self.box is None else [round(v, 1) for v in self.box],
-                "track": self.track}
+        d = {"rule": self.rule, "attribute": self.attribute, "value": self.value, "score": round(self.score, 3),
+             "text": self.text, "box": None if self.box is None else [round(v, 1) for v in self.box],
+             "track": self.track}
+        if self.nearest is not None:
+            d["nearest"] = self.nearest
+        return d
 
 
 @dataclass
@@ -59,7 +65,8 @@ class Verdict:
             return ""
         b = self.breaches[0]
         who = "the frame" if b.box is None else "an object at x=%d..%d, y=%d..%d" % (b.box[0], b.box[2], b.box[1], b.box[3])
-        return f"{who}: {b.text} [rule {b.rule}]"
+        sep = " " if b.attribute == "appearance" else ": "  # "an object at ... that looks like none in ..."
+        return f"{who}{sep}{b.text} [rule {b.rule}]"
 
 
 class Deducer:
@@ -103,9 +110,12 @@ class Deducer:
             if r is None:
                 continue
             value: float | str = obj.zone if attr == "zone" else (obj.kind if attr == "kind" else obj.value(attr))
+            if isinstance(value, float) and math.isnan(value):  # not measured (appearance off, or no crop)
+                continue
             s = r.score(value)
             b = Breach(r.id, attr, value if isinstance(value, str) else round(float(value), 3), s,
-                       r.broken_text(value) if s > 0 else "", obj.box, obj.track)
+                       r.broken_text(value) if s > 0 else "", obj.box, obj.track,
+                       nearest=obj.nearest if attr == "appearance" else None)
             b.judgement = r.weight * judge_one(s, self.soft)
             out.append(b)
         out.sort(key=lambda b: -b.score)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -10,10 +11,10 @@ import numpy as np
 from tqdm import tqdm
 
 from oddeye.core.errors import EmptyDataError
-from oddeye.core.head import RunContext
+from oddeye.core.head import Mapper, RunContext
 from oddeye.core.metrics import frame_auroc
-from oddeye.core.types import Result
-from oddeye.video.rules.deduction import Verdict, verdict_events
+from oddeye.core.types import Result, Score
+from oddeye.video.rules.deduction import Verdict
 from oddeye.video.rules.head import HEAD, RulesHead
 from oddeye.video.rules.sources import as_source
 
@@ -35,10 +36,22 @@ def reason_hits(verdicts: list[Verdict], labels: np.ndarray, mask_loader: Any, f
     return hits, flagged
 
 
+def score_item(head: RulesHead, item: Any) -> tuple[Score, list[Verdict], float]:
+    """(Score, verdicts, seconds) of one test video of a data set."""
+    src = as_source(item.source, item.name)
+    t = time.perf_counter()
+    try:
+        sc, verdicts = head.score_video(src)
+    finally:
+        src.close()
+    return sc, verdicts, time.perf_counter() - t
+
+
 def evaluate_rules(dataset: Any, shots: int | None = None, out: str | Path | None = None,
                    train_clips: int | None = None, head: RulesHead | None = None,
-                   show_progress: bool = True, **overrides: Any) -> dict[str, Any]:
-    """Fit on dataset.train (first `train_clips` clips; `shots` frames, None = all), score dataset.test.
+                   show_progress: bool = True, mapper: Mapper = map, **overrides: Any) -> dict[str, Any]:
+    """Fit on dataset.train (first `train_clips` clips; `shots` frames, None = all), score dataset.test (the
+    videos mapped by `mapper`, e.g. on Ray; default: one after the other).
 
     head: an unfitted RulesHead (default: RulesHead(**overrides), overrides being RulesConfig fields).
     Returns frame_auroc_micro/macro, reason_hit_rate, frames_per_s (perception + deduction + decoding), n_rules,
@@ -56,15 +69,13 @@ def evaluate_rules(dataset: Any, shots: int | None = None, out: str | Path | Non
     labels, scores = [], []
     hits = flagged = n_frames = 0
     score_s = 0.0
-    for item in tqdm(dataset.test, desc="scoring test videos", unit="video", disable=not show_progress):
-        src = as_source(item.source, item.name)
-        t1 = time.perf_counter()
-        sc, verdicts = head.score_video(src)
-        score_s += time.perf_counter() - t1
-        src.close()
+    videos = tqdm(dataset.test, desc="scoring test videos", unit="video",
+                  disable=not show_progress or mapper is not map)  # another mapper shows its own bar
+    for item, (sc, verdicts, seconds) in zip(dataset.test, mapper(partial(score_item, head), videos)):
+        score_s += seconds
         sc.label = int(item.labels.max()) if item.labels is not None else None
         result.scores.append(sc)
-        result.events += verdict_events(sc, verdicts, head.config.flag_at, head.config.persist)
+        result.events += head.events(sc, verdicts)
         n_frames += len(verdicts)
         if item.labels is not None:
             labels.append(item.labels[: len(sc.frame_scores)])

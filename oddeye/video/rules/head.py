@@ -13,18 +13,19 @@ from tqdm import tqdm
 
 from oddeye.core.errors import ConfigError, EmptyDataError, InputError, ModelError
 from oddeye.core.head import RunContext, context
-from oddeye.core.types import Result, Score
-from oddeye.core.videoio import VideoReader, is_stream
+from oddeye.core.types import Event, Result, Score
+from oddeye.core.videoio import VideoReader
+from oddeye.video.rules.appearance import Appearance, Collector
 from oddeye.video.rules.assist import llm_deduce, llm_induce
 from oddeye.video.rules.captioner import Captioner
 from oddeye.video.rules.config import RulesConfig
 from oddeye.video.rules.deduction import Deducer, Verdict, judge_one, smooth_scores, verdict_events
 from oddeye.video.rules.induction import induce_rules
 from oddeye.video.rules.llm import LLMBackend, make_backend
-from oddeye.video.rules.modelio import HEAD, read_model, write_model
+from oddeye.video.rules.modelio import HEAD, read_appearance, read_model, write_model
 from oddeye.video.rules.perception import FrameObs, Perceiver, recheck_speed, shrunk_shape
 from oddeye.video.rules.rules import RuleSet
-from oddeye.video.rules.sources import VideoSource, as_source
+from oddeye.video.rules.sources import VideoSource, as_source, group_frames, local_path, sample_name, spread_frames
 from oddeye.video.rules.zones import ZoneMap
 
 BLACK_LEVEL = 8  # a frame whose brightest pixel is below this is "black"
@@ -60,6 +61,7 @@ class RulesHead:
         self.zones = ZoneMap(rows=self.config.grid[0], cols=self.config.grid[1])
         self.rules = RuleSet()
         self.background: np.ndarray | None = None
+        self.appearance: Appearance | None = None  # normal crops' index, when config.appearance is on
         self.scene_baseline = 1.0
         self.fit_info: dict[str, Any] = {}
 
@@ -113,10 +115,10 @@ class RulesHead:
                 raise InputError(f"{s.name} is a live stream", "fit on recorded normal footage (a file or folder)")
         lengths = np.array([s.n_frames for s in sources])
         total = int(lengths.sum())
-        plan = _spread(lengths, min(int(shots), total)) if shots else None
+        plan = spread_frames(lengths, min(int(shots), total)) if shots else None
         # background from frames spread over the footage (the shot frames when few-shot)
-        picks = plan if plan is not None else _spread(lengths, min(self.config.perception.bg_frames, total))
-        sample = np.concatenate([sources[v].get(np.array(sorted(ix))) for v, ix in _group(picks).items()])
+        picks = plan if plan is not None else spread_frames(lengths, min(self.config.perception.bg_frames, total))
+        sample = np.concatenate([sources[v].get(np.array(sorted(ix))) for v, ix in group_frames(picks).items()])
         if int(sample.max()) < BLACK_LEVEL:
             raise EmptyDataError("the normal footage is all black (no light, or a capped lens)",
                                  "fit on footage in which the scene is visible")
@@ -125,7 +127,12 @@ class RulesHead:
         self.background = perceiver.fit_background(sample)
         sims = [perceiver.scene_similarity(f) for f in sample[:: max(1, len(sample) // 16)]]
         self.scene_baseline = float(np.median(sims))
-        videos = self._perceive_normal(perceiver, sources, plan, total, progress)
+        app = Appearance(self.config.appearance, self.device) if self.config.appearance.enabled else None
+        crops = app.collector() if app is not None else None
+        videos = self._perceive_normal(perceiver, sources, plan, total, progress, crops)
+        if app is not None and crops is not None:
+            app.fit(crops)  # the index, and each normal object's appearance measured as a new one would be
+        self.appearance = app
         h, w = self.background.shape[0], self.background.shape[1]
         fw, fh = perceiver.frame_size
         feet = np.array([((o.box[0] + o.box[2]) / 2, o.box[3]) for v in videos for f in v for o in f.objects])
@@ -134,30 +141,42 @@ class RulesHead:
             for f in v:
                 for o in f.objects:
                     o.zone = self.zones.name((o.box[0] + o.box[2]) / 2, o.box[3])
-        self.rules = induce_rules(videos, self.zones, self.config.induction)
+        self.rules = induce_rules(videos, self.zones, self.config.induction, self.config.appearance)
         llm = self._llm()
         if llm is not None:
             frames = [f for v in videos for f in v if f.objects]
             self.rules = llm_induce(llm, self._vlm(), self.rules, self.zones, frames, fh or h,
                                     lambda f: sources[f.video].get(np.array([f.index]))[0], self.config)
         self.fit_info = {"n_videos": len(sources), "n_frames": sum(len(v) for v in videos), "shots": shots,
-                         "frame_size": [fw, fh], "fit_s": round(time.perf_counter() - t0, 2)}
+                         "frame_size": [fw, fh], "fit_s": round(time.perf_counter() - t0, 2),
+                         **({"appearance": app.info} if app is not None else {})}
         self.rules.meta.update({"fit": self.fit_info})
         # score with the rules as rules.yaml holds them (limits rounded for reading), as a loaded model will
         self.rules = RuleSet.from_dict(self.rules.to_dict())
 
     def _perceive_normal(self, perceiver: Perceiver, sources: list[VideoSource], plan: list[tuple[int, int]] | None,
-                         total: int, progress: bool) -> list[list[FrameObs]]:
-        """Perception of the normal footage: every frame per video, or the shot frames after a few warm-up ones."""
+                         total: int, progress: bool, crops: Collector | None = None) -> list[list[FrameObs]]:
+        """Perception of the normal footage: every frame per video, or the shot frames after a few warm-up ones.
+
+        crops: collects the crops of the objects of every kept frame (appearance on)."""
+        seen: list[np.ndarray] = []  # the frame perceived last
+
+        def frames(it: Iterable[tuple[int, float, np.ndarray]]) -> Iterable[np.ndarray]:
+            for _, _, f in it:
+                seen[:] = [f]
+                yield f
+
         videos: list[list[FrameObs]] = []
         bar = tqdm(total=len(plan) if plan is not None else total, desc="perceiving normal footage", unit="frame",
                    disable=not progress, leave=False)
         if plan is None:
             for vi, s in enumerate(sources):
                 obs = []
-                for fo in perceiver.run(f for _, _, f in s.iter_frames()):
+                for fo in perceiver.run(frames(s.iter_frames())):
                     fo.video = vi
                     obs.append(fo)
+                    if crops is not None:
+                        crops.add(seen[0], fo)
                     bar.update()
                 videos.append(obs)
         else:
@@ -165,9 +184,11 @@ class RulesHead:
             for v, i in plan:
                 a = max(0, i - self.config.warmup)
                 perceiver.reset()
-                *_, last = perceiver.run((f for _, _, f in sources[v].iter_frames(start=a, stop=i + 1)), start=a)
+                *_, last = perceiver.run(frames(sources[v].iter_frames(start=a, stop=i + 1)), start=a)
                 last.video = v
                 obs.append(last)
+                if crops is not None:
+                    crops.add(seen[0], last)
                 bar.update()
             videos.append(obs)
         bar.close()
@@ -216,6 +237,8 @@ class RulesHead:
         llm, vlm, keep = self._llm(), self._vlm(), self.config.llm.deduce_frames
         perceiver = self._perceiver()
         perceiver.reset()
+        if self.appearance is not None:
+            self.appearance.reset()
         deducer = Deducer(self.rules, self.zones, persist=self.config.persist, soft=self.config.soft)
         verdicts: list[Verdict] = []
         described: dict[int, str] = {}  # frame position -> description, for the LLM's second opinion
@@ -230,9 +253,13 @@ class RulesHead:
                 verdicts.append(Verdict(index=i, score=deducer.floor, judgement=0.0))
             else:
                 fo = perceiver.step(frame, i, t)
+                if self.appearance is not None:
+                    self.appearance.measure(frame, fo.objects, i)
                 v = deducer.judge(fo)
                 if self.config.recheck and v.score > 0:
                     v = self._recheck(v, perceiver, deducer)
+                if self.appearance is not None:
+                    self.appearance.keep_crop(frame, v)
                 if llm is not None and v.flagged(self.config.flag_at):
                     described[len(verdicts)] = fo.description(frame.shape[0])
                     if vlm is not None:
@@ -329,19 +356,28 @@ class RulesHead:
                         raise
                     bad[k] = e.message
             if k in bad:
-                result.add_error(names[k] or _sample_name(video), bad[k], _local_path(video))
+                result.add_error(names[k] or sample_name(video), bad[k], local_path(video))
                 continue
             result.scores.append(sc)
-            result.events += verdict_events(sc, verdicts, self.config.flag_at, self.config.persist)
+            result.events += self.events(sc, verdicts)
         return result
+
+    def events(self, sc: Score, verdicts: list[Verdict]) -> list[Event]:
+        """Events of a video scored by score_video(): its flagged runs of frames with reasons and boxes (an event
+        whose reason is an odd-looking object with its crop and its nearest normal one, meta["appearance"])."""
+        events = verdict_events(sc, verdicts, self.config.flag_at, self.config.persist)
+        if self.appearance is not None:
+            self.appearance.annotate(events, verdicts)
+        return events
 
     # -- persistence ------------------------------------------------------------------------------------
     def save(self, directory: str | Path) -> Path:
-        """Write rules.yaml, zones.yaml, background.npy, fit.json and the manifest (with the config) to `directory`."""
+        """Write rules.yaml, zones.yaml, background.npy, fit.json, the manifest (with the config) and, with appearance
+        on, appearance/ (the normal crops' index and thumbnails) to `directory`."""
         self._check_fitted()
         assert self.background is not None
         return write_model(directory, self.config, self.rules, self.zones, self.background,
-                           {"scene_baseline": self.scene_baseline, "fit": self.fit_info})
+                           {"scene_baseline": self.scene_baseline, "fit": self.fit_info}, self.appearance)
 
     @classmethod
     def load(cls, directory: str | Path, *, device: str | None = None) -> Self:
@@ -349,37 +385,8 @@ class RulesHead:
         config, rules, zones, background, state = read_model(directory)
         head = cls(config, device=device)
         head.zones, head.rules, head.background = zones, rules, background
+        head.appearance = read_appearance(directory, config, head.device)
         head.scene_baseline = float(state.get("scene_baseline", 1.0))
         head.fit_info = state.get("fit", {})
         return head
 
-
-def _sample_name(video: Any) -> str:
-    """The sample id a video that could not be opened is recorded under (as as_source would name it)."""
-    if isinstance(video, VideoReader):
-        return Path(str(video.source)).name
-    return Path(str(video)).name if isinstance(video, (str, Path)) else str(video)
-
-
-def _local_path(video: Any) -> str | None:
-    """The file or folder behind `video`, when it is one (not an array, a webcam index or a stream URL)."""
-    if isinstance(video, Path) or (isinstance(video, str) and not is_stream(video)):
-        return str(video)
-    return None
-
-
-def _spread(lengths: np.ndarray, k: int) -> list[tuple[int, int]]:
-    """k (video, frame) pairs spread evenly over videos of `lengths` (V,)."""
-    total = int(lengths.sum())
-    flat = np.unique(np.linspace(0, total - 1, max(1, k)).round().astype(int))
-    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-    v = np.searchsorted(starts, flat, side="right") - 1
-    return [(int(a), int(b - starts[a])) for a, b in zip(v, flat)]
-
-
-def _group(pairs: list[tuple[int, int]]) -> dict[int, list[int]]:
-    """{video: [frames]} of (video, frame) pairs."""
-    out: dict[int, list[int]] = {}
-    for v, i in pairs:
-        out.setdefault(v, []).append(i)
-    return out

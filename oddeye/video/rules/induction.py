@@ -8,7 +8,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from oddeye.core.errors import EmptyDataError
-from oddeye.video.rules.config import InductionConfig
+from oddeye.video.rules.config import AppearanceConfig, InductionConfig
 from oddeye.video.rules.perception import FrameObs
 from oddeye.video.rules.rules import ATTRIBUTES, KINDS, SET_ATTRIBUTES, Rule, RuleSet, default_text
 from oddeye.video.rules.zones import ZoneMap
@@ -16,20 +16,22 @@ from oddeye.video.rules.zones import ZoneMap
 TWO_SIDED = ("aspect",)  # attributes whose low end is also constrained
 
 
-def _range(values: np.ndarray, attr: str, p: InductionConfig) -> tuple[float | None, float, float]:
-    """(low, high, margin) of normal `values` (N,) for attribute `attr`."""
+def _range(values: np.ndarray, attr: str, p: InductionConfig, extra: float = 0.0) -> tuple[float | None, float, float]:
+    """(low, high, margin) of normal `values` (N,) for attribute `attr`; the limits sit `extra` margins farther out."""
     med = float(np.median(values))
     high = float(np.quantile(values, p.quantile))
     margin = max(p.margin_k * (high - med), p.margin_floor * abs(high), 1.0 if attr == "count" else 1e-3)
     flat = np.mean(values >= high - 0.05 * margin) > 0.2  # a fifth of the values tie at the top (discrete data)
-    pad = p.flat_pad * margin if flat else 0.0
+    pad = (p.flat_pad if flat else 0.0) * margin + extra * margin
     low = float(np.quantile(values, 1 - p.quantile)) - pad if attr in TWO_SIDED else None
     return low, high + pad, margin
 
 
-def _induce_once(objs: list[tuple[str, str, dict[str, float]]], counts: np.ndarray,
-                 zones: ZoneMap, p: InductionConfig) -> dict[tuple[str, str], tuple[Any, ...]]:
-    """One induction over (zone, band, values) of objects -> {(attribute, zone): (low, high, margin, n)}."""
+def _induce_once(objs: list[tuple[str, str, dict[str, float]]], counts: np.ndarray, zones: ZoneMap,
+                 p: InductionConfig, pads: dict[str, float]) -> dict[tuple[str, str], tuple[Any, ...]]:
+    """One induction over (zone, band, values) of objects -> {(attribute, zone): (low, high, margin, n)}.
+
+    pads: margins by which an attribute's limits move out; values that are NaN (not measured) are left out."""
     out: dict[tuple[str, str], tuple[Any, ...]] = {}
     groups: dict[str, list[int]] = defaultdict(list)
     for i, (zone, band, _) in enumerate(objs):
@@ -40,9 +42,10 @@ def _induce_once(objs: list[tuple[str, str, dict[str, float]]], counts: np.ndarr
         if len(idx) < p.min_support and where != "anywhere":
             continue
         for attr in p.attributes:
-            vals = np.array([objs[i][2][attr] for i in idx])
-            if len(vals):
-                out[(attr, where)] = (*_range(vals, attr, p), len(vals))
+            vals = np.array([objs[i][2][attr] for i in idx], dtype=np.float64)
+            vals = vals[np.isfinite(vals)]
+            if len(vals) and (len(vals) >= p.min_support or where == "anywhere"):
+                out[(attr, where)] = (*_range(vals, attr, p, pads.get(attr, 0.0)), len(vals))
         if p.kind_rule and idx:
             kinds = [objs[i][2]["kind"] for i in idx]
             allowed = [k for k in KINDS if kinds.count(k) >= p.kind_min_share * len(kinds)]
@@ -67,8 +70,8 @@ def _folds(videos: Sequence[Sequence[FrameObs]], k: int) -> list[tuple[list[list
     return [([v for g, part in enumerate(parts) if g != f for v in part], parts[f]) for f in range(k)]
 
 
-def held_out_breach(videos: Sequence[Sequence[FrameObs]], zones: ZoneMap,
-                    p: InductionConfig) -> tuple[dict[str, float], int]:
+def held_out_breach(videos: Sequence[Sequence[FrameObs]], zones: ZoneMap, p: InductionConfig,
+                    appearance: AppearanceConfig | None = None) -> tuple[dict[str, float], int]:
     """Share of held-out normal frames in which each attribute's rules break (median over p.folds folds),
     and the number of frames in the smallest held-out fold."""
     from oddeye.video.rules.deduction import Deducer
@@ -80,7 +83,7 @@ def held_out_breach(videos: Sequence[Sequence[FrameObs]], zones: ZoneMap,
     for train, held in _folds(videos, p.folds):
         if not any(f.objects for v in train for f in v) or not any(len(v) for v in held):
             continue
-        rs = induce_rules(train, zones, single)
+        rs = induce_rules(train, zones, single, appearance)
         hits: dict[str, int] = defaultdict(int)
         n = 0
         for v in held:
@@ -95,14 +98,22 @@ def held_out_breach(videos: Sequence[Sequence[FrameObs]], zones: ZoneMap,
     return {a: float(np.median(r)) for a, r in rates.items()}, smallest
 
 
-def induce_rules(videos: Sequence[Sequence[FrameObs]], zones: ZoneMap, params: InductionConfig | None = None) -> RuleSet:
-    """Rules from the perception of normal videos: ranges per attribute and zone, kept if they recur in subsets."""
+def induce_rules(videos: Sequence[Sequence[FrameObs]], zones: ZoneMap, params: InductionConfig | None = None,
+                 appearance: AppearanceConfig | None = None) -> RuleSet:
+    """Rules from the perception of normal videos: ranges per attribute and zone, kept if they recur in subsets.
+
+    appearance (enabled): rules on the objects' "appearance" too (their distance to the nearest normal crop, measured
+    on held-out normal footage; see appearance.py), with its margin and judgement weight."""
     p = params or InductionConfig()
+    if appearance is not None and appearance.enabled and "appearance" not in p.attributes:
+        p = p.replace(attributes=(*p.attributes, "appearance"))
+    pads = {"appearance": appearance.margin} if appearance is not None else {}
+    weights = {"appearance": appearance.weight} if appearance is not None else {}
     validation: dict[str, float] = {}
     n_held = 0
     asked = p
     if p.folds >= 2 and sum(len(v) for v in videos) >= 4 * p.folds:
-        validation, n_held = held_out_breach(videos, zones, p)
+        validation, n_held = held_out_breach(videos, zones, p, appearance)
         if validation:  # a breach rate measured on n frames is uncertain by about 2/n
             ok = {a for a, r in validation.items() if r <= p.max_breach + 2.0 / max(n_held, 1)}
             if not ok & set(p.attributes):  # keep at least the steadiest numeric attribute
@@ -128,7 +139,7 @@ def induce_rules(videos: Sequence[Sequence[FrameObs]], zones: ZoneMap, params: I
         if not objs:
             continue
         counts = np.array([frames[i].count for i in pick])
-        for key, val in _induce_once(objs, counts, zones, p).items():
+        for key, val in _induce_once(objs, counts, zones, p, pads).items():
             found[key].append(val)
     rules: list[Rule] = []
     for (attr, where), vals in sorted(found.items()):
@@ -147,7 +158,7 @@ def induce_rules(videos: Sequence[Sequence[FrameObs]], zones: ZoneMap, params: I
         else:
             lows = [v[0] for v in vals if v[0] is not None]
             r = Rule(id="", attribute=attr, zone=where, low=float(np.median(lows)) if lows else None,
-                     weight=_weight(attr, p, validation, n_held),
+                     weight=weights.get(attr) or _weight(attr, p, validation, n_held),
                      high=float(np.median([v[1] for v in vals])), margin=float(np.median([v[2] for v in vals])),
                      support=support, n=int(np.median([v[3] for v in vals])))
         r.text = default_text(r)

@@ -1,12 +1,15 @@
-"""The rules head's model folder: rules.yaml, zones.yaml, background.npy, fit.json and the manifest with the config.
+"""The rules head's model folder: rules.yaml, zones.yaml, background.npy, fit.json, the manifest with the config, and
+with appearance on the appearance/ folder (index of normal crops and their thumbnails).
 
 Folders of format 1 (written before the settings moved into the manifest) kept every setting in perception.json;
-they still load, with the settings they were scored with.
+they still load, with the settings they were scored with. Folders written before appearance existed have no
+"appearance" setting and load with it off (an older oddeye refuses a folder that has one, naming the setting).
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +18,7 @@ import yaml
 
 from oddeye.core.errors import ModelError
 from oddeye.core.head import read_manifest, write_manifest
+from oddeye.video.rules.appearance import Appearance
 from oddeye.video.rules.config import RulesConfig
 from oddeye.video.rules.rules import RuleSet
 from oddeye.video.rules.zones import ZoneMap
@@ -25,6 +29,7 @@ RULES_FILE = "rules.yaml"
 ZONES_FILE = "zones.yaml"
 BACKGROUND_FILE = "background.npy"
 STATE_FILE = "fit.json"  # what fitting measured: scene_baseline, fit info
+APPEARANCE_DIR = "appearance"
 LEGACY_FILE = "perception.json"  # format 1: the settings and the state
 # format-1 folders that lack these keys were scored with these values
 LEGACY_DEFAULTS: dict[str, Any] = {"soft": 0.75, "flag_at": 0.5, "warmup": 4}
@@ -32,10 +37,13 @@ LEGACY_KEYS = ("sigma", "soft", "flag_at", "persist", "recheck", "warmup")
 
 
 def write_model(directory: str | Path, config: RulesConfig, rules: RuleSet, zones: ZoneMap, background: np.ndarray,
-                state: dict[str, Any]) -> Path:
+                state: dict[str, Any], appearance: Appearance | None = None) -> Path:
     """Write a fitted rules head (background (h, w) float32 at processing scale) to `directory`; return it."""
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(d / APPEARANCE_DIR, ignore_errors=True)  # re-saved over an older fit: no stale crops
+    if appearance is not None:
+        appearance.save(d / APPEARANCE_DIR)
     rules.save(d / RULES_FILE)
     (d / ZONES_FILE).write_text(yaml.safe_dump(zones.to_dict(), sort_keys=False, width=120))
     (d / STATE_FILE).write_text(json.dumps(state, indent=1))
@@ -63,6 +71,18 @@ def read_model(directory: str | Path) -> tuple[RulesConfig, RuleSet, ZoneMap, np
                          f"{config.grid[0]}x{config.grid[1]}",
                          "restore zones.yaml, or refit with `oddeye fit video-rules`")
     return config, RuleSet.load(d / RULES_FILE), zones, background, state
+
+
+def read_appearance(directory: str | Path, config: RulesConfig, device: str = "cpu") -> Appearance | None:
+    """The appearance index of a folder whose config has appearance on (None when off); ModelError if missing."""
+    if not config.appearance.enabled:
+        return None
+    d = Path(directory) / APPEARANCE_DIR
+    try:
+        return Appearance.load(d, config.appearance, device)
+    except (OSError, ValueError, KeyError, ModelError) as e:
+        raise ModelError(f"{d}: the appearance index is missing or corrupt ({getattr(e, 'message', e)})",
+                         "refit with `oddeye fit video-rules`") from None
 
 
 def _legacy_config(params: dict[str, Any], zones: ZoneMap) -> RulesConfig:

@@ -15,7 +15,7 @@ from oddeye.video.rules.tracking import Tracker
 from oddeye.video.rules.zones import ZoneMap
 
 # attributes of one object that rules may constrain (numbers) -- see ObjectObs
-OBJECT_ATTRIBUTES = ("speed", "track_speed", "area", "height", "width", "aspect")
+OBJECT_ATTRIBUTES = ("speed", "track_speed", "area", "height", "width", "aspect", "appearance")
 FRAME_ATTRIBUTES = ("count",)
 
 
@@ -37,6 +37,8 @@ class ObjectObs:
     direction: str
     zone: str
     age: int = 1
+    appearance: float = math.nan  # distance of its crop to the nearest normal crop (NaN: not measured)
+    nearest: int = -1  # that normal crop's number in the appearance index (-1: none)
 
     @property
     def kind(self) -> str:

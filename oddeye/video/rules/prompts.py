@@ -9,7 +9,9 @@ from oddeye.video.rules.rules import ATTRIBUTES, Rule
 SYSTEM = ("You are a careful surveillance analyst. You read short descriptions of camera frames and reason about "
           "what is normal in the scene. Always answer with JSON only, no prose around it.")
 
-RULE_SCHEMA = ('[{"attribute": one of ' + ", ".join(f'"{a}"' for a in ATTRIBUTES) + ', "zone": a zone name or '
+# appearance is a distance between crop embeddings: nothing an LLM reading descriptions can put a number on
+RULE_SCHEMA = ('[{"attribute": one of ' + ", ".join(f'"{a}"' for a in ATTRIBUTES if a != "appearance")
+               + ', "zone": a zone name or '
                '"anywhere", "low": number or null, "high": number or null, "allowed": list of zone names (for '
                '"zone") or of kinds tall/compact/wide (for "kind"), "text": "the rule in one sentence"}]')
 

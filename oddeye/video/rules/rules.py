@@ -20,6 +20,7 @@ ATTRIBUTES: dict[str, tuple[str, str]] = {
     "height": ("px", "object"),
     "width": ("px", "object"),
     "aspect": ("height/width", "object"),
+    "appearance": ("", "object"),  # distance of the object's crop to the nearest normal one (appearance.py)
     "zone": ("", "object"),
     "kind": ("", "object"),
     "count": ("objects", "frame"),
@@ -85,6 +86,9 @@ class Rule:
         if self.allowed is not None:
             return f"seen in the {value}, where normal footage has nobody ({self.describe()})"
         v = float(value)
+        if self.attribute == "appearance" and self.high is not None and v > self.high:
+            return (f"that looks like none in the normal footage: distance {v:.3g} to the nearest normal object, "
+                    f"above the normal {self.high:.3g} ({self.describe()})")
         if self.high is not None and v > self.high:
             return f"{self.attribute} {v:.3g} {unit} above the normal {self.high:.3g} ({self.describe()})"
         if self.low is not None and v < self.low:
@@ -99,6 +103,9 @@ def default_text(rule: Rule) -> str:
         return f"objects {where} are {' or '.join(rule.allowed)}"
     if rule.allowed is not None:
         return f"objects appear only in: {', '.join(rule.allowed)}"
+    if rule.attribute == "appearance" and rule.high is not None and rule.low is None:
+        return (f"objects {where} look like those in the normal footage: distance to the nearest normal object at "
+                f"most {rule.high:.3g}")
     unit = ATTRIBUTES.get(rule.attribute, ("", ""))[0]
     verb = _WORDS.get(rule.attribute, rule.attribute)
     who = "frames have" if rule.attribute == "count" else f"objects {where}"

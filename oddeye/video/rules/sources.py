@@ -9,7 +9,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from oddeye.core.errors import EmptyDataError, InputError
-from oddeye.core.videoio import VideoReader, open_video
+from oddeye.core.videoio import VideoReader, is_stream, open_video
 
 
 @dataclass
@@ -84,3 +84,34 @@ def as_source(video: Any, name: str | None = None, fps: float = 25.0) -> VideoSo
         return VideoSource(name or Path(str(video)).name, float(reader.fps or fps), n, reader=reader)
     raise InputError(f"cannot read a video from {type(video).__name__}",
                      "pass a video file, a frame folder, a VideoReader or a uint8 array (T, H, W)")
+
+
+def sample_name(video: Any) -> str:
+    """The sample id a video that could not be opened is recorded under (as as_source names it)."""
+    if isinstance(video, VideoReader):
+        return Path(str(video.source)).name
+    return Path(str(video)).name if isinstance(video, (str, Path)) else str(video)
+
+
+def local_path(video: Any) -> str | None:
+    """The file or folder behind `video`, when it is one (not an array, a webcam index or a stream URL)."""
+    if isinstance(video, Path) or (isinstance(video, str) and not is_stream(video)):
+        return str(video)
+    return None
+
+
+def spread_frames(lengths: np.ndarray, k: int) -> list[tuple[int, int]]:
+    """k (video, frame) pairs spread evenly over videos of `lengths` (V,)."""
+    total = int(lengths.sum())
+    flat = np.unique(np.linspace(0, total - 1, max(1, k)).round().astype(int))
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    v = np.searchsorted(starts, flat, side="right") - 1
+    return [(int(a), int(b - starts[a])) for a, b in zip(v, flat)]
+
+
+def group_frames(pairs: list[tuple[int, int]]) -> dict[int, list[int]]:
+    """{video: [frames]} of (video, frame) pairs."""
+    out: dict[int, list[int]] = {}
+    for v, i in pairs:
+        out.setdefault(v, []).append(i)
+    return out

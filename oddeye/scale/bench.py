@@ -1,0 +1,206 @@
+"""`oddeye bench scale`: batch scoring on Ray against the plain loop, on Ped2 test clips and magnetic-tile images.
+
+    oddeye bench scale --workers 1,2 --videos 12 --images 128
+
+Models are fitted first (`oddeye fit video-rules` on Ped2 training frames, `oddeye fit image` PatchCore on a seeded
+share of MT_Free), small and quick. Then the same inputs are scored by the plain loop (one process, all cores) and
+on a local Ray runtime with each worker count (cores / workers threads per worker). Ray is started and every
+worker loads the models once before the timed runs (`ray_start_s`): the figures are steady-state throughput, what
+an archive of many hours sees. The last stdout line is JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from oddeye.core.errors import InputError
+from oddeye.core.head import RunContext, load_head, read_manifest
+from oddeye.core.types import Result
+
+DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
+PED2, TILES = DATA / "ucsd_ped2", DATA / "magnetic_tile"
+TILE_CLASSES = ("Free", "Blowhole", "Break", "Crack", "Fray", "Uneven")
+SEED = 0
+N_TRAIN_TILES = 48
+RULES_SHOTS = 48
+IMAGE_SETTINGS = ["--head", "patchcore", "--coreset", "0.05", "--max-bank", "4000", "--image-size", "224"]
+
+
+def _tiles(root: Path, n_test: int, seed: int) -> tuple[list[Path], list[Path]]:
+    """(normal training images, test images): a seeded share of MT_Free trains; the test images are drawn from
+    the rest of MT_Free and every defect class (JPEG images only; the PNGs beside them are masks)."""
+    free = sorted((root / "MT_Free" / "Imgs").glob("*.jpg"))
+    if not free:
+        raise InputError(f"no magnetic-tile images under {root}",
+                         "pass --tiles DIR (the magnetic_tile folder of ../shared/data, see its README)")
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(free))
+    train = [free[i] for i in order[:N_TRAIN_TILES]]
+    pool = [free[i] for i in order[N_TRAIN_TILES:]]
+    for c in TILE_CLASSES[1:]:
+        pool += sorted((root / f"MT_{c}" / "Imgs").glob("*.jpg"))
+    test = [pool[i] for i in np.sort(rng.permutation(len(pool))[:n_test])]
+    return train, test
+
+
+def _clips(root: Path, n: int) -> tuple[Path, list[Path]]:
+    """(the training frames folder, the first n test clips as frame folders) of Ped2."""
+    train, test = root / "training" / "frames", root / "testing" / "frames"
+    clips = sorted(p for p in test.iterdir() if p.is_dir()) if test.is_dir() else []
+    if not train.is_dir() or not clips:
+        raise InputError(f"no Ped2 frames under {root}",
+                         "pass --ped2 DIR (the ucsd_ped2 folder of ../shared/data, see its README)")
+    return train, clips[:n]
+
+
+def _fit(args: list[str], log: Callable[[str], None]) -> None:
+    """Run `oddeye fit ...` in a child process (its output is not timed)."""
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "oddeye", "fit", *args], capture_output=True, text=True)
+    if proc.returncode:
+        raise InputError(f"`oddeye fit {' '.join(args[:1])}` failed: {proc.stderr.strip()[-500:]}")
+    log(f"fitted {args[0]} in {time.perf_counter() - t0:.0f} s")
+
+
+def fit_models(work: Path, ped2: Path, tiles: Path, n_videos: int, n_images: int,
+               log: Callable[[str], None]) -> dict[str, tuple[Path, list[Path], int]]:
+    """kind -> (model folder, inputs, inputs per task): the rules model on Ped2, PatchCore on magnetic tiles."""
+    train_frames, clips = _clips(ped2, n_videos)
+    train_tiles, test_tiles = _tiles(tiles, n_images, SEED)
+    normal = work / "train-tiles"
+    normal.mkdir(parents=True, exist_ok=True)
+    for p in train_tiles:  # a folder of the chosen normal images (their masks stay out)
+        (normal / p.name).unlink(missing_ok=True)
+        (normal / p.name).symlink_to(p)
+    _fit(["video-rules", "--frames", str(train_frames), "--out", str(work / "rules"), "--shots", str(RULES_SHOTS),
+          "--no-progress"], log)
+    _fit(["image", "--train", str(normal), "--out", str(work / "patchcore"), "--seed", str(SEED), *IMAGE_SETTINGS],
+         log)
+    batch = int(read_manifest(work / "patchcore")["config"]["batch_size"])
+    return {"videos": (work / "rules", clips, 1), "images": (work / "patchcore", test_tiles, batch)}
+
+
+def _plain(model: Path, inputs: list[Path], per_task: int, threads: int) -> tuple[float, Result]:
+    """Seconds of the plain loop (all cores; model loaded and warmed up beforehand, as the Ray workers are) and its
+    Result."""
+    from oddeye.core.config import set_threads
+
+    set_threads(threads)
+    head = load_head(model)
+    head.score(inputs[:per_task], ctx=RunContext(progress=False))  # lazily built parts (e.g. the ONNX session)
+    t0 = time.perf_counter()
+    result = head.score(inputs, ctx=RunContext(progress=False))
+    return time.perf_counter() - t0, result
+
+
+def _same(a: Result, b: Result) -> bool:
+    """Whether two Results have the same sample ids, scores and per-frame series."""
+    return [s.sample_id for s in a.scores] == [s.sample_id for s in b.scores] and all(
+        np.array_equal(x.score, y.score) and np.array_equal(
+            x.frame_scores if x.frame_scores is not None else [], y.frame_scores if y.frame_scores is not None else [])
+        for x, y in zip(a.scores, b.scores))
+
+
+def store_rate(results: list[Result], db: str | None, work: Path) -> tuple[float, int]:
+    """(rows/s, rows) of writing `results` as runs into the store at `db` (default: a new SQLite file in `work`)."""
+    from oddeye.store.api import save_result
+    from oddeye.store.convert import attached_rows, sample_rows
+
+    rows, t = 0, 0.0
+    for r in results:
+        samples = sample_rows(r, 0, None)
+        rows += 1 + len(samples) + sum(map(len, attached_rows(r, 0, list(range(len(samples))),
+                                                              [x["path"] for x in samples])))
+        t0 = time.perf_counter()
+        save_result(db or str(work / "store.db"), r, kind="bench-scale")
+        t += time.perf_counter() - t0
+    return rows / max(t, 1e-9), rows
+
+
+def run_scale_bench(workers: list[int], n_videos: int, n_images: int, ped2: Path = PED2, tiles: Path = TILES,
+                    db: str | None = None, work: Path | None = None,
+                    log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Time the plain loop and Ray with each worker count on the same inputs; the figures as a dict. Models go
+    under `work` (default: a temp folder, removed after)."""
+    if work is not None:
+        return _run(workers, n_videos, n_images, ped2, tiles, db, Path(work), log)
+    with tempfile.TemporaryDirectory(prefix="oddeye-bench-scale-") as tmp:
+        return _run(workers, n_videos, n_images, ped2, tiles, db, Path(tmp), log)
+
+
+def _run(workers: list[int], n_videos: int, n_images: int, ped2: Path, tiles: Path, db: str | None, work: Path,
+         log: Callable[[str], None]) -> dict[str, Any]:
+    """run_scale_bench() with its work folder."""
+    from oddeye.scale.batch import run_on_ray
+    from oddeye.scale.runtime import cpus, ray_runtime
+
+    models = fit_models(work, ped2, tiles, n_videos, n_images, log)
+    cores = cpus()
+    doc: dict[str, Any] = {"dataset": "ucsd-ped2 test clips + magnetic-tile images", "seed": SEED, "cores": cores,
+                           "workers": workers, "videos": n_videos, "images": n_images}
+    plain: dict[str, tuple[float, Result]] = {k: _plain(m, x, per, cores) for k, (m, x, per) in models.items()}
+    frames = sum(len(s.frame_scores) for s in plain["videos"][1].scores if s.frame_scores is not None)
+    doc["frames"] = frames
+    ray_s: dict[int, dict[str, float]] = {}
+    last: list[Result] = []
+    identical = True
+    t0 = time.perf_counter()
+    with ray_runtime(None, num_cpus=cores):
+        for m, x, per in models.values():  # every worker process imports oddeye and loads both models once
+            run_on_ray(m, x[: max(workers) * per], RunContext(progress=False), address=None, db=None,
+                       per_task=per, workers=max(workers))
+        doc["ray_start_s"] = round(time.perf_counter() - t0, 2)
+        for w in workers:
+            ray_s[w] = {}
+            for kind, (m, x, per) in models.items():
+                t1 = time.perf_counter()
+                b = run_on_ray(m, x, RunContext(progress=False), address=None, db=None, per_task=per, workers=w)
+                ray_s[w][kind] = time.perf_counter() - t1
+                identical &= b.failed == 0 and _same(plain[kind][1], b.result)
+                last = [*last[-1:], b.result]
+                log(f"ray, {w} worker(s): {kind} in {ray_s[w][kind]:.1f} s ({b.tasks} tasks, {len(b.pids)} "
+                    f"processes, {b.threads} thread(s) each)")
+    rate, rows = store_rate(last, db, work)
+    lo, hi = min(workers), max(workers)
+    total = {w: sum(ray_s[w].values()) for w in workers}
+    plain_total = sum(t for t, _ in plain.values())
+    doc.update({
+        "speedup": round(total[lo] / total[hi], 3),
+        "speedup_images": round(ray_s[lo]["images"] / ray_s[hi]["images"], 3),
+        "speedup_videos": round(ray_s[lo]["videos"] / ray_s[hi]["videos"], 3),
+        "overhead": round(total[1] / plain_total - 1, 3) if 1 in total else None,
+        "store_rows_per_s": round(rate, 1), "store_rows": rows, "store": "postgresql" if db else "sqlite",
+        "plain_s": round(plain_total, 2), "plain_images_per_s": round(n_images / plain["images"][0], 2),
+        "plain_frames_per_s": round(frames / plain["videos"][0], 1), "identical": identical,
+    })
+    for w in workers:
+        doc[f"ray{w}_s"] = round(total[w], 2)
+        doc[f"ray{w}_images_per_s_per_worker"] = round(n_images / ray_s[w]["images"] / w, 2)
+        doc[f"ray{w}_frames_per_s_per_worker"] = round(frames / ray_s[w]["videos"] / w, 1)
+    return doc
+
+
+def print_table(doc: dict[str, Any], log: Callable[[str], None] = print) -> None:
+    """The figures for a person: one row per way of running."""
+    log(f"{'run':<10} {'seconds':>8} {'images/s':>9} {'frames/s':>9}")
+    log(f"{'plain':<10} {doc['plain_s']:>8.1f} {doc['plain_images_per_s']:>9.2f} {doc['plain_frames_per_s']:>9.1f}")
+    for w in doc["workers"]:
+        ips = doc[f"ray{w}_images_per_s_per_worker"] * w
+        fps = doc[f"ray{w}_frames_per_s_per_worker"] * w
+        log(f"{f'ray x{w}':<10} {doc[f'ray{w}_s']:>8.1f} {ips:>9.2f} {fps:>9.1f}")
+    log(f"speedup {doc['speedup']} ({max(doc['workers'])} workers over {min(doc['workers'])}), overhead "
+        f"{doc['overhead']} (1 Ray worker over the plain loop), store {doc['store_rows_per_s']} rows/s "
+        f"({doc['store']}); Ray results identical to the plain loop: {doc['identical']}")
+
+
+def bench_json(doc: dict[str, Any]) -> str:
+    """The JSON line."""
+    return json.dumps(doc)
