@@ -12,9 +12,10 @@ from typing import Any
 from oddeye.core.auto import SearchSpace
 from oddeye.image.config import ImageConfig
 
-BACKBONES = ("efficientnet-lite0",)  # the built-in ones with weights installed
+BACKBONES = ("efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2")  # the built-in ones (their default
+# blocks: strides 8 and 16 each)
 GAINS = (0.7, 0.85, 1.25, 1.6, 2.0)  # learn each normal image also at these exposures (about +-1 stop)
-FINE_LAYERS = [3, 7]  # Lite0 blocks at strides 8 and 16 one stage earlier than the default (4, 10)
+FINE_LAYERS = [3, 7]  # Lite0 blocks at strides 8 and 16 one stage earlier than the default (4, 10); Lite0 only
 
 
 def _feature_map(extra: list[dict]) -> list[dict]:
