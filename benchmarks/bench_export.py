@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
 
     set_threads()
     ds = load_image_dataset("magnetic-tile", args.root, seed=0)
-    cmd = "nice -n 10 .venv/bin/python benchmarks/bench_export.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    cmd = ".venv/bin/python benchmarks/bench_export.py " + " ".join(argv if argv is not None else sys.argv[1:])
     for head in [h for h in args.heads.split(",") if h]:
         model_dir = args.out / head
         fit(head, ds, model_dir)
