@@ -16,7 +16,6 @@ from oddeye.core.types import Result
 
 def run_demo(out: Path, db: str) -> list[str]:
     """Fit PatchCore on generated normal images, score normal + defective ones; write overlays, result, store run."""
-    from oddeye.core.head import read_manifest
     from oddeye.image.cli import fit_image, score_image
     from oddeye.store.api import open_store
 
@@ -31,9 +30,7 @@ def run_demo(out: Path, db: str) -> list[str]:
         name = f"{i:03d}_{'defect' if s.label else 'good'}"
         write_image(out / "test_images" / f"{name}.png", s.image)
         truth[name] = s
-    fit_image(train=out / "train_images", out=out / "model", coreset=0.25, image_size=128, auto=True,
-              auto_minutes=1.0)  # settings chosen on the normal images and synthetic anomalies made from them
-    auto = read_manifest(out / "model")["auto"]
+    fit_image(train=out / "train_images", out=out / "model", coreset=0.25, image_size=128)
     written = score_image(out / "model", [out / "test_images"], out=out, db=db)
     result = Result.load(written.result_json)
     labels = np.array([truth[sc.sample_id].label for sc in result.scores])
@@ -47,7 +44,5 @@ def run_demo(out: Path, db: str) -> list[str]:
     return [f"PatchCore on {len(test)} generated images: image AUROC {img_auc:.3f}, pixel AUROC {pix_auc:.3f}, "
             f"{len(flagged)} flagged, {true_flags} of {int(labels.sum())} defective among them "
             f"({time.perf_counter() - t0:.0f} s)",
-            f"--auto chose {auto['chosen_settings'] or 'the defaults'} ({auto['reason']}; "
-            f"`oddeye model info {out / 'model'}` shows the table)",
             f"heatmap overlays: {out / 'overlays'}", f"result: {written.result_json}; model: {out / 'model'}",
             f"review store run {written.run_id}: {written.db}"]
