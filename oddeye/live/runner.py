@@ -1,11 +1,9 @@
-"""A live source as one self-contained unit (model + reader + writer), and the Watcher that runs several.
+"""A live source as one self-contained unit (model + reader + writer); `src = LiveSource(spec, db)` opens nothing
+(it may be sent to another process), `src.run(stop_event)` scores until stopped (or a file ends), then closes.
 
-    src = LiveSource(spec, "results/store.db")     # nothing opened yet: it may be sent to another process
-    src.run(stop_event)                            # scores until stop_event is set (or a file ends), then closes
-
-Every write goes through the store's live methods from the thread that runs the source. A watcher killed with
-SIGKILL and started again resumes the source's open run: the stream clock goes on after the last stored frame,
-events left open are closed, and the folder ledger keeps scored files from being scored twice.
+Every write goes through the store's live methods from the source's thread. A watcher killed and started again
+resumes the open run: the stream clock goes on after the last stored frame, events left open are closed, and the
+folder ledger keeps scored files from being scored twice.
 """
 
 from __future__ import annotations
