@@ -15,6 +15,7 @@ import pytest
 from contract_prediction import CASES as PREDICTION_CASES
 from contract_support import assert_same_result
 from oddeye.core import synth
+from oddeye.core.imageio import write_image
 from oddeye.core.types import Result
 from oddeye.scale.batch import ray_mapper
 from test_patrol_head import deeppcb_layout

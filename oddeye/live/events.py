@@ -127,7 +127,8 @@ def _grow_event(e: Event, p: Event) -> None:
 def to_stream_event(e: Event, idx: np.ndarray, times: np.ndarray) -> Event:
     """An event of the scored array (frame numbers = positions in it) in stream frame numbers and times."""
     last = len(idx) - 1
-    a, b = min(max(int(e.start_frame), 0), last), min(max(int(e.end_frame if e.end_frame is not None else a), 0), last)
+    a = min(max(int(e.start_frame), 0), last)
+    b = min(max(int(e.end_frame), 0), last) if e.end_frame is not None else a
     meta = dict(e.meta)
     if isinstance(meta.get("peak_frame"), (int, np.integer)) and 0 <= meta["peak_frame"] <= last:
         meta["peak_frame"] = int(idx[int(meta["peak_frame"])])
