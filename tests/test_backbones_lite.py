@@ -15,7 +15,7 @@ from oddeye.core.head import MANIFEST
 from oddeye.core.synth import make_image_set
 from oddeye.image.patchcore import PatchCoreHead
 from oddeye.retrieval.features import build_extractor
-from oddeye.retrieval.features_lite import (VARIANTS, block_table, default_blocks, fold_batchnorm, load_lite,
+from oddeye.retrieval.features_lite import (VARIANTS, block_table, default_blocks, load_lite,
                                             round_filters, stages, weights_path)
 from oddeye.retrieval.features_onnx import onnx_available
 
@@ -59,15 +59,6 @@ def test_weights_load_strictly(variant):
     assert logits.shape == (1, 1000) and torch.isfinite(logits).all()
     with pytest.raises(ModelError, match=f"not an EfficientNet-{variant.capitalize()} checkpoint"):
         load_lite(variant, weights_path("lite0"))  # another member of the family does not load
-
-
-def test_batchnorm_folding_is_exact_for_lite2():
-    x = torch.randn(2, 3, 64, 64)
-    with torch.inference_mode():
-        ref = load_lite("lite2").features(x, (6, 14))
-        fused = fold_batchnorm(load_lite("lite2")).features(x, (6, 14))
-    for a, b in zip(ref, fused):
-        assert torch.allclose(a, b, atol=1e-4 * float(a.abs().max()))
 
 
 @pytest.mark.parametrize("name", ["efficientnet-lite1", "lite2"])

@@ -26,11 +26,12 @@ def test_lite0_weights_load_strictly():
     assert logits.shape == (1, 1000) and torch.isfinite(logits).all()
 
 
-def test_batchnorm_folding_is_exact():
+@pytest.mark.parametrize("variant,blocks", [("lite0", (4, 10)), ("lite2", (6, 14))])
+def test_batchnorm_folding_is_exact(variant, blocks):
     x = torch.randn(2, 3, 64, 64)
     with torch.inference_mode():
-        ref = load_lite("lite0").features(x, (4, 10))
-        fused = fold_batchnorm(load_lite("lite0")).features(x, (4, 10))
+        ref = load_lite(variant).features(x, blocks)
+        fused = fold_batchnorm(load_lite(variant)).features(x, blocks)
     for a, b in zip(ref, fused):
         assert torch.allclose(a, b, atol=1e-4 * float(a.abs().max()))
 

@@ -92,15 +92,10 @@ def test_eval_bunny_on_ray_is_the_plain_eval(ray_local, bunny_dir, tmp_path):  #
     assert [s.artefacts.keys() for s in r1.scores] == [s.artefacts.keys() for s in r2.scores]
 
 
-def _deeppcb(root: Path) -> Path:
-    """A tiny DeepPCB layout: 3 generated template/test pairs with their boxes."""
-    return deeppcb_layout(root, 3)
-
-
 def test_eval_patrol_cli_on_ray_is_the_plain_eval(ray_local, tmp_path, capsys):
     from oddeye.cli import main
 
-    root = _deeppcb(tmp_path / "deeppcb")
+    root = deeppcb_layout(tmp_path / "deeppcb", 3)
     docs, results = [], []
     for how, extra in (("plain", []), ("ray", ["--ray", "--workers", "2"])):
         assert main(["eval", "patrol", "--root", str(root), "--warp", "--no-features", "--threads", "1",
