@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import typer
 
 from oddeye.core.auto import DEFAULT_MINUTES
+from oddeye.core.autoopts import Auto, AutoMinutes
 from oddeye.core.errors import InputError, ModelError
 from oddeye.core.headconfig import given
 from oddeye.image.config import ExtractorConfig, FeatureMapConfig, GaussianConfig, ImageConfig, PatchCoreConfig
@@ -57,14 +58,6 @@ RetrievePatches = Annotated[int | None, typer.Option(
                                f"{PatchCoreConfig.retrieve_patches}); more is slower to score (0: every 2nd row and "
                                "column).")]
 Db = Annotated[str | None, typer.Option("--db", help="Review store (SQLite path or URL); default <out>/store.db.")]
-
-
-Auto = Annotated[bool, typer.Option("--auto", help=(
-    "Choose the settings from the normal images alone: fit each candidate of the head's search space on part of "
-    "them, score the rest plus synthetic anomalies made from them, keep the best (options you give stay fixed); "
-    "the table goes into the model's manifest (`oddeye model info`)."))]
-AutoMinutes = Annotated[float, typer.Option("--auto-minutes", min=0.0, help=(
-    "Time budget of --auto in minutes; candidates left when it runs out are skipped (and listed)."))]
 
 
 def _extractor(backbone: str | None, image_size: int | None, layers: str | None, target_dim: int | None,
