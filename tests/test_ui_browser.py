@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from oddeye.core.head import read_manifest
 from oddeye.store.api import open_store, save_result
 from oddeye.store.sample import fill_sample_store, image_result
 from oddeye.ui.common import page_for_run
@@ -224,6 +225,8 @@ def test_the_demo_store_in_real_browser(tmp_path):
                           capture_output=True, text=True, timeout=1800)
     took = time.perf_counter() - t0
     assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
+    auto = read_manifest(tmp_path / "demo" / "images" / "model")["auto"]
+    assert "--auto chose" in demo.stdout and len(auto["trials"]) > 1 and auto["trials"][auto["chosen"]]["auroc"] > 0.9
     db = tmp_path / "demo" / "store.db"
     with serve_ui(db, tmp_path / "elsewhere") as url, browser_page() as page:
         done = walk(page, url, db, tmp_path)
