@@ -79,7 +79,7 @@ def test_top_level_and_yaml_errors_name_the_file(place):
         load_config(_config(place, "db: x.db\n"))
     with pytest.raises(ConfigError, match="^dbb: unknown key"):
         load_config(_config(place, "dbb: x.db\nsources: []\n"))
-    with pytest.raises(InputError, match=r"watch.yaml is not valid YAML \(line \d\)"):
+    with pytest.raises(InputError, match=r"watch.yaml is not valid YAML \(at line \d+, column \d+: "):
         load_config(_config(place, "sources:\n  - {name: a, model: rules\n"))
     with pytest.raises(InputError, match="watch config not found"):
         load_config(place / "missing.yaml")

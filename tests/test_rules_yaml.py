@@ -68,7 +68,7 @@ def test_typo_in_edited_file_names_file_rule_and_field(tmp_path: Path, change, p
 def test_broken_yaml_names_the_line(tmp_path: Path) -> None:
     p = tmp_path / "rules.yaml"
     p.write_text("version: 1\nrules:\n  - id: R001\n   attribute: speed\n")
-    with pytest.raises(RuleFileError, match=r"not valid YAML at line \d+"):
+    with pytest.raises(RuleFileError, match=r"not valid YAML \(at line \d+, column \d+: "):
         RuleSet.load(p)
     with pytest.raises(ModelError, match="not found"):
         RuleSet.load(tmp_path / "missing.yaml")

@@ -5,6 +5,19 @@ from __future__ import annotations
 from pathlib import Path
 
 
+def first_line(e: BaseException, limit: int = 200) -> str:
+    """The first line of an exception's text (its type's name when empty), at most `limit` characters."""
+    text = str(e).strip()
+    return (text.splitlines()[0] if text else type(e).__name__)[:limit]
+
+
+def yaml_problem(e: Exception) -> str:
+    """Where and what a YAML parse error is, for a message: "at line L, column C: problem"."""
+    mark = getattr(e, "problem_mark", None)
+    where = f"at line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    return where + str(getattr(e, "problem", None) or e)
+
+
 class OddeyeError(Exception):
     """Base of every error a user can act on; the CLI prints it in one or two lines, exit 2."""
 

@@ -17,7 +17,7 @@ from typing import Iterator, Sequence
 import cv2
 import numpy as np
 
-from oddeye.core.errors import EmptyDataError, InputError, require_file
+from oddeye.core.errors import EmptyDataError, InputError, first_line, require_file
 from oddeye.core.imageio import IMAGE_SUFFIXES, list_images
 from oddeye.core.frames import Frames, TruncatedVideoWarning, VideoReader, _empty, _finish
 from oddeye.core.videoio_pyav import STREAM_RE, PyAVFileReader, StreamReader, _header_frames, is_stream
@@ -127,7 +127,7 @@ class DecordReader(VideoReader):
             n = len(self._vr)
             first = self._vr[0].shape if n else None
         except (decord.DECORDError, RuntimeError, IndexError) as e:
-            raise InputError(f"cannot decode video {path} with decord: {str(e).splitlines()[0][:200]}") from None
+            raise InputError(f"cannot decode video {path} with decord: {first_line(e)}") from None
         if not n or first is None:
             raise EmptyDataError(f"video {path} has no frames")
         self._n = n

@@ -16,7 +16,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from oddeye.core.errors import ConfigError, InputError, ModelError
+from oddeye.core.errors import ConfigError, InputError, ModelError, yaml_problem
 from oddeye.core.head import HEADS, read_manifest, score_command
 from oddeye.core.headconfig import HeadConfig, param
 from oddeye.core.videoio_pyav import STREAM_RE
@@ -196,9 +196,7 @@ def load_config(path: str | Path, *, db: str | None = None) -> WatchConfig:
     try:
         doc = yaml.safe_load(p.read_text())
     except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        at = f" (line {mark.line + 1})" if mark is not None else ""
-        raise InputError(f"{p} is not valid YAML{at}: {getattr(e, 'problem', None) or e}") from None
+        raise InputError(f"{p} is not valid YAML ({yaml_problem(e)})", "fix the indentation or quoting there") from None
     except UnicodeDecodeError:
         raise InputError(f"{p} is not a text file") from None
     return build_config(doc, p.resolve().parent, db=db, where=str(p))

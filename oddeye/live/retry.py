@@ -11,6 +11,8 @@ import threading
 import time
 from typing import Any, Callable
 
+from oddeye.core.errors import first_line
+
 FIRST_DELAY_S = 0.5
 MAX_DELAY_S = 30.0
 GIVE_UP_AFTER_STOP_S = 10.0  # once the watcher is stopping, an unreachable store is given up on after this
@@ -68,7 +70,7 @@ class RetryingStore:
             except _transient() as e:
                 now = time.monotonic()
                 if down_since is None:
-                    down_since, first_error = now, str(e).splitlines()[0][:200]
+                    down_since, first_error = now, first_line(e)
                     self.outages += 1
                 if self._stopping():
                     stop_seen = stop_seen or now

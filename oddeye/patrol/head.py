@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from oddeye.core.errors import InputError, ModelError, OddeyeError
+from oddeye.core.errors import InputError, ModelError, OddeyeError, first_line
 from oddeye.core.head import RunContext, context, read_manifest, write_manifest
 from oddeye.core.types import AnomalyMap, Result, Score, events_from_scores
 from oddeye.patrol.align import Alignment, align
@@ -396,5 +396,5 @@ def _r(x: float) -> float | None:
 
 
 def _brief(e: BaseException) -> str:
-    msg = e.message if isinstance(e, OddeyeError) else str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
+    msg = e.message if isinstance(e, OddeyeError) else first_line(e) if str(e).strip() else ""
     return f"{type(e).__name__}: {msg}"

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from oddeye.core.errors import EmptyDataError, InputError, ModelError
+from oddeye.core.errors import EmptyDataError, InputError, ModelError, first_line
 
 # OpenMP threads that spin while waiting make FAISS 10x slower when the cores are shared (measured: IVF-PQ
 # training 8.2 s -> 0.75 s on a loaded 2-core box). Set before FAISS loads its OpenMP; a user's value wins.
@@ -320,8 +320,7 @@ class PatchIndex:
         try:
             raw = faiss.read_index(str(fpath))
         except Exception as e:  # noqa: BLE001 - FAISS raises RuntimeError with a C++ trace for a bad file
-            first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-            raise ModelError(f"index file {fpath} is corrupt or not a FAISS index ({first})", "rebuild the index") from None
+            raise ModelError(f"index file {fpath} is corrupt or not a FAISS index ({first_line(e)})", "rebuild the index") from None
         if raw.d != dim or raw.ntotal != count:
             raise ModelError(f"index file {fpath} does not match its manifest (dim {raw.d} vs {dim}, "
                              f"count {raw.ntotal} vs {count})", "rebuild the index")

@@ -9,15 +9,10 @@ from typing import Any
 import numpy as np
 
 from oddeye.core.config import n_threads
-from oddeye.core.errors import InputError, ModelError
+from oddeye.core.errors import InputError, ModelError, first_line
 from oddeye.runtime.manifest import REEXPORT, describe_input
 
 BACKENDS = ("onnx", "openvino")
-
-
-def _first_line(e: Exception) -> str:
-    text = str(e).strip()
-    return (text.splitlines()[0] if text else type(e).__name__)[:300]
 
 
 class Session:
@@ -49,7 +44,7 @@ class Session:
         try:
             sess = ort.InferenceSession(str(self.file), so, providers=["CPUExecutionProvider"])
         except Exception as e:  # noqa: BLE001 - ORT raises its own types for a bad file
-            raise ModelError(f"{self.file} is corrupt or not an ONNX model ({_first_line(e)})", REEXPORT) from None
+            raise ModelError(f"{self.file} is corrupt or not an ONNX model ({first_line(e, 300)})", REEXPORT) from None
         return lambda feeds: sess.run(self.output_names, feeds)
 
     def _openvino(self, threads: int) -> Any:
@@ -64,7 +59,7 @@ class Session:
             compiled = core.compile_model(core.read_model(str(self.file)), "CPU",
                                           {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": "f32"})
         except Exception as e:  # noqa: BLE001 - OpenVINO raises RuntimeError with a C++ trace
-            raise ModelError(f"{self.file} is corrupt or not an OpenVINO model ({_first_line(e)})", REEXPORT) from None
+            raise ModelError(f"{self.file} is corrupt or not an OpenVINO model ({first_line(e, 300)})", REEXPORT) from None
         outputs = [compiled.output(n) for n in self.output_names]
 
         def run(feeds: dict[str, np.ndarray]) -> list[np.ndarray]:

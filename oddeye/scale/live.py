@@ -25,7 +25,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from oddeye.core.errors import InputError, OddeyeError
+from oddeye.core.errors import InputError, OddeyeError, first_line
 from oddeye.core.config import set_threads
 from oddeye.core.head import read_manifest
 
@@ -241,7 +241,7 @@ class RaySources:
                     self._finish(name, slot)
                     return
                 attempt, slot.restarts = attempt + 1, slot.restarts + 1
-                reason = _first_line(e)
+                reason = first_line(e)
                 self.say(f"{name}: its actor died ({reason}); Ray restarts it and the source resumes from the store "
                          f"(restart {attempt})")
                 backoff = BACKOFF_START_S if time.monotonic() - started > 30 else backoff
@@ -285,7 +285,7 @@ class RaySources:
         try:
             self.ray.get(slot.actor.finish.remote(), timeout=STOP_WAIT_S)
         except Exception as e:  # noqa: BLE001 - say it; the run resumes on the next start
-            self.say(f"{name}: could not close its run after the actor died ({_first_line(e)}); the next "
+            self.say(f"{name}: could not close its run after the actor died ({first_line(e)}); the next "
                      "`oddeye watch` resumes it")
 
     # -- results ------------------------------------------------------------------------------------------------
@@ -327,12 +327,6 @@ def _reconstructed() -> bool:
     with warnings.catch_warnings():  # Ray 2.x warns about an attribute it reads inside this property
         warnings.simplefilter("ignore")
         return bool(ray.get_runtime_context().was_current_actor_reconstructed)
-
-
-def _first_line(e: BaseException) -> str:
-    """The first line of an exception's text, at most 200 characters."""
-    text = str(e).strip().splitlines()
-    return (text[0] if text else type(e).__name__)[:200]
 
 
 def _cause(ray: Any, e: BaseException) -> BaseException:

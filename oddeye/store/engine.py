@@ -15,7 +15,7 @@ from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DatabaseError, OperationalError
 
-from oddeye.core.errors import StoreError
+from oddeye.core.errors import StoreError, first_line
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -161,8 +161,7 @@ def migrate(write: Engine, url: URL, target: str = "head") -> str:
 
 def connect_error(url: URL, e: Exception) -> StoreError:
     """A StoreError for a database that cannot be reached or opened, naming the host or file."""
-    text_ = str(getattr(e, "orig", None) or e).strip()
-    orig = text_.splitlines()[0] if text_ else type(e).__name__
+    orig = first_line(getattr(e, "orig", None) or e, 1000)
     if url.get_backend_name() == "postgresql":
         return StoreError(f"cannot connect to PostgreSQL at {url.host or 'localhost'}:{url.port or 5432} "
                           f"(database {url.database!r}): {orig}",

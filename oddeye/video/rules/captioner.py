@@ -7,7 +7,7 @@ from typing import Any, Protocol, Sequence
 
 import numpy as np
 
-from oddeye.core.errors import InputError, MissingWeightsError
+from oddeye.core.errors import InputError, MissingWeightsError, first_line
 
 DEFAULT_PROMPT = "Describe the people and objects in this surveillance frame: what they are, where, how they move."
 
@@ -38,7 +38,7 @@ class VLMCaptioner:
             self.model = cls.from_pretrained(self.name, local_files_only=True).to(device).eval()
         except (OSError, ValueError) as e:
             raise MissingWeightsError(
-                f"cannot load a vision-language model from {self.name!r} offline ({str(e).splitlines()[0]})",
+                f"cannot load a vision-language model from {self.name!r} offline ({first_line(e)})",
                 "download it once (e.g. huggingface-cli download Salesforce/blip-image-captioning-base --local-dir "
                 "DIR) and pass DIR as --captioner") from None
 

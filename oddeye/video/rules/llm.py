@@ -15,7 +15,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from oddeye.core.errors import BackendError, InputError, MissingWeightsError
+from oddeye.core.errors import BackendError, InputError, MissingWeightsError, first_line
 from oddeye.video.rules import prompts
 from oddeye.video.rules.config import LLMConfig
 from oddeye.video.rules.rules import ATTRIBUTES, KINDS, Rule, RuleSet, default_text
@@ -283,7 +283,7 @@ class TransformersBackend(LLMBackend):
             self.tokenizer = AutoTokenizer.from_pretrained(str(model), local_files_only=True)
             self.model = AutoModelForCausalLM.from_pretrained(str(model), local_files_only=True).to(device).eval()
         except (OSError, ValueError) as e:
-            raise MissingWeightsError(f"cannot load a causal LM from {model!r} offline ({str(e).splitlines()[0]})",
+            raise MissingWeightsError(f"cannot load a causal LM from {model!r} offline ({first_line(e)})",
                                       "download it once (huggingface-cli download MODEL --local-dir DIR) and pass "
                                       "DIR, or use --backend http with a running server") from None
         self.device = device

@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from oddeye.core.errors import InputError, ModelError
+from oddeye.core.errors import InputError, ModelError, yaml_problem
 
 RULES_VERSION = 1
 # attribute -> (unit, scope). "zone" and "kind" are set rules (allowed zones / shape kinds); the others ranges.
@@ -163,9 +163,7 @@ class RuleSet:
         try:
             doc = yaml.safe_load(p.read_text())
         except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-            raise RuleFileError(f"{p}: not valid YAML{where} ({getattr(e, 'problem', e)})",
+            raise RuleFileError(f"{p}: not valid YAML ({yaml_problem(e)})",
                                 "fix the indentation or quoting there") from None
         return cls.from_dict(doc, str(p))
 
