@@ -14,6 +14,8 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from oddeye.core.auto import DEFAULT_MINUTES
+from oddeye.core.autoopts import Auto, AutoMinutes
 from oddeye.core.errors import InputError, require_dir, require_file, require_out_dir
 from oddeye.core.headconfig import given
 from oddeye.scale.batch import WorkersOpt, ray_mapper
@@ -49,9 +51,13 @@ def fit_patrol(
         help="Use the backbone's patch features in the change map (default: on).")] = None,
     threads: Annotated[Optional[int], typer.Option("--threads", help=THREADS_HELP)] = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress bars.")] = True,
+    auto: Auto = False,
+    auto_minutes: AutoMinutes = DEFAULT_MINUTES,
 ) -> Path:
     """Ingest a reference patrol run (driven without anomalies): frames, global descriptors, poses.
 
+    With --auto the change-map settings (features, alignment) and the event threshold are chosen on pairs made
+    from the reference's own frames (normal copies and synthetic changes); the table goes into the manifest.
     Example: oddeye fit patrol --reference route_ok.mp4 --out patrol-model --poses route_ok.csv
     """
     _check_run(reference, "reference run")
@@ -62,9 +68,19 @@ def fit_patrol(
     from oddeye.patrol.config import PatrolConfig
     from oddeye.patrol.head import PatrolHead
 
-    config = PatrolConfig(**given(stride=stride, max_side=max_side, use_features=features, threads=threads))
-    head = PatrolHead(config).fit(reference, ctx=RunContext(poses=poses, progress=progress))
-    model = head.save(out)
+    settings = given(stride=stride, max_side=max_side, use_features=features, threads=threads)
+    head = PatrolHead(PatrolConfig(**settings)).fit(reference, ctx=RunContext(poses=poses, progress=progress))
+    if auto:  # every searched setting acts when pairs are compared: the ingested reference serves every candidate
+        from oddeye.patrol.auto import search_route
+
+        found = search_route(head, settings, minutes=auto_minutes, log=typer.echo)
+        for line in found.found.lines():
+            typer.echo(line)
+        typer.echo(f"event threshold {found.meta['event_threshold']}")
+        head.config = found.config
+        model = found.save(head, out)
+    else:
+        model = head.save(out)
     ref = head.reference
     typer.echo(f"reference: {len(ref)} frames of {reference} at {ref.size[0]}x{ref.size[1]}"
                + (", with poses" if ref.poses is not None else ""))
@@ -177,6 +193,8 @@ def eval_patrol(
     json_path: Annotated[Optional[Path], typer.Option(
         "--json", help="Also write the JSON line to this file.")] = None,
     db: Annotated[Optional[str], typer.Option("--db", help="Review store; default <out>/store.db.")] = None,
+    auto: Auto = False,
+    auto_minutes: AutoMinutes = DEFAULT_MINUTES,
     ray: RayOpt = None,
     workers: WorkersOpt = None,
 ) -> dict[str, Any]:
@@ -185,8 +203,9 @@ def eval_patrol(
 
     With --warp every template is first warped by a seeded random homography (rotation <= 5 deg, scale
     0.95-1.05, shift <= 5 %, corner jitter <= 1 %); pixels and boxes the warped template no longer covers
-    are left out. With --ray, each pair is compared in a Ray task. Prints a table, then one JSON line (last line of
-    stdout).
+    are left out. With --auto the settings are searched first on synthetic changes made on the TRAINVAL split's
+    templates (never a test image or label), then evaluated. With --ray, each pair is compared in a Ray task. Prints
+    a table, then one JSON line (last line of stdout).
     Example: oddeye eval patrol --dataset deeppcb --root ../shared/data/deeppcb --warp
     """
     from oddeye.patrol.evaluate import DATASETS
@@ -203,17 +222,29 @@ def eval_patrol(
     from oddeye.store.writer import write_result
 
     t0 = time.perf_counter()
-    head = PatrolHead(**given(use_features=features, threads=threads))
+    settings = given(use_features=features, threads=threads)
+    head, found = PatrolHead(**settings), None
+    if auto:
+        from oddeye.patrol.auto import search_deeppcb
+
+        found = search_deeppcb(root, head.config, settings, minutes=auto_minutes, log=typer.echo)
+        for line in found.found.lines():
+            typer.echo(line)
+        head = PatrolHead(found.config)
     if warp:
         typer.echo(f"--warp: each template is warped by a random homography (seed {seed}) before alignment")
     mapper = map if ray is None else ray_mapper(ray, workers, desc="deeppcb pairs", unit="pair")
     metrics, result = evaluate_deeppcb(head, root, warp=warp, seed=seed, limit=limit, out=out, mapper=mapper)
+    if found is not None:
+        result.meta["auto"] = {**found.found.to_dict(), **found.meta}
     written = write_result(result, out, kind="patrol", db=db, data=root, timelines=False,
-                           params={"warp": warp, "features": head.config.use_features})
+                           params={"warp": warp, "features": head.config.use_features,
+                                   **({"auto": found.found.chosen_settings} if found is not None else {})})
     for line in written.lines:
         typer.echo(line)
     doc = eval_line(metrics, "deeppcb", len(result.scores), time.perf_counter() - t0, split="test", warp=warp,
-                    seed=seed if warp else None, features=head.config.use_features)
+                    seed=seed if warp else None, features=head.config.use_features,
+                    **(found.line() if found is not None else {}))
     print_eval(doc, title=f"patrol on deeppcb ({'warped' if warp else 'aligned'} templates)", json_path=json_path)
     return doc
 

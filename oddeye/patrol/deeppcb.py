@@ -70,6 +70,28 @@ def load_deeppcb(root: str | Path, split: str = "test", limit: int | None = None
     return pairs
 
 
+def load_templates(root: str | Path, split: str = "trainval") -> list[Path]:
+    """The template (defect-free) images of the DeepPCB `split` under `root`, in file order: only the split's list
+    is read, never a test image or an annotation (what `eval patrol --auto` searches on)."""
+    base = _pcb_root(require_dir(root, "DeepPCB root"))
+    if split not in ("test", "trainval"):
+        raise InputError(f"unknown DeepPCB split {split!r}", "use 'test' or 'trainval'")
+    listing = base / f"{split}.txt"
+    if not listing.is_file():
+        raise DataLayoutError(f"DeepPCB split list missing: {listing}", f"check that {base} is a complete copy")
+    out = []
+    for line in listing.read_text().splitlines():
+        parts = line.split()
+        if len(parts) == 2:
+            temp = Path(f"{(base / parts[0]).with_suffix('')}_temp.jpg")
+            if not temp.is_file():
+                raise DataLayoutError(f"DeepPCB file missing: {temp}", f"check that {base} is a complete copy")
+            out.append(temp)
+    if not out:
+        raise EmptyDataError(f"{listing} lists no pairs")
+    return out
+
+
 def random_homography(rng: np.random.Generator, shape: tuple[int, int], max_rot_deg: float = 5.0,
                       scale: tuple[float, float] = (0.95, 1.05), max_shift: float = 0.05,
                       jitter: float = 0.01) -> np.ndarray:

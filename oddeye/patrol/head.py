@@ -66,7 +66,7 @@ class PatrolHead:
         self._extractors: dict[tuple, Any] = {}
 
     def _build(self, size: int, layers: tuple[int, ...] | None = None) -> Any:
-        key = (size, layers)
+        key = (self.config.backbone, size, layers)
         if key not in self._extractors:
             from oddeye.retrieval.features import build_extractor
 

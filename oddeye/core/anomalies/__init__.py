@@ -5,7 +5,7 @@ and replayed frames), point clouds (dents, bulges, holes, cracks, blobs) and pat
 removed, local changes under small warps)."""
 
 from oddeye.core.anomalies.images import IMAGE_ANOMALIES, AnomalousImage, make_image_anomalies, make_image_anomaly
-from oddeye.core.anomalies.patrol import PATROL_CHANGES, PatrolChange, make_patrol_change
+from oddeye.core.anomalies.patrol import PATROL_CHANGES, PatrolChange, make_patrol_change, make_patrol_normal, second_run
 from oddeye.core.anomalies.points import KINDS as POINT_ANOMALIES
 from oddeye.core.anomalies.points import DefectCloud, make_defect
 from oddeye.core.anomalies.video import VIDEO_ANOMALIES, AnomalousClip, make_video_anomaly
@@ -13,5 +13,5 @@ from oddeye.core.anomalies.video import VIDEO_ANOMALIES, AnomalousClip, make_vid
 __all__ = [
     "IMAGE_ANOMALIES", "PATROL_CHANGES", "POINT_ANOMALIES", "VIDEO_ANOMALIES", "AnomalousClip", "AnomalousImage",
     "DefectCloud", "PatrolChange", "make_defect", "make_image_anomalies", "make_image_anomaly",
-    "make_patrol_change", "make_video_anomaly",
+    "make_patrol_change", "make_patrol_normal", "make_video_anomaly", "second_run",
 ]

@@ -4,6 +4,9 @@ stands a little differently: a nuisance, not a change). Seeded; returns the quer
 and the mask of what changed in it.
 
     c = make_patrol_change(reference, query, "insert", seed=2, warp=True)   # c.query, c.mask, c.homography
+
+The normal side of such pairs: `second_run` (another exposure, noise, a slight local displacement) and
+`make_patrol_normal` (the same small warp as the change of the same seed, nothing changed).
 """
 
 from __future__ import annotations
@@ -82,6 +85,49 @@ def remove(rng: np.random.Generator, qry: np.ndarray, size: float) -> tuple[np.n
     return filled.reshape(qry.shape).astype(np.float32), mask
 
 
+def _warped(rng: np.random.Generator, img: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`img` seen through a small random homography (borders reflected) and that homography (3, 3)."""
+    H, W = img.shape[:2]
+    hom = _random_homography(rng, (H, W))
+    out = cv2.warpPerspective(img, hom, (W, H), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    return out.reshape(img.shape), hom
+
+
+def second_run(image: np.ndarray, seed: int = 0, strength: float = 1.0) -> np.ndarray:
+    """`image` uint8 (H, W[, C]) as a second run past the same place would see it, nothing changed: another exposure
+    (gain 1 +- 0.1, offset +- 8, gamma 1 +- 0.1), a slight defocus (sigma up to 0.8 px), sensor noise (sigma up to 2
+    grey levels) and a smooth displacement of up to 1.5 px (per 640 px of the longest side) that no homography
+    explains (parallax, lens, rolling shutter); each scaled by `strength`; seeded, same shape."""
+    img = check_image(image)
+    rng = np.random.default_rng([seed, 71])
+    H, W = img.shape[:2]
+    gain, offset = 1 + strength * rng.uniform(-0.1, 0.1), strength * rng.uniform(-8, 8)
+    gamma, sigma = 1 + strength * rng.uniform(-0.1, 0.1), strength * rng.uniform(0, 2)
+    blur = strength * rng.uniform(0, 0.8)
+    amp = strength * 1.5 * max(H, W) / 640
+    shift = [cv2.resize(rng.uniform(-amp, amp, (4, 4)).astype(np.float32), (W, H), interpolation=cv2.INTER_CUBIC)
+             for _ in range(2)]
+    gx, gy = np.meshgrid(np.arange(W, dtype=np.float32), np.arange(H, dtype=np.float32))
+    x = cv2.remap(img, gx + shift[0], gy + shift[1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    x = x.reshape(img.shape).astype(np.float32)
+    if blur > 0.05:
+        x = cv2.GaussianBlur(x, (0, 0), blur).reshape(img.shape)
+    x = 255.0 * (np.clip(x, 0, 255) / 255.0) ** gamma * gain + offset
+    x += rng.normal(0, sigma, img.shape).astype(np.float32)
+    return np.clip(np.rint(x), 0, 255).astype(np.uint8)
+
+
+def make_patrol_normal(query: np.ndarray, seed: int = 0, warp: bool = True) -> PatrolChange:
+    """The query of a NORMAL pair: `query` uint8 (H, W[, C]) seen through the same small random homography as
+    make_patrol_change(reference, query, seed=seed, warp=True) uses (its kind drawn by the seed), nothing changed
+    (an empty mask, kind "none")."""
+    qry = check_image(query, "query")
+    rng = np.random.default_rng([seed, 70])
+    rng.integers(len(PATROL_CHANGES))  # the draw of the kind in make_patrol_change: the same homography follows
+    out, hom = _warped(rng, qry) if warp else (qry.copy(), np.eye(3))
+    return PatrolChange(query=out, mask=np.zeros(qry.shape[:2], bool), kind="none", homography=hom)
+
+
 def make_patrol_change(reference: np.ndarray, query: np.ndarray, kind: str | None = None, seed: int = 0,
                        warp: bool = False, size: tuple[float, float] = (0.06, 0.18)) -> PatrolChange:
     """One seeded change of `kind` (None: drawn by the seed) in the query of a reference/query pair of one place,
@@ -99,12 +145,7 @@ def make_patrol_change(reference: np.ndarray, query: np.ndarray, kind: str | Non
     rng = np.random.default_rng([seed, 70])
     kind = kind or PATROL_CHANGES[int(rng.integers(len(PATROL_CHANGES)))]
     H, W = qry.shape[:2]
-    hom = np.eye(3)
-    base = qry
-    if warp:
-        hom = _random_homography(rng, (H, W))
-        base = cv2.warpPerspective(qry, hom, (W, H), flags=cv2.INTER_LINEAR,
-                                   borderMode=cv2.BORDER_REFLECT).reshape(qry.shape)
+    base, hom = _warped(rng, qry) if warp else (qry, np.eye(3))
     work = base.reshape(H, W, -1).astype(np.float32)
     s = float(rng.uniform(*size))
     if kind == "insert":
