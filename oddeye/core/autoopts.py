@@ -12,5 +12,5 @@ Auto = Annotated[bool, typer.Option("--auto", help=(
     "score the rest plus synthetic anomalies made from it, keep the best (options you give stay fixed); the table "
     "goes into the model's manifest (`oddeye model info`)."))]
 AutoMinutes = Annotated[float, typer.Option("--auto-minutes", min=0.0, help=(
-    "Time budget of --auto in minutes; candidates left when it runs out are skipped "
-    "(and listed)."))]
+    "Time budget of one --auto search in minutes (eval: one search per fold or category); candidates left when it "
+    "runs out are skipped (and listed)."))]

@@ -12,6 +12,8 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from oddeye.core.auto import DEFAULT_MINUTES
+from oddeye.core.autoopts import Auto, AutoMinutes
 from oddeye.core.errors import EmptyDataError, InputError
 from oddeye.core.headconfig import given
 from oddeye.pointcloud.config import BUNNY_SETTINGS, PointCloudConfig
@@ -21,6 +23,8 @@ from oddeye.store.writer import Written
 
 DATASET_CHOICES = ("bunny-defects", "scan-defects", "real3d-ad", "anomaly-shapenet", "mvtec3d")
 SCANNED = ("bunny-defects", "scan-defects")  # our defects on registered range scans
+# with --auto the scanned data sets keep only the bank size of BUNNY_SETTINGS (a capacity): the weights are searched
+AUTO_SCANNED = {"bank_max": BUNNY_SETTINGS["bank_max"]}
 DEFAULT = PointCloudConfig()
 
 
@@ -74,14 +78,18 @@ def fit_pointcloud(
     hole_weight: Annotated[Optional[float], typer.Option("--hole-weight", help=_help("hole_weight") + " Bunny eval: 0.3.")] = None,
     seed: Annotated[Optional[int], typer.Option("--seed", help=_help("seed"))] = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress bars.")] = True,
+    auto: Auto = False,
+    auto_minutes: AutoMinutes = DEFAULT_MINUTES,
 ) -> Path:
     """Learn normal local 3D shape from normal point clouds; writes a model folder.
 
     Example: oddeye fit pointcloud --train scans/good/ --out models/part --no-adapt
+    Term weights chosen from the normal clouds: oddeye fit pointcloud --train scans/good/ --out models/part --auto
     """
-    config = PointCloudConfig(**given(adapt=adapt, keep_raw=keep_raw, adapt_steps=adapt_steps,
-                                         target_points=target_points, position_weight=position_weight,
-                                         surface_weight=surface_weight, hole_weight=hole_weight, seed=seed))
+    settings = given(adapt=adapt, keep_raw=keep_raw, adapt_steps=adapt_steps, target_points=target_points,
+                     position_weight=position_weight, surface_weight=surface_weight, hole_weight=hole_weight,
+                     seed=seed)
+    config = PointCloudConfig(**settings)
     files = expand_inputs(train)
     if Path(out).is_file():
         raise InputError(f"--out {out} is a file", "pass a folder for the model")
@@ -89,8 +97,17 @@ def fit_pointcloud(
     from oddeye.core.head import RunContext
     from oddeye.pointcloud.head import PointCloudHead
 
-    head = PointCloudHead(config).fit(files, ctx=RunContext(progress=progress))
-    model = head.save(out)
+    if auto:
+        from oddeye.pointcloud.auto import auto_search
+
+        search = auto_search(config, files, given=settings, minutes=auto_minutes, log=typer.echo)
+        for line in search.found.lines():
+            typer.echo(line)
+        head = search.fit(progress)
+        model = search.save(head, out)
+    else:
+        head = PointCloudHead(config).fit(files, ctx=RunContext(progress=progress))
+        model = head.save(out)
     typer.echo(f"fitted on {len(files)} clouds (bank {head.fit_info['n_bank']} of {head.fit_info['n_bank_all']} "
                f"voxel features, voxel {head.fpfh.voxel_size:.4g}, threshold {head.threshold:.4g}) -> {model}")
     return Path(model)
@@ -172,6 +189,8 @@ def eval_pointcloud(
     hole_weight: Annotated[Optional[float], typer.Option(
         "--hole-weight", help="bunny-defects / scan-defects: weight of the area of missing surface (holes); 0 = off (faster; "
                               f"default {BUNNY_SETTINGS['hole_weight']}).")] = None,
+    auto: Auto = False,
+    auto_minutes: AutoMinutes = DEFAULT_MINUTES,
     ray: RayOpt = None,
     workers: WorkersOpt = None,
 ) -> dict[str, Any]:
@@ -179,7 +198,9 @@ def eval_pointcloud(
 
     bunny-defects = real Stanford bunny scans with OUR seeded synthetic defects (registered with bun.conf,
     5 folds of 8 train / 2 test scans); scan-defects = the same protocol on any scanned object (folds formed from
-    the scans found). With --ray, each fold (category) is fitted and scored as a Ray task.
+    the scans found). With --auto (bunny-defects, scan-defects) each fold's settings are searched on its training
+    scans alone (--auto-minutes per fold), instead of the hand-set weights. With --ray, each fold (category) is
+    fitted and scored as a Ray task.
 
     Example: oddeye eval pointcloud --dataset bunny-defects --root ../shared/data/stanford_bunny --no-adapt
              oddeye eval pointcloud --dataset scan-defects --root scans/bracket
@@ -199,29 +220,48 @@ def eval_pointcloud(
     from oddeye.pointcloud.head import PointCloudHead
     from oddeye.store.writer import write_result
 
+    if auto and dataset not in SCANNED:
+        raise InputError(f"--auto is not available for --dataset {dataset}", f"use it with {' or '.join(SCANNED)}")
+    fixed = given(adapt=adapt, keep_raw=keep_raw, surface_weight=surface_weight, hole_weight=hole_weight)
     chosen = given(adapt=adapt, keep_raw=keep_raw, seed=seed)
     if dataset in SCANNED:
-        chosen = {**BUNNY_SETTINGS, **chosen, **given(surface_weight=surface_weight, hole_weight=hole_weight)}
+        chosen = {**(AUTO_SCANNED if auto else BUNNY_SETTINGS), **fixed, "seed": seed}
     config = PointCloudConfig(**chosen)
+    search = None
+    if auto:
+        from functools import partial
+
+        from oddeye.pointcloud.auto import fold_search
+
+        search = partial(fold_search, base=config, given=fixed, minutes=auto_minutes, log=typer.echo)
     t0 = time.perf_counter()
     if dataset == "bunny-defects":
         metrics, result = eval_bunny(root, lambda: PointCloudHead(config), folds=folds or 5, variants=variants,
-                                     seed=seed, out=out, mapper=mapper)
+                                     seed=seed, out=out, mapper=mapper, search=search)
     elif dataset == "scan-defects":
         scan_set = find_scans(root)
         if scan_set.missing:
             typer.echo(f"note: {scan_set.conf} lists scans not in {root}: {', '.join(scan_set.missing)}", err=True)
         metrics, result = eval_scans(scan_set, lambda: PointCloudHead(config), folds=folds, variants=variants,
-                                     seed=seed, out=out, mapper=mapper)
+                                     seed=seed, out=out, mapper=mapper, search=search)
     else:
         metrics, result = eval_layout(dataset, root, lambda: PointCloudHead(config), out=out, mapper=mapper)
     result.metrics = {k: v for k, v in metrics.items() if isinstance(v, float)}
     written = write_result(result, out, kind="pointcloud-eval", db=db, data=f"{dataset}:{root}", timelines=False,
                            params=config.to_dict())
     line = eval_line(metrics, dataset, len(result.scores), time.perf_counter() - t0, adapted=config.adapt,
-                     keep_raw=config.keep_raw, store_run=written.run_id)
+                     keep_raw=config.keep_raw, store_run=written.run_id, **auto_line(result.meta.get("auto")))
     print_eval(line, title=f"pointcloud on {dataset}", json_path=json_path)
     return line
+
+
+def auto_line(folds: list[dict[str, Any]] | None) -> dict[str, Any]:
+    """The eval JSON line's --auto keys: per fold the chosen settings and their validation AUROC; search seconds."""
+    if not folds:
+        return {}
+    return {"auto": [f["chosen_settings"] for f in folds],
+            "auto_val_auroc": [f["trials"][f["chosen"]]["auroc"] for f in folds],
+            "auto_s": round(sum(f["elapsed_s"] for f in folds), 1)}
 
 
 def register(cli: Any) -> None:

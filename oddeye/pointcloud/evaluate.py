@@ -21,6 +21,8 @@ from oddeye.pointcloud.head import PointCloudHead
 from oddeye.pointcloud.render import write_review
 
 HeadFactory = Callable[[], PointCloudHead]
+# per fold, from its training scans {name: (N, 3)} alone: the head to fit and what chose it (`--auto`: auto.fold_search)
+FoldSearch = Callable[[dict[str, np.ndarray]], tuple[PointCloudHead, dict[str, Any]]]
 SIZE_BINS = ((0.01, 0.02), (0.02, 0.03), (0.03, 0.04), (0.04, 0.05))  # defect radius / the scan's extent
 QUIET = RunContext(progress=False)  # the folds / classes carry the progress bar
 
@@ -35,22 +37,25 @@ def _safe(fn: Callable[..., float], *a: Any) -> float:
 
 def eval_bunny(root: str | Path, make_head: HeadFactory, *, folds: int = len(FOLDS), variants: int = 2, seed: int = 0,
                out: Path | None = None, progress: bool = True, validation: bool = False,
-               mapper: Mapper = map) -> tuple[dict[str, Any], Result]:
+               mapper: Mapper = map, search: FoldSearch | None = None) -> tuple[dict[str, Any], Result]:
     """bunny-defects: per fold fit on 8 registered scans, score 2 held-out scans clean + each defect kind
     (validation=True: each fold's validation split, 6 of its training scans vs 2 others, no test scan).
     The metrics and Result of eval_scans."""
     return eval_scans(bunny_scans(root), make_head, folds=folds, variants=variants, seed=seed, out=out,
-                      progress=progress, validation=validation, dataset="bunny-defects", mapper=mapper)
+                      progress=progress, validation=validation, dataset="bunny-defects", mapper=mapper, search=search)
 
 
 def scan_fold(f: int, *, scan_set: ScanSet, make_head: HeadFactory, seed: int, variants: int, scans: Any,
-              validation: bool, out: Path | None) -> tuple[list[TestCloud], list[Any], list[Score], float, float]:
-    """One fold of scan-defects: fit a head on the scans it does not hold out, score its test clouds -> (test
-    clouds, their CloudScores, their Scores, fit seconds, scoring seconds)."""
+              validation: bool, out: Path | None, search: FoldSearch | None = None
+              ) -> tuple[list[TestCloud], list[Any], list[Score], float, float, dict[str, Any] | None]:
+    """One fold of scan-defects: fit a head on the scans it does not hold out (`search`: the head it picks from
+    those scans alone), score its test clouds -> (test clouds, their CloudScores, their Scores, fit seconds,
+    scoring seconds, the search's summary or None)."""
     train, fold_tests = make_scan_defects(scan_set, fold=f, seed=seed, variants=variants, scans=scans,
                                           validation=validation)
+    head, found = search(dict(train)) if search is not None else (make_head(), None)
     t0 = time.perf_counter()
-    head = make_head().fit(list(train.values()), ctx=QUIET)
+    head = head.fit(list(train.values()), ctx=QUIET)
     t_fit, t_score = time.perf_counter() - t0, 0.0
     clouds, scores = [], []
     for tc in fold_tests:
@@ -62,19 +67,20 @@ def scan_fold(f: int, *, scan_set: ScanSet, make_head: HeadFactory, seed: int, v
                             meta={"kind": tc.kind, "fold": f, "n_points": len(tc.points), "size": tc.size}))
         if out is not None and tc.name.endswith("_v0_" + tc.kind) and tc.kind in ("clean", "dent", "hole"):
             scores[-1].artefacts = write_review(out / "clouds", tc.name, tc.points, cs.points, labels=tc.labels)
-    return fold_tests, clouds, scores, t_fit, t_score
+    return fold_tests, clouds, scores, t_fit, t_score, found
 
 
 def eval_scans(scan_set: ScanSet, make_head: HeadFactory, *, folds: int | None = None, variants: int = 2,
                seed: int = 0, out: Path | None = None, progress: bool = True, validation: bool = False,
-               dataset: str = "scan-defects", mapper: Mapper = map) -> tuple[dict[str, Any], Result]:
+               dataset: str = "scan-defects", mapper: Mapper = map,
+               search: FoldSearch | None = None) -> tuple[dict[str, Any], Result]:
     """scan-defects on any scanned object: per fold fit on the registered scans it does not hold out, score the
     held-out ones clean + each defect kind (the first `folds` folds; None: all); the folds are mapped by `mapper`
     (e.g. on Ray; default: one after the other).
 
     Returns metrics (object/point AUROC per kind and their means over kinds; object AUROC of the clean clouds
     against the defects of each size bin, all kinds together: `object_auroc_size_0.01_0.02` ...; points/s of
-    scoring) and the Result.
+    scoring) and the Result (with `search`: its meta["auto"] lists each fold's search table and choice).
     """
     from tqdm.auto import tqdm
 
@@ -86,10 +92,12 @@ def eval_scans(scan_set: ScanSet, make_head: HeadFactory, *, folds: int | None =
                                              "scans": list(scan_set.names), "held_out": [list(f) for f in scan_set.folds]})
     n_pts, t_score, t_fit = 0, 0.0, 0.0
     fold = partial(scan_fold, scan_set=scan_set, make_head=make_head, seed=seed, variants=variants, scans=scans,
-                   validation=validation, out=out)
+                   validation=validation, out=out, search=search)
     bar = tqdm(range(folds), desc=f"{dataset} folds", disable=not progress or mapper is not map)
-    for fold_tests, clouds, scores, fit_s, score_s in mapper(fold, bar):
+    for f, (fold_tests, clouds, scores, fit_s, score_s, found) in enumerate(mapper(fold, bar)):
         t_fit, t_score = t_fit + fit_s, t_score + score_s
+        if found is not None:  # the fold's search table and choice
+            result.meta.setdefault("auto", []).append({"fold": f, **found})
         n_pts += sum(len(tc.points) for tc in fold_tests)
         scored.update({tc.name: cs for tc, cs in zip(fold_tests, clouds)})
         result.scores += scores
