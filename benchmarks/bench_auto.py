@@ -71,9 +71,9 @@ def main(argv: list[str] | None = None) -> int:
         from oddeye.core.report import record_benchmark
 
         record_benchmark(f"{args.head} --auto on {cmd[2]}", cite, f".venv/bin/python benchmarks/bench_auto.py "
-                         f"{' '.join(sys.argv[1:] if argv is None else argv)}  (runs `{shown}`)", figures,
-                         notes="The search saw only the training split (its normal data and synthetic anomalies "
-                               "made from it); no setting given. auto = the settings it chose.")
+                         f"{' '.join(sys.argv[1:] if argv is None else argv)}", figures,
+                         notes=f"It runs `{shown}`. The search saw only the training split (its normal data and "
+                               "synthetic anomalies made from it); no setting given. auto = the settings it chose.")
     print(json.dumps(figures, default=str))
     return 0
 
