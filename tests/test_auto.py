@@ -106,9 +106,15 @@ def test_near_ties_go_to_the_faster_candidate() -> None:
     trials = [A.Trial({}, 0.950, 1.0, 3.0), A.Trial({"a": 1}, 0.953, 1.0, 9.0), A.Trial({"a": 2}, 0.940, 0.1, 0.1)]
     pick, reason = A.choose(trials)
     assert pick == 0 and "within 0.005 of the best 0.9530 (candidate 2)" in reason  # 0.940 is not a near-tie
+    assert reason.endswith("and faster to score")
     # scoring times within 20 % are equal: then the faster fit
     trials = [A.Trial({}, 0.95, 9.0, 1.1), A.Trial({"a": 1}, 0.951, 2.0, 1.2), A.Trial({"a": 2}, 0.951, 0.5, 2.0)]
     assert A.choose(trials)[0] == 1
+    trials = [A.Trial({}, 0.95, 1.0, 1.1), A.Trial({"a": 1}, 0.951, 2.0, 1.0)]
+    assert A.choose(trials) == (0, "AUROC 0.9500, within 0.005 of the best 0.9510 (candidate 2), and as fast to "
+                                   "score and faster to fit")
+    trials = [A.Trial({}, 0.95, 1.0, 1.0), A.Trial({"a": 1}, 0.951, 1.0, 1.0)]
+    assert A.choose(trials)[1].endswith("and as fast, and earlier in the space")
     assert A.choose([A.Trial({}, 0.95, 1.0, 1.0), A.Trial({"a": 1}, 0.99, 1.0, 5.0)]) == (1, "best AUROC 0.9900")
     assert A.choose([A.Trial({}, 0.9, 1, 1, "failed: x"), A.Trial({"a": 1}, 0.8, 1, 1)])[0] == 1
     with pytest.raises(InputError, match="no candidate"):

@@ -197,8 +197,15 @@ def choose(trials: Sequence[Trial], tie: float = TIE) -> tuple[int, str]:
     pick = min(quick, key=lambda it: (it[1].fit_s or 0.0, it[0]))[0]
     if pick == best_i:
         return pick, f"best AUROC {best.auroc:.4f}"
-    return pick, (f"AUROC {trials[pick].auroc:.4f}, within {tie} of the best {best.auroc:.4f} "
-                  f"(candidate {best_i + 1}), and faster")
+    p = trials[pick]
+    if best_i not in {i for i, _ in quick}:
+        why = "faster to score"
+    elif (p.fit_s or 0.0) < (best.fit_s or 0.0):
+        why = "as fast to score and faster to fit"
+    else:
+        why = "as fast, and earlier in the space"
+    return pick, (f"AUROC {p.auroc:.4f}, within {tie} of the best {best.auroc:.4f} (candidate {best_i + 1}), "
+                  f"and {why}")
 
 
 def search(space: SearchSpace, base: C, make: Callable[[C], Head], fit: Sequence[Any], val: Sequence[Any],

@@ -14,6 +14,8 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from oddeye.core.auto import DEFAULT_MINUTES, record
+from oddeye.core.autoopts import Auto, AutoMinutes
 from oddeye.core.errors import ConfigError, InputError, ModelError
 from oddeye.scale.batch import WorkersOpt, ray_mapper
 from oddeye.scale.runtime import RayOpt, check_store
@@ -102,14 +104,21 @@ def _read_config_file(path: Path) -> dict[str, Any]:
     return doc
 
 
-def prediction_config(path: Path | None = None, **options: Any) -> PredictionConfig:
-    """Settings from `path` (--config) with the options given (not None, see OPTIONS) on top; a bad value is a
-    ConfigError naming the setting and its option."""
+def given_settings(path: Path | None = None, **options: Any) -> dict[str, Any]:
+    """The PredictionConfig settings a user gave: those of `path` (--config) with the options given (not None, see
+    OPTIONS) on top, as a nested dict."""
     doc = _read_config_file(path) if path is not None else {}
     for name, value in options.items():
         if value is not None:
             section, key = OPTIONS[name].split(".")
             doc[section] = {**doc.get(section, {}), key: value}
+    return doc
+
+
+def prediction_config(path: Path | None = None, **options: Any) -> PredictionConfig:
+    """Settings from `path` (--config) with the options given (not None, see OPTIONS) on top; a bad value is a
+    ConfigError naming the setting and its option."""
+    doc = given_settings(path, **options)
     try:
         return PredictionConfig.from_dict(doc)
     except ConfigError as e:
@@ -154,9 +163,13 @@ def fit_video_prediction(
         "prediction error counts this many times the bottom row, falling linearly (1, the default: off; Ped2: 32 "
         "with --motion 0.5)."))] = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress bars.")] = True,
+    auto: Auto = False,
+    auto_minutes: AutoMinutes = DEFAULT_MINUTES,
 ) -> Path:
     """Train the frame-prediction GAN on normal footage; the threshold comes from held-out normal clips.
 
+    With --auto the score settings (perspective, motion weight, smoothing) are chosen on held-out normal clips and
+    synthetic anomalies: the generator trains once (--minutes) on the other clips, each candidate only rescores.
     Example: oddeye fit video-prediction --frames ../shared/data/ucsd_ped2/training/frames --out ped2-model --minutes 30
     """
     from oddeye.core.config import set_threads
@@ -164,14 +177,27 @@ def fit_video_prediction(
     from oddeye.video.prediction.head import PredictionHead
 
     set_threads()  # all cores, or $ODDEYE_THREADS
-    cfg = prediction_config(config, minutes=minutes, size=size, past=past, max_steps=max_steps,
-                            batch_size=batch_size, seed=seed, score_stride=score_stride, motion=motion,
-                            perspective=perspective)
+    options = dict(minutes=minutes, size=size, past=past, max_steps=max_steps, batch_size=batch_size, seed=seed,
+                   score_stride=score_stride, motion=motion, perspective=perspective)
+    cfg = prediction_config(config, **options)
+    if auto and resume:
+        raise InputError("--auto with --resume: the search trains from scratch on part of the clips",
+                         "leave one of them out")
     sources = _training_inputs(frames or [], video or [])
-    head = PredictionHead(cfg, device=device)
-    typer.echo(f"training on {len(sources)} video(s) for up to {cfg.train.minutes:g} min on {head.device}")
-    head.fit(sources, ctx=RunContext(out=out, resume=resume, progress=progress))
-    head.save(out)
+    if auto:
+        from oddeye.video.auto import search_prediction
+
+        head, found = search_prediction(cfg, sources, given=given_settings(config, **options), minutes=auto_minutes,
+                                        device=device, out=out, progress=progress, log=typer.echo)
+        for line in found.search.lines():
+            typer.echo(line)
+        head.save(out)
+        record(out, found.search, **found.meta)
+    else:
+        head = PredictionHead(cfg, device=device)
+        typer.echo(f"training on {len(sources)} video(s) for up to {cfg.train.minutes:g} min on {head.device}")
+        head.fit(sources, ctx=RunContext(out=out, resume=resume, progress=progress))
+        head.save(out)
     typer.echo(head.describe())
     info = head.train_info
     typer.echo(f"steps {info['steps']}, {info['train_minutes']:.1f} training minutes; "
@@ -265,11 +291,15 @@ def eval_video(
     db: Annotated[Optional[str], typer.Option("--db", help="Review store; default <out>/store.db.")] = None,
     ray: RayOpt = None,
     workers: WorkersOpt = None,
+    auto: Auto = False,
+    auto_minutes: AutoMinutes = DEFAULT_MINUTES,
 ) -> dict[str, Any]:
     """Evaluate a video head on a public data set: frame AUROC (micro, macro), pixel AUROC, speed.
 
     Prints a table, then one JSON line (last line of stdout). With --ray, each test video is scored as a Ray task
-    (training stays in this process).
+    (training stays in this process). With --auto the settings are searched on the TRAINING videos only (held-out
+    normal clips + synthetic anomalies), then the chosen ones are evaluated; the JSON line gets "auto" (them),
+    "auto_val_auroc" and "auto_s".
     Example: oddeye eval video --dataset ucsd-ped2 --root ../shared/data/ucsd_ped2 --head prediction --minutes 30
     """
     from oddeye.core.config import set_threads
@@ -284,6 +314,9 @@ def eval_video(
     if model is not None and given:
         raise InputError(f"{', '.join(given)}: only when training (a --model keeps the settings it was fitted with)",
                          f"refit with `oddeye fit video-prediction {given[0]} ...`, or leave {given[0]} out")
+    if auto and (model is not None or shots is not None):
+        raise InputError(f"--auto with {'--model' if model is not None else '--shots'}: the search fits on the "
+                         "whole training clips", "leave one of them out")
     cfg = prediction_config(minutes=minutes, perspective=perspective, motion=motion) if head == "prediction" else None
     if ray is not None:
         check_store(db, ray)
@@ -292,21 +325,43 @@ def eval_video(
     t0 = time.perf_counter()
     ds = load_video_dataset(dataset, root)
     out.mkdir(parents=True, exist_ok=True)
+    found = None
     if head == "rules":
         from oddeye.core.types import Result
+        from oddeye.video.rules.config import RulesConfig
         from oddeye.video.rules.evaluate import evaluate_rules
+        from oddeye.video.rules.head import RulesHead
 
-        metrics = evaluate_rules(ds, shots, out, mapper=mapper)
-        written = write_result(Result.load(out), out, kind="video", db=db, model=out / "model", data=root)
+        rules_head = None
+        if auto:
+            from oddeye.video.auto import search_rules
+
+            found = search_rules(RulesConfig(), [v.source for v in ds.train], minutes=auto_minutes, log=typer.echo)
+            rules_head = RulesHead(found.config)
+        metrics = evaluate_rules(ds, shots, out, head=rules_head, mapper=mapper)
+        result = Result.load(out)
     else:
         from oddeye.video.prediction.evaluate import evaluate_prediction, labelled_result
 
+        if auto:
+            from oddeye.video.auto import search_prediction
+
+            fitted, found = search_prediction(cfg, [v.source for v in ds.train], given=given_settings(
+                minutes=minutes, perspective=perspective, motion=motion), minutes=auto_minutes, out=out / "model",
+                log=typer.echo)
+            model = fitted.save(out / "model")
         metrics, fitted, series = evaluate_prediction(ds, out, cfg, model_dir=model, mapper=mapper)
-        written = write_result(labelled_result(fitted, ds, series, metrics), out, kind="video", db=db,
-                               model=model or out / "model", data=root)
+        result = labelled_result(fitted, ds, series, metrics)
+    if found is not None:
+        for line in found.search.lines():
+            typer.echo(line)
+        record(out / "model", found.search, **found.meta)
+        result.meta["auto"] = found.search.to_dict()
+    written = write_result(result, out, kind="video", db=db, model=model or out / "model", data=root)
     for line in written.lines:
         typer.echo(line, err=True)
-    doc = eval_line(metrics, ds.name, ds.n_test_frames, time.perf_counter() - t0, head=head)
+    doc = eval_line(metrics, ds.name, ds.n_test_frames, time.perf_counter() - t0, head=head,
+                    **(found.line() if found is not None else {}))
     print_eval(doc, title=f"video {head} on {ds.name}", json_path=json_path)
     return doc
 

@@ -19,6 +19,7 @@ from oddeye.core.synth._common import _paste
 from oddeye.core.synth.video import _bounce, _walker_sprite
 
 VIDEO_ANOMALIES = ("fast", "big", "zone", "loiter", "wrong_way", "frozen", "repeat")
+MILD = {"fast": (1.5, 3.0), "big": (1.5, 2.5)}  # ranges (x the usual speed, x the usual height) of mild anomalies
 
 
 @dataclass
@@ -149,8 +150,8 @@ def _least_used(activity: np.ndarray, h: int, w: int) -> tuple[float, float]:
     return float(iy + ys.start), float(ix + xs.start)
 
 
-def _track(kind: str, rng: np.random.Generator, m: Motion, n: int, shape: tuple[int, int], h: int, w: int
-           ) -> tuple[np.ndarray, np.ndarray]:
+def _track(kind: str, rng: np.random.Generator, m: Motion, n: int, shape: tuple[int, int], h: int, w: int,
+           mild: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Top-left positions (n,), (n,) of the pasted object per frame for `kind`."""
     H, W = shape
     t = np.arange(n, dtype=np.float64)
@@ -159,7 +160,7 @@ def _track(kind: str, rng: np.random.Generator, m: Motion, n: int, shape: tuple[
     direction = np.array([np.sin(ang), np.cos(ang)])
     if kind == "wrong_way" and np.hypot(*m.step) > 0:
         direction = -m.step / np.hypot(*m.step)
-    speed = usual * (rng.uniform(4, 8) if kind == "fast" else 1.0)
+    speed = usual * ((rng.uniform(*MILD["fast"]) if mild else rng.uniform(4, 8)) if kind == "fast" else 1.0)
     if kind == "loiter":
         speed = 0.0
     if kind == "zone":
@@ -186,13 +187,14 @@ def _span(rng: np.random.Generator, T: int, span: tuple[int, int] | None) -> tup
 
 
 def make_video_anomaly(clip: np.ndarray, kind: str | None = None, seed: int = 0,
-                       span: tuple[int, int] | None = None, source: str = "auto") -> AnomalousClip:
+                       span: tuple[int, int] | None = None, source: str = "auto", mild: bool = False) -> AnomalousClip:
     """One seeded anomaly of `kind` (None: drawn by the seed) in frames span = [start, end) (None: drawn).
 
     Object kinds paste an object cut from the clip's moving foreground (source "clip"), a drawn figure ("drawn"),
     or the first where the clip has moving objects ("auto"): "fast" 4-8x the usual speed, "big" 2.5-4x the usual
     size, "zone" through the window the foreground uses least, "loiter" standing still, "wrong_way" against the
     usual direction. "frozen" repeats frame start-1 over the span; "repeat" replays the frames before the span.
+    `mild`: subtler "fast" and "big" (MILD: 1.5-3x the speed, 1.5-2.5x the size), nearer the edge of normal.
     """
     clip = _check_clip(clip)
     if kind is not None and kind not in VIDEO_ANOMALIES:
@@ -220,9 +222,10 @@ def make_video_anomaly(clip: np.ndarray, kind: str | None = None, seed: int = 0,
     sprite = objects[int(rng.integers(len(objects)))] if objects else drawn_object(
         rng, m.height, 3 if clip.ndim == 4 else 1)
     if kind == "big":
-        sprite = _scaled(sprite, rng.uniform(2.5, 4.0) * max(m.height, 4) / max(sprite.mask.shape[0], 1))
+        factor = rng.uniform(*MILD["big"]) if mild else rng.uniform(2.5, 4.0)
+        sprite = _scaled(sprite, factor * max(m.height, 4) / max(sprite.mask.shape[0], 1))
     h, w = sprite.mask.shape
-    ys, xs = _track(kind, rng, m, b - a, (H, W), h, w)
+    ys, xs = _track(kind, rng, m, b - a, (H, W), h, w, mild)
     work = frames.astype(np.float32)
     vals = sprite.values if clip.ndim == 4 or sprite.values.ndim == 2 else sprite.values.mean(axis=2)
     if clip.ndim == 4 and vals.ndim == 2:

@@ -11,8 +11,11 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from oddeye.core.auto import DEFAULT_MINUTES, record
+from oddeye.core.autoopts import Auto, AutoMinutes
 from oddeye.core.errors import InputError, require_out_dir
 from oddeye.core.headconfig import given
+from oddeye.video.rules.config import InductionConfig, RulesConfig
 
 
 def _grid(text: str) -> list[int]:
@@ -48,7 +51,18 @@ def fit_video_rules(
         "Margin above the normal distances before an object counts as looking unlike them (default 1.0)."))] = None,
     appearance_every: Annotated[Optional[int], typer.Option("--appearance-every", help=(
         "Embed every n-th frame (and each track's first); tracks keep their last value between (default 1)."))] = None,
+    sigma: Annotated[Optional[float], typer.Option("--sigma", help=(
+        f"Temporal smoothing of the per-frame judgement, frames (default {RulesConfig.sigma:g}; 0: none)."))] = None,
+    soft: Annotated[Optional[float], typer.Option("--soft", help=(
+        f"Margin units below a rule's limit where the judgement starts to rise (default {RulesConfig.soft:g}; 0: a "
+        "hard step)."))
+    ] = None,
+    margin_k: Annotated[Optional[float], typer.Option("--margin-k", help=(
+        f"Rule margins: this many times (high quantile - median) of the normal values (default "
+        f"{InductionConfig.margin_k:g})."))] = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress bars.")] = True,
+    auto: Auto = False,
+    auto_minutes: AutoMinutes = DEFAULT_MINUTES,
 ) -> Path:
     """Induce readable rules of normality from normal footage (AnomalyRuler style) and write a model folder.
 
@@ -58,24 +72,40 @@ def fit_video_rules(
     `oddeye score video OUT INPUT`.
 
     Example: oddeye fit video-rules --frames ../shared/data/ucsd_ped2/training/frames --out models/ped2-rules --shots 48
+    Settings chosen from the normal clips: oddeye fit video-rules --frames DIR --out models/ped2-rules --auto
     """
     from oddeye.core.head import RunContext
     from oddeye.video.cli import _training_inputs
-    from oddeye.video.rules.config import RulesConfig
     from oddeye.video.rules.head import RulesHead
 
     if shots is not None and shots < 1:
         raise InputError(f"--shots must be >= 1, got {shots}", "leave --shots out to use every normal frame")
+    if auto and shots is not None:
+        raise InputError("--auto with --shots: the search fits on whole normal clips", "leave one of them out")
     attrs = None if attributes is None else [a.strip() for a in attributes.split(",") if a.strip()]
-    config = RulesConfig.from_dict(given(
-        perception=given(flow=flow), induction=given(attributes=attrs, zone_weight=zone_weight),
+    settings = given(
+        perception=given(flow=flow), induction=given(attributes=attrs, zone_weight=zone_weight, margin_k=margin_k),
         llm=given(backend=backend, model=llm_model, url=llm_url, captioner=captioner),
         appearance=given(enabled=appearance, crop=appearance_crop, margin=appearance_margin, every=appearance_every),
-        grid=None if grid is None else _grid(grid)))
+        grid=None if grid is None else _grid(grid), sigma=sigma, soft=soft)
+    config = RulesConfig.from_dict(settings)
+    if auto and config.llm.backend != "offline":
+        raise InputError("--auto with an LLM backend would ask the LLM again for every candidate",
+                         "search offline (leave --backend out), then refit with --backend and the chosen settings")
     require_out_dir(out)
     sources = _training_inputs(list(frames or []), list(video or []))
+    found = None
+    if auto:
+        from oddeye.video.auto import search_rules
+
+        found = search_rules(config, sources, given=settings, minutes=auto_minutes, device=device, log=typer.echo)
+        for line in found.search.lines():
+            typer.echo(line)
+        config = found.config
     head = RulesHead(config, device=device).fit(sources, ctx=RunContext(shots=shots, progress=progress))
     model = Path(head.save(out))
+    if found is not None:
+        record(model, found.search, **found.meta)
     typer.echo(f"{len(head.rules)} rules from {head.fit_info['n_frames']} normal frames -> {model}")
     typer.echo(f"see them with: oddeye rules show {model}; score with: oddeye score video {model} INPUT")
     return model
