@@ -5,15 +5,12 @@ and changed validation pairs, and `eval patrol --auto` reading only the trainval
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
-import typer
-from typer.testing import CliRunner
 
+from auto_support import assert_choice_is_best, assert_info_table
 from oddeye.core import auto as A
 from oddeye.core import metrics, synth
 from oddeye.core.anomalies.patrol import make_patrol_change, make_patrol_normal, second_run
@@ -89,9 +86,7 @@ def test_auto_writes_the_table_and_choice_into_the_manifest(fitted: Path) -> Non
 
 def test_the_choice_is_the_best_on_the_validation_set(fitted: Path, route: Path) -> None:
     auto = read_manifest(fitted)["auto"]
-    best = max(t["auroc"] for t in auto["trials"])
-    assert auto["trials"][auto["chosen"]]["auroc"] >= best - A.TIE
-    assert auto["chosen"] == A.choose([A.Trial(**t) for t in auto["trials"]])[0]
+    assert_choice_is_best(auto)
     # the recorded AUROC of the chosen candidate, recomputed from the same validation pairs
     head = PatrolHead.load(fitted)
     idx = patrol_auto.sample(len(head.reference))
@@ -117,16 +112,8 @@ def test_the_choice_follows_the_data_not_the_order(route: Path, tmp_path: Path,
 
 
 def test_model_info_prints_the_table(fitted: Path) -> None:
-    from oddeye.core.modelinfo import register
-
-    app = typer.Typer()
-    register(SimpleNamespace(app=app))
-    res = CliRunner().invoke(app, ["model", "info", str(fitted)])
-    assert res.exit_code == 0, res.output
-    assert "head: patrol (score it with `oddeye score patrol`)" in res.output
-    assert "auto: search space 'patrol'" in res.output and "chosen: " in res.output
-    rows = [line.split() for line in res.output.splitlines() if re.match(r"\s*\*?\s+\d+\s+\d\.\d{4}\s", line)]
-    assert len(rows) == len(SPACE.candidates) and [r[0] == "*" for r in rows].count(True) == 1
+    out = assert_info_table(fitted, "patrol", len(SPACE.candidates))
+    assert "head: patrol (score it with `oddeye score patrol`)" in out
 
 
 def test_given_options_stay_fixed_and_a_small_budget_says_what_was_skipped(

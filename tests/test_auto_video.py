@@ -5,15 +5,12 @@ clips (never a test label)."""
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
-import typer
-from typer.testing import CliRunner
 
+from auto_support import assert_choice_is_best, assert_info_table
 from oddeye.core import auto as A
 from oddeye.core import metrics
 from oddeye.core.anomalies.video import MILD, VIDEO_ANOMALIES
@@ -85,7 +82,7 @@ def test_rules_auto_writes_the_table_and_the_choice(rules_model: Path, train_dir
     assert all(t["status"] == "ok" and 0 <= t["auroc"] <= 1 for t in auto["trials"])
     assert auto["trials"][1]["fit_s"] == auto["trials"][0]["fit_s"]  # sigma only scores: the fit is shared
     assert auto["n_fit_clips"] == 4 and auto["n_val_clips"] == 1 and auto["n_final_clips"] == 5
-    assert auto["chosen"] == A.choose([A.Trial(**t) for t in auto["trials"]])[0]
+    assert_choice_is_best(auto)
     assert A.merge(doc["config"], auto["chosen_settings"]) == doc["config"]
     assert RulesHead.load(rules_model).fit_info["n_videos"] == 5  # the choice is fitted on every normal clip
 
@@ -101,15 +98,7 @@ def test_the_recorded_auroc_is_what_the_choice_scores_on_the_validation_set(rule
 
 
 def test_model_info_prints_the_table(rules_model: Path) -> None:
-    from oddeye.core.modelinfo import register
-
-    app = typer.Typer()
-    register(SimpleNamespace(app=app))
-    res = CliRunner().invoke(app, ["model", "info", str(rules_model)])
-    assert res.exit_code == 0, res.output
-    assert "auto: search space 'video-rules'" in res.output and "chosen: " in res.output
-    rows = [line.split() for line in res.output.splitlines() if re.match(r"\s*\*?\s+\d+\s+\d\.\d{4}\s", line)]
-    assert len(rows) == len(RULES_SPACE.candidates) and [r[0] == "*" for r in rows].count(True) == 1
+    assert_info_table(rules_model, "video-rules", len(RULES_SPACE.candidates))
 
 
 def test_rules_options_given_stay_fixed_and_a_small_budget_skips(train_dir: Path, tmp_path: Path,
@@ -221,7 +210,7 @@ def test_prediction_trains_once_and_keeps_the_given_perspective(train_dir: Path,
     assert len(fits) == 1 and len(fits[0]) == 4  # trained once, on the fit part
     assert [t["settings"] for t in auto["trials"]] == [{}, {"score": {"motion": 0.0, "smooth_sigma": 1.0}}]  # fixed
     assert all(t["status"] == "ok" for t in auto["trials"]) and doc["config"]["score"]["perspective"] == 2.0
-    assert auto["chosen"] == A.choose([A.Trial(**t) for t in auto["trials"]])[0]
+    assert_choice_is_best(auto)
     assert A.merge(doc["config"], auto["chosen_settings"]) == doc["config"]
     # the threshold comes from every clip the generator did not train on: its own held-out one and the validation one
     assert len(doc["train_info"]["val_videos"]) == 2 and doc["calibration"]["n_frames"] == 2 * 40
