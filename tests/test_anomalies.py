@@ -101,6 +101,36 @@ def test_video_anomaly_objects_come_from_the_clip(clip: np.ndarray) -> None:
     assert colour.frames.shape == clip.shape + (3,) and not (colour.frames != clip[..., None])[~colour.masks].any()
 
 
+
+def _perspective_clip(n: int = 48, H: int = 120, W: int = 160) -> np.ndarray:
+    """Bright boxes walking down and up a dark scene, each as tall as 4 + 0.25 x its bottom row (T, H, W) uint8."""
+    clip = np.full((n, H, W), 40, np.uint8)
+    for t in range(n):
+        for k, x in enumerate((20, 70, 120)):
+            bottom = 20 + (t * 2 + k * 30) % (H - 24)
+            h = int(4 + 0.25 * bottom)
+            clip[t, bottom - h:bottom, x:x + max(h // 3, 2)] = 200
+    return clip
+
+
+def test_pasted_objects_follow_the_scenes_perspective() -> None:
+    from oddeye.core.anomalies.video import motion, size_by_row
+
+    clip = _perspective_clip()
+    m = motion(clip)
+    assert m.rows[1] == pytest.approx(0.25, abs=0.06) and m.height_at(100) > 2 * m.height_at(30)
+    a = make_video_anomaly(clip, "fast", seed=2, source="drawn")
+    seen = []  # (bottom row, height) of the pasted object on each frame
+    for t in np.flatnonzero(a.labels):
+        rows = np.flatnonzero(a.masks[t].any(axis=1))
+        if rows.size and 0 < rows.min() and rows.max() < clip.shape[1] - 1:  # wholly inside the frame
+            seen.append((rows.max(), rows.max() - rows.min() + 1))
+    seen.sort()
+    assert len(seen) > 4 and seen[-1][0] - seen[0][0] > 20 and seen[-1][1] > 1.3 * seen[0][1]
+    assert all(abs(h - m.height_at(bottom)) <= 0.2 * m.height_at(bottom) + 2 for bottom, h in seen)
+    flat = [(0, 10 * i, 0, 12, 5, 0.0, 0.0) for i in range(12)]  # blobs of one size on every row
+    assert size_by_row(flat, 120) == (0.0, 0.0) and size_by_row(flat[:5], 120) == (0.0, 0.0)
+
 # ------------------------------------------------------------------------------------------------ points
 @pytest.mark.parametrize("kind", POINT_ANOMALIES)
 def test_point_anomaly_labels_mark_what_changed(kind: str) -> None:

@@ -38,17 +38,25 @@ class Sprite:
 
     values: np.ndarray
     mask: np.ndarray
+    row: float | None = None  # bottom row (px) where it was cut from the clip; None: drawn
 
 
 @dataclass
 class Motion:
     """What moves in a clip: activity (H, W) share of frames with foreground there, the usual step (dy, dx) in px
-    per frame of the moving foreground (0, 0 if none), its typical speed (px per frame) and object height (px)."""
+    per frame of the moving foreground (0, 0 if none), its typical speed (px per frame) and object height (px), and
+    the object height expected at each row, a + b x (bottom row), from the clip's own objects (b = 0: none seen)."""
 
     activity: np.ndarray
     step: np.ndarray
     speed: float
     height: float
+    rows: tuple[float, float] = (0.0, 0.0)
+
+    def height_at(self, bottom: float) -> float:
+        """Expected height (px) of an object whose bottom is on row `bottom`: the scene's perspective."""
+        a, b = self.rows
+        return max(a + b * bottom, 0.25 * self.height) if b > 0 else self.height
 
 
 def _check_clip(clip: np.ndarray) -> np.ndarray:
@@ -107,7 +115,30 @@ def motion(clip: np.ndarray) -> Motion:
     step = np.median(np.array(steps), axis=0) if steps else np.zeros(2)
     speed = float(np.median(np.hypot(*np.array(steps).T))) if steps else 0.0
     height = float(np.median([b[3] for b in blobs])) if blobs else 0.13 * H
-    return Motion(activity=fg.mean(axis=0), step=step, speed=speed, height=height)
+    return Motion(activity=fg.mean(axis=0), step=step, speed=speed, height=height, rows=size_by_row(blobs, H))
+
+
+def size_by_row(blobs: list[tuple[int, int, int, int, int, float, float]], H: int, bands: int = 6,
+                min_per_band: int = 3) -> tuple[float, float]:
+    """(a, b) of the object height a + b x bottom row, fitted to the median height of the blobs in each of `bands`
+    horizontal bands (those with at least `min_per_band` blobs, weighted by count); (0, 0) when fewer than three
+    bands have objects or the height does not grow down the frame (no perspective to follow)."""
+    if len(blobs) < 3 * min_per_band:
+        return 0.0, 0.0
+    bottom = np.array([b[1] + b[3] for b in blobs], np.float64)
+    height = np.array([b[3] for b in blobs], np.float64)
+    band = np.minimum((bottom / H * bands).astype(int), bands - 1)
+    xs, ys, ws = [], [], []
+    for k in range(bands):
+        sel = band == k
+        if sel.sum() >= min_per_band:
+            xs.append(float(np.median(bottom[sel])))
+            ys.append(float(np.median(height[sel])))
+            ws.append(float(np.sqrt(sel.sum())))
+    if len(xs) < 3:
+        return 0.0, 0.0
+    b, a = np.polyfit(xs, ys, 1, w=ws)
+    return (float(a), float(b)) if b > 0 else (0.0, 0.0)
 
 
 def cut_objects(clip: np.ndarray, limit: int = 8) -> list[Sprite]:
@@ -120,7 +151,7 @@ def cut_objects(clip: np.ndarray, limit: int = 8) -> list[Sprite]:
     out = []
     for t, y, x, h, w, _, _ in blobs[:limit]:
         vals = clip[t, y:y + h, x:x + w].astype(np.float32)
-        out.append(Sprite(vals, fg[t, y:y + h, x:x + w].copy()))
+        out.append(Sprite(vals, fg[t, y:y + h, x:x + w].copy(), row=float(y + h)))
     return out
 
 
@@ -134,10 +165,12 @@ def drawn_object(rng: np.random.Generator, height: float, channels: int) -> Spri
 
 
 def _scaled(s: Sprite, factor: float) -> Sprite:
+    if factor == 1.0:
+        return s
     h, w = s.mask.shape
     size = (max(int(round(w * factor)), 2), max(int(round(h * factor)), 2))
     vals = cv2.resize(s.values, size, interpolation=cv2.INTER_LINEAR).reshape(size[1], size[0], *s.values.shape[2:])
-    return Sprite(vals, cv2.resize(s.mask.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST) > 0)
+    return Sprite(vals, cv2.resize(s.mask.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST) > 0, s.row)
 
 
 def _least_used(activity: np.ndarray, h: int, w: int) -> tuple[float, float]:
@@ -195,6 +228,8 @@ def make_video_anomaly(clip: np.ndarray, kind: str | None = None, seed: int = 0,
     size, "zone" through the window the foreground uses least, "loiter" standing still, "wrong_way" against the
     usual direction. "frozen" repeats frame start-1 over the span; "repeat" replays the frames before the span.
     `mild`: subtler "fast" and "big" (MILD: 1.5-3x the speed, 1.5-2.5x the size), nearer the edge of normal.
+    A pasted object follows the scene's perspective: on each frame it is scaled to the height the clip's own objects
+    have at the row it stands on (Motion.height_at), so an object far away (high in the frame) is small.
     """
     clip = _check_clip(clip)
     if kind is not None and kind not in VIDEO_ANOMALIES:
@@ -230,7 +265,14 @@ def make_video_anomaly(clip: np.ndarray, kind: str | None = None, seed: int = 0,
     vals = sprite.values if clip.ndim == 4 or sprite.values.ndim == 2 else sprite.values.mean(axis=2)
     if clip.ndim == 4 and vals.ndim == 2:
         vals = np.repeat(vals[..., None], 3, axis=2)
+    base = Sprite(vals, sprite.mask, sprite.row)
+    ref = m.height if kind == "big" or sprite.row is None else m.height_at(sprite.row)
+    sized: dict[float, Sprite] = {}
     for k, t in enumerate(range(a, b)):
-        _paste(work[t], vals, sprite.mask, int(round(ys[k])), int(round(xs[k])), masks[t])
+        bottom, centre = ys[k] + h, xs[k] + w / 2  # the object stands on its bottom row
+        f = round(m.height_at(bottom) / max(ref, 1e-6) * 20) / 20  # 5 % steps: few resizes
+        s = sized.setdefault(f, _scaled(base, f))
+        sh, sw = s.mask.shape
+        _paste(work[t], s.values, s.mask, int(round(bottom - sh)), int(round(centre - sw / 2)), masks[t])
     frames[masks] = np.clip(np.rint(work[masks]), 0, 255).astype(np.uint8)
     return AnomalousClip(frames, masks.any(axis=(1, 2)).astype(np.int64), masks, kind)
