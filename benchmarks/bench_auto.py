@@ -59,8 +59,8 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         run = subprocess.run(argv_eval, cwd=REPO, text=True, stdout=subprocess.PIPE)
         wall = time.perf_counter() - t0
+        print(run.stdout, file=sys.stderr)  # the eval's own table, the search's table among it
         if run.returncode != 0:
-            print(run.stdout[-3000:], file=sys.stderr)
             return run.returncode
         line = json.loads((Path(tmp) / "line.json").read_text())
     figures = {k: line[k] for k in keys if k in line}
