@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from auto_support import assert_choice_is_best, assert_info_table
+from test_pointcloud_scans import _view
 from oddeye.core import auto as A
 from oddeye.core.head import read_manifest
 from oddeye.core.synth import make_point_cloud
@@ -122,21 +123,12 @@ def test_the_validation_defects_are_seeded_and_touch_sparse_clouds() -> None:
     assert not np.array_equal(a[1].points, c[1].points)
 
 
-def _scan(i: int, n: int = 3000) -> np.ndarray:
-    """The 60% of a ball of radius 0.05 that faces direction i (one range scan, already in the common frame)."""
-    rng = np.random.default_rng(i)
-    view = np.array([np.cos(i * 1.3), np.sin(i * 1.3), 0.5 * np.cos(i)])
-    v = rng.normal(size=(4 * n, 3))
-    v /= np.linalg.norm(v, axis=1, keepdims=True)
-    return 0.05 * v[v @ (view / np.linalg.norm(view)) > -0.2][:n]
-
-
 def test_eval_auto_searches_each_fold_on_its_training_scans_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                                  capsys: pytest.CaptureFixture) -> None:
     names = ("a", "b", "c", "d")
     lines = []
     for i, n in enumerate(names):
-        write_ply(tmp_path / "part" / f"{n}.ply", _scan(i))
+        write_ply(tmp_path / "part" / f"{n}.ply", _view(i, 3000))
         lines.append(f"bmesh {n}.ply 0 0 0 0 0 0 1")
     (tmp_path / "part" / "part.conf").write_text("\n".join(lines) + "\n")
     seen: list[list[str]] = []

@@ -99,18 +99,25 @@ class SearchSpace:
             apply(base, c)
 
 
-def split_normals(samples: Sequence[T], fraction: float = 0.2, seed: int = 0, max_val: int | None = None,
-                  min_fit: int = 1) -> tuple[list[T], list[T]]:
-    """A seeded split of normal samples into (fit part, validation part), each in the input order: `fraction` of
-    them validate (at most `max_val`, at least 1), at least `min_fit` fit."""
-    n = len(samples)
+def validation_parts(n: int, fraction: float = 0.2, seed: int = 0, count: int = 1, max_val: int | None = None,
+                     min_fit: int = 1) -> list[list[int]]:
+    """Up to `count` disjoint seeded validation parts of n normal samples (sorted indices), each `fraction` of them
+    (at most `max_val`, at least 1, leaving at least `min_fit` to fit); the first is split_normals' part."""
     if n < min_fit + 1:
         raise InputError(f"--auto needs at least {min_fit + 1} normal samples to split into fit and validation "
                          f"parts, got {n}", "give more normal samples, or leave --auto out")
     if not 0 < fraction < 1:
         raise InputError(f"the validation fraction must be strictly between 0 and 1, got {fraction}")
     k = min(max(1, int(round(fraction * n))), n - min_fit, max_val or n)
-    val = set(np.random.default_rng([seed, 80]).permutation(n)[:k].tolist())
+    order = np.random.default_rng([seed, 80]).permutation(n).tolist()
+    return [sorted(order[i * k:(i + 1) * k]) for i in range(min(count, n // k))]
+
+
+def split_normals(samples: Sequence[T], fraction: float = 0.2, seed: int = 0, max_val: int | None = None,
+                  min_fit: int = 1) -> tuple[list[T], list[T]]:
+    """A seeded split of normal samples into (fit part, validation part), each in the input order: `fraction` of
+    them validate (at most `max_val`, at least 1), at least `min_fit` fit."""
+    val = set(validation_parts(len(samples), fraction, seed, 1, max_val, min_fit)[0])
     return [s for i, s in enumerate(samples) if i not in val], [s for i, s in enumerate(samples) if i in val]
 
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from oddeye.core.anomalies.points import KINDS, make_defect
 from oddeye.core.auto import (DEFAULT_MINUTES, SearchResult, Trial, apply, choose, record, search,
-                              split_normals)
+                              validation_parts)
 from oddeye.core.geometry import extent, point_spacing
 from oddeye.core.head import RunContext
 from oddeye.pointcloud.config import PointCloudConfig
@@ -89,15 +89,6 @@ class AutoSearch:
         return {**self.found.to_dict(), **self.meta}
 
 
-def rotations(n: int, seed: int, fraction: float = VAL_FRACTION, count: int = ROTATIONS) -> list[list[int]]:
-    """Up to `count` disjoint seeded validation parts of n clouds (indices), each `fraction` of them (at least 1,
-    leaving at least 1 to fit); the first is oddeye.core.auto.split_normals' validation part."""
-    first = split_normals(list(range(n)), fraction, seed=seed, min_fit=1)[1]
-    order = np.random.default_rng([seed, 80]).permutation(n).tolist()  # split_normals' order
-    k = len(first)
-    return [sorted(order[i * k:(i + 1) * k]) for i in range(min(count, n // k))]
-
-
 def combine(runs: list[SearchResult], budget_s: float, elapsed_s: float) -> SearchResult:
     """One table from searches of the same space on other validation parts: a candidate's AUROC is the mean over
     them, its times the sums; one not done in every part keeps the first reason it was not; chosen by `choose`."""
@@ -115,11 +106,11 @@ def combine(runs: list[SearchResult], budget_s: float, elapsed_s: float) -> Sear
 def auto_search(base: PointCloudConfig, samples: Sequence[Any], given: dict[str, Any] | None = None,
                 minutes: float = DEFAULT_MINUTES, log: Callable[[str], None] | None = None) -> AutoSearch:
     """Search the space around config `base` (the settings the user `given` fixed in every candidate) on the normal
-    clouds `samples` (Clouds, paths or (N, 3) arrays), validating on each of `rotations` in turn (the budget shared
-    among them); never sees a test cloud."""
+    clouds `samples` (Clouds, paths or (N, 3) arrays), validating on each of its ROTATIONS disjoint validation parts
+    in turn (the budget shared among them); never sees a test cloud."""
     clouds = [as_cloud(s) for s in samples]
     space = SPACE.fixing(given or {})
-    parts = rotations(len(clouds), base.seed)
+    parts = validation_parts(len(clouds), VAL_FRACTION, base.seed, ROTATIONS)
     say = log or (lambda _: None)
     runs, t0, n_val = [], time.perf_counter(), [0, 0]
     for j, part in enumerate(parts):
