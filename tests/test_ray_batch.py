@@ -155,6 +155,30 @@ def test_a_killed_worker_is_retried_and_the_result_is_the_same(fitted, ray_local
     assert_same_result(plain, batch.result)
 
 
+def test_task_size_groups_whole_units_and_keeps_two_tasks_per_worker():
+    from oddeye.scale.batch import task_size
+
+    assert task_size(128, 16, 4, 1) == 64  # 8 batches, one worker: two tasks of 4 batches
+    assert task_size(128, 16, 4, 2) == 32  # two workers: two tasks each
+    assert task_size(128, 16, 4, 8) == 16  # more workers than pairs of batches: one batch per task
+    assert task_size(1000, 16, 4, 2) == 64  # at most `group` batches
+    assert task_size(12, 1, 1, 2) == 1  # videos: one per task
+    assert task_size(5, 16, 4, 1) == 16  # fewer inputs than a batch: one task
+
+
+def test_grouped_tasks_and_set_threads_give_the_plain_result(fitted, ray_local):
+    model, _, _ = fitted(IMAGE_CASES[0])
+    tiles, _ = _tiles()
+    ctx = RunContext(progress=False)
+    plain = load_head(model).score(tiles, ctx=ctx)
+    from oddeye.scale.batch import run_on_ray
+
+    batch = run_on_ray(model, tiles, ctx, address=None, db=None, workers=1, per_task=IMAGE_BATCH, group=4,
+                       threads=1)
+    assert (batch.tasks, batch.workers, batch.threads) == (2, 1, 1)  # 4 batches of 2: two tasks of 2 batches
+    assert_same_result(plain, batch.result)
+
+
 def test_a_task_that_keeps_failing_becomes_error_rows(fitted, ray_local, tmp_path):
     model, _, _ = fitted(IMAGE_CASES[0])
     attempts = tmp_path / "attempts"

@@ -173,6 +173,9 @@ def use_compiled_backbone(model: Any, model_dir: Path) -> None:
     model.config = model.config.replace(extractor=ext.replace(compile=True))
 
 
+IMAGE_GROUP = 4  # feature-extraction batches per Ray task at most (see oddeye.scale.batch.task_size)
+
+
 def images_per_task(manifest: dict[str, Any], n: int) -> int:
     """Images per Ray task for the model of `manifest` scoring n images: whole feature-extraction batches (each
     image gets the features it gets in one process); all n for zero-shot, whose images are scored against each
@@ -230,6 +233,7 @@ def score_image(
 
         t0 = time.perf_counter()
         result = score_on_ray(model_dir, items, ctx, address=ray, db=db, per_task=images_per_task(doc, len(items)),
+                              group=IMAGE_GROUP,
                               workers=workers, configure=configure, desc="score images", unit="image")
     dt = time.perf_counter() - t0
     for s in result.errors():
@@ -259,7 +263,8 @@ def score_fitted_on_ray(model: Any, samples: list[Any], ctx: Any, *, folder: Pat
     model.save(folder)
     items = as_items(samples)
     return score_on_ray(folder, items, ctx, address=address, db=db, workers=workers,
-                        per_task=images_per_task(read_manifest(folder), len(items)), desc="score test images",
+                        per_task=images_per_task(read_manifest(folder), len(items)), group=IMAGE_GROUP,
+                        desc="score test images",
                         unit="image")
 
 

@@ -81,6 +81,13 @@ def sample_path(x: Any) -> str | None:
     return str(p) if isinstance(p, (str, Path)) and Path(p).exists() else None
 
 
+def task_size(n: int, per_task: int, group: int, workers: int) -> int:
+    """Inputs per task: `per_task` units, grouped up to `group` units per task while every worker still gets at
+    least two tasks (fewer, larger tasks cost less per input; enough of them keep the workers evenly busy)."""
+    units = -(-n // max(1, per_task))
+    return per_task * max(1, min(group, units // (2 * max(1, workers))))
+
+
 def spans(n: int, per_task: int) -> list[tuple[int, int]]:
     """[lo, hi) slices of n inputs, `per_task` each (the last may be shorter)."""
     return [(lo, min(n, lo + per_task)) for lo in range(0, n, max(1, per_task))]
@@ -178,12 +185,13 @@ def map_part(fn_ref: list[Any], item: Any, threads: int) -> Part:
     return _task(threads, body)
 
 
-def _plan(ray: Any, workers: int | None) -> tuple[int, int, float]:
+def _plan(ray: Any, workers: int | None, threads: int | None = None) -> tuple[int, int, float]:
     """(workers, threads per worker, CPUs per task) on the runtime's cores: one worker per core by default; W
-    workers on C cores get max(1, C // W) threads each, and C / W CPUs so that W tasks run at once."""
+    workers on C cores get max(1, C // W) threads each (unless `threads` is given), and C / W CPUs so that W tasks
+    run at once."""
     cores = float(ray.cluster_resources().get("CPU", 1.0))
     w = workers or max(1, int(cores))
-    return w, max(1, int(cores // w)), cores / w
+    return w, threads or max(1, int(cores // w)), cores / w
 
 
 def _gather(ray: Any, refs: list[Any], sizes: list[int], bar: Any) -> tuple[list[Part | None], dict[int, Exception]]:
@@ -243,22 +251,23 @@ def failed_part(head: str, samples: Sequence[Any], reason: str, names: Callable[
 def score_on_ray(model_dir: str | Path, samples: Sequence[Any], ctx: RunContext | None = None, *,
                  address: str | None, db: str | None, per_task: int = 1, workers: int | None = None,
                  configure: Configure | None = None, names: Callable[[Any], str] = sample_name,
-                 desc: str = "score", unit: str = "input") -> Result:
+                 desc: str = "score", unit: str = "input", group: int = 1) -> Result:
     """Score `samples` with the model folder on Ray; the same Result as load_head(model_dir).score(samples, ctx).
 
-    per_task: inputs per task (a head's natural unit: 1 video, scan or run; the image batch size). configure: a
+    per_task: inputs per task (a head's natural unit: 1 video, scan or run; the image batch size); group: up to
+    this many units per task when there are enough (see task_size). configure: a
     module-level function applied to the head after each worker loads it (e.g. a CLI option changing its config).
     names: the id an input is recorded under when its task fails twice.
     """
     return run_on_ray(model_dir, samples, ctx, address=address, db=db, per_task=per_task, workers=workers,
-                      configure=configure, names=names, desc=desc, unit=unit).result
+                      configure=configure, names=names, desc=desc, unit=unit, group=group).result
 
 
 def run_on_ray(model_dir: str | Path, samples: Sequence[Any], ctx: RunContext | None = None, *,
                address: str | None, db: str | None, per_task: int = 1, workers: int | None = None,
                configure: Configure | None = None, names: Callable[[Any], str] = sample_name,
-               desc: str = "score", unit: str = "input") -> Batch:
-    """score_on_ray(), and what the run took (see Batch)."""
+               desc: str = "score", unit: str = "input", group: int = 1, threads: int | None = None) -> Batch:
+    """score_on_ray(), and what the run took (see Batch). threads: per worker (default: cores // workers)."""
     from tqdm.auto import tqdm
 
     check_store(db, address)
@@ -273,10 +282,10 @@ def run_on_ray(model_dir: str | Path, samples: Sequence[Any], ctx: RunContext | 
         items = [_absolute(x) for x in items]
         if ctx.out is not None:
             ctx = dataclasses.replace(ctx, out=Path(ctx.out).resolve())
-    cuts = spans(len(items), per_task)
     with ray_runtime(address) as ray, tqdm(total=len(items), desc=f"{desc} on Ray", unit=unit,
                                            disable=not ctx.progress) as bar:
-        w, threads, ncpu = _plan(ray, workers)
+        w, threads, ncpu = _plan(ray, workers, threads)
+        cuts = spans(len(items), task_size(len(items), per_task, group, w))
         task = ray.remote(max_retries=1, retry_exceptions=True)(score_part).options(num_cpus=ncpu)
         refs = [task.remote(str(model), mtime, items[lo:hi], task_context(ctx, lo, hi, len(items)), threads,
                             configure) for lo, hi in cuts]

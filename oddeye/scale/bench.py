@@ -3,10 +3,12 @@
     oddeye bench scale --workers 1,2 --videos 12 --images 128
 
 Models are fitted first (`oddeye fit video-rules` on Ped2 training frames, `oddeye fit image` PatchCore on a seeded
-share of MT_Free), small and quick. Then the same inputs are scored by the plain loop (one process, all cores) and
-on a local Ray runtime with each worker count (cores / workers threads per worker). Ray is started and every
-worker loads the models once before the timed runs (`ray_start_s`): the figures are steady-state throughput, what
-an archive of many hours sees. The last stdout line is JSON.
+share of MT_Free), small and quick. Then the same inputs are scored, in interleaved rounds, by the plain loop on
+one thread, by Ray with each worker count on one thread per worker (so W workers use W cores: `speedup` is how Ray
+scales with cores, `overhead` what Ray costs on one core), and by the plain loop on every core (what `--ray` gives
+over the default on this machine). Each worker count is warmed up (every worker has loaded the models) right before
+its timed run: the figures are steady-state throughput, what an archive of many hours sees. Each figure is the
+median over the rounds. The last stdout line is JSON.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import numpy as np
 from oddeye.core.errors import InputError
 from oddeye.core.head import RunContext, load_head, read_manifest
 from oddeye.core.types import Result
+from oddeye.image.cli import IMAGE_GROUP
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 PED2, TILES = DATA / "ucsd_ped2", DATA / "magnetic_tile"
@@ -31,6 +34,8 @@ TILE_CLASSES = ("Free", "Blowhole", "Break", "Crack", "Fray", "Uneven")
 SEED = 0
 N_TRAIN_TILES = 48
 RULES_SHOTS = 48
+GROUP = {"videos": 1, "images": IMAGE_GROUP}  # units per Ray task at most, as `oddeye score` groups them
+ROUNDS = 3  # timed rounds; each figure is the median over them (the rounds interleave the ways of running)
 IMAGE_SETTINGS = ["--head", "patchcore", "--coreset", "0.05", "--max-bank", "4000", "--image-size", "224"]
 
 
@@ -88,17 +93,27 @@ def fit_models(work: Path, ped2: Path, tiles: Path, n_videos: int, n_images: int
     return {"videos": (work / "rules", clips, 1), "images": (work / "patchcore", test_tiles, batch)}
 
 
-def _plain(model: Path, inputs: list[Path], per_task: int, threads: int) -> tuple[float, Result]:
-    """Seconds of the plain loop (all cores; model loaded and warmed up beforehand, as the Ray workers are) and its
-    Result."""
+def _plain(head: Any, inputs: list[Path], threads: int) -> tuple[float, Result]:
+    """Seconds of the plain loop with `threads` threads (the head loaded and warmed up beforehand, as the Ray
+    workers' are) and its Result."""
     from oddeye.core.config import set_threads
 
     set_threads(threads)
-    head = load_head(model)
-    head.score(inputs[:per_task], ctx=RunContext(progress=False))  # lazily built parts (e.g. the ONNX session)
     t0 = time.perf_counter()
     result = head.score(inputs, ctx=RunContext(progress=False))
     return time.perf_counter() - t0, result
+
+
+def _loaded(models: dict[str, tuple[Path, list[Path], int]], threads: int) -> dict[str, Any]:
+    """kind -> its head, loaded and warmed up with `threads` threads (parts such as the ONNX session keep the
+    thread count they were built with)."""
+    from oddeye.core.config import set_threads
+
+    set_threads(threads)
+    heads = {k: load_head(m) for k, (m, _, _) in models.items()}
+    for k, (_, x, per) in models.items():
+        heads[k].score(x[:per], ctx=RunContext(progress=False))
+    return heads
 
 
 def _same(a: Result, b: Result) -> bool:
@@ -126,18 +141,18 @@ def store_rate(results: list[Result], db: str | None, work: Path) -> tuple[float
 
 
 def run_scale_bench(workers: list[int], n_videos: int, n_images: int, ped2: Path = PED2, tiles: Path = TILES,
-                    db: str | None = None, work: Path | None = None,
-                    log: Callable[[str], None] = print) -> dict[str, Any]:
+                    db: str | None = None, work: Path | None = None, log: Callable[[str], None] = print,
+                    rounds: int = ROUNDS) -> dict[str, Any]:
     """Time the plain loop and Ray with each worker count on the same inputs; the figures as a dict. Models go
     under `work` (default: a temp folder, removed after)."""
     if work is not None:
-        return _run(workers, n_videos, n_images, ped2, tiles, db, Path(work), log)
+        return _run(workers, n_videos, n_images, ped2, tiles, db, Path(work), log, rounds)
     with tempfile.TemporaryDirectory(prefix="oddeye-bench-scale-") as tmp:
-        return _run(workers, n_videos, n_images, ped2, tiles, db, Path(tmp), log)
+        return _run(workers, n_videos, n_images, ped2, tiles, db, Path(tmp), log, rounds)
 
 
 def _run(workers: list[int], n_videos: int, n_images: int, ped2: Path, tiles: Path, db: str | None, work: Path,
-         log: Callable[[str], None]) -> dict[str, Any]:
+         log: Callable[[str], None], rounds: int = ROUNDS) -> dict[str, Any]:
     """run_scale_bench() with its work folder."""
     from oddeye.scale.batch import run_on_ray
     from oddeye.scale.runtime import cpus, ray_runtime
@@ -145,60 +160,74 @@ def _run(workers: list[int], n_videos: int, n_images: int, ped2: Path, tiles: Pa
     models = fit_models(work, ped2, tiles, n_videos, n_images, log)
     cores = cpus()
     doc: dict[str, Any] = {"dataset": "ucsd-ped2 test clips + magnetic-tile images", "seed": SEED, "cores": cores,
-                           "workers": workers, "videos": n_videos, "images": n_images}
-    plain: dict[str, tuple[float, Result]] = {k: _plain(m, x, per, cores) for k, (m, x, per) in models.items()}
-    frames = sum(len(s.frame_scores) for s in plain["videos"][1].scores if s.frame_scores is not None)
-    doc["frames"] = frames
-    ray_s: dict[int, dict[str, float]] = {}
-    last: list[Result] = []
-    identical = True
+                           "workers": workers, "videos": n_videos, "images": n_images, "rounds": rounds}
+    heads = {threads: _loaded(models, threads) for threads in (1, cores)}
+    # seconds[config][kind]: one figure per round; configs "plain" (one thread), "all" (every core), and w workers
+    seconds: dict[Any, dict[str, list[float]]] = {c: {k: [] for k in models} for c in ["plain", "all", *workers]}
+    plain: dict[str, Result] = {}
+    identical, timed_loads = True, 0
     t0 = time.perf_counter()
     with ray_runtime(None, num_cpus=cores):
-        for m, x, per in models.values():  # every worker process imports oddeye and loads both models once
-            run_on_ray(m, x[: max(workers) * per], RunContext(progress=False), address=None, db=None,
-                       per_task=per, workers=max(workers))
         doc["ray_start_s"] = round(time.perf_counter() - t0, 2)
-        for w in workers:
-            ray_s[w] = {}
+        for r in range(rounds):
             for kind, (m, x, per) in models.items():
-                t1 = time.perf_counter()
-                b = run_on_ray(m, x, RunContext(progress=False), address=None, db=None, per_task=per, workers=w)
-                ray_s[w][kind] = time.perf_counter() - t1
-                identical &= b.failed == 0 and _same(plain[kind][1], b.result)
-                last = [*last[-1:], b.result]
-                log(f"ray, {w} worker(s): {kind} in {ray_s[w][kind]:.1f} s ({b.tasks} tasks, {len(b.pids)} "
-                    f"processes, {b.threads} thread(s) each)")
-    rate, rows = store_rate(last, db, work)
+                for config, threads in (("all", cores), ("plain", 1)):  # Ray is compared with the one-thread loop
+                    s, plain[kind] = _plain(heads[threads][kind], x, threads)
+                    seconds[config][kind].append(s)
+                for w in workers:  # each worker count warmed up (every worker has the model) right before its run
+                    run_on_ray(m, x[: w * per], RunContext(progress=False), address=None, db=None, per_task=per,
+                               workers=w, threads=1)
+                    t1 = time.perf_counter()
+                    b = run_on_ray(m, x, RunContext(progress=False), address=None, db=None, per_task=per,
+                                   workers=w, threads=1, group=GROUP[kind])
+                    seconds[w][kind].append(time.perf_counter() - t1)
+                    identical &= b.failed == 0 and _same(plain[kind], b.result)
+                    timed_loads += b.loads
+                    if r == rounds - 1 and w == max(workers):
+                        last = b.result
+                log(f"round {r + 1}/{rounds}, {kind}: " + ", ".join(
+                    f"{c if isinstance(c, str) else f'ray x{c}'} {v[kind][-1]:.2f} s" for c, v in seconds.items()))
+    frames = sum(len(s.frame_scores) for s in plain["videos"].scores if s.frame_scores is not None)
+    rate, rows = store_rate([plain["images"], last], db, work)
+    med = {c: {k: float(np.median(v)) for k, v in kinds.items()} for c, kinds in seconds.items()}
+    total = {c: sum(v.values()) for c, v in med.items()}
     lo, hi = min(workers), max(workers)
-    total = {w: sum(ray_s[w].values()) for w in workers}
-    plain_total = sum(t for t, _ in plain.values())
     doc.update({
         "speedup": round(total[lo] / total[hi], 3),
-        "speedup_images": round(ray_s[lo]["images"] / ray_s[hi]["images"], 3),
-        "speedup_videos": round(ray_s[lo]["videos"] / ray_s[hi]["videos"], 3),
-        "overhead": round(total[1] / plain_total - 1, 3) if 1 in total else None,
+        "speedup_images": round(med[lo]["images"] / med[hi]["images"], 3),
+        "speedup_videos": round(med[lo]["videos"] / med[hi]["videos"], 3),
+        "overhead": round(total[1] / total["plain"] - 1, 3) if 1 in total else None,
         "store_rows_per_s": round(rate, 1), "store_rows": rows, "store": "postgresql" if db else "sqlite",
-        "plain_s": round(plain_total, 2), "plain_images_per_s": round(n_images / plain["images"][0], 2),
-        "plain_frames_per_s": round(frames / plain["videos"][0], 1), "identical": identical,
+        "frames": frames, "identical": identical, "model_loads_in_timed_runs": timed_loads,
+        "plain_s": round(total["plain"], 2), "plain_images_per_s": round(n_images / med["plain"]["images"], 2),
+        "plain_frames_per_s": round(frames / med["plain"]["videos"], 1),
+        "plain_all_cores_s": round(total["all"], 2),
+        "plain_all_cores_images_per_s": round(n_images / med["all"]["images"], 2),
+        "plain_all_cores_frames_per_s": round(frames / med["all"]["videos"], 1),
+        f"ray{hi}_over_plain_all_cores": round(total["all"] / total[hi], 3),
     })
     for w in workers:
         doc[f"ray{w}_s"] = round(total[w], 2)
-        doc[f"ray{w}_images_per_s_per_worker"] = round(n_images / ray_s[w]["images"] / w, 2)
-        doc[f"ray{w}_frames_per_s_per_worker"] = round(frames / ray_s[w]["videos"] / w, 1)
+        doc[f"ray{w}_images_per_s_per_worker"] = round(n_images / med[w]["images"] / w, 2)
+        doc[f"ray{w}_frames_per_s_per_worker"] = round(frames / med[w]["videos"] / w, 1)
     return doc
 
 
 def print_table(doc: dict[str, Any], log: Callable[[str], None] = print) -> None:
     """The figures for a person: one row per way of running."""
+    hi = max(doc["workers"])
     log(f"{'run':<10} {'seconds':>8} {'images/s':>9} {'frames/s':>9}")
-    log(f"{'plain':<10} {doc['plain_s']:>8.1f} {doc['plain_images_per_s']:>9.2f} {doc['plain_frames_per_s']:>9.1f}")
+    log(f"{'plain, 1t':<10} {doc['plain_s']:>8.1f} {doc['plain_images_per_s']:>9.2f} {doc['plain_frames_per_s']:>9.1f}")
+    log(f"{'plain, all':<10} {doc['plain_all_cores_s']:>8.1f} {doc['plain_all_cores_images_per_s']:>9.2f} "
+        f"{doc['plain_all_cores_frames_per_s']:>9.1f}")
     for w in doc["workers"]:
         ips = doc[f"ray{w}_images_per_s_per_worker"] * w
         fps = doc[f"ray{w}_frames_per_s_per_worker"] * w
         log(f"{f'ray x{w}':<10} {doc[f'ray{w}_s']:>8.1f} {ips:>9.2f} {fps:>9.1f}")
     log(f"speedup {doc['speedup']} ({max(doc['workers'])} workers over {min(doc['workers'])}), overhead "
-        f"{doc['overhead']} (1 Ray worker over the plain loop), store {doc['store_rows_per_s']} rows/s "
-        f"({doc['store']}); Ray results identical to the plain loop: {doc['identical']}")
+        f"{doc['overhead']} (1 Ray worker over the plain loop, one thread each), store {doc['store_rows_per_s']} rows/s "
+        f"({doc['store']}); Ray results identical to the plain loop: {doc['identical']}; {hi} workers "
+        f"over the plain loop on all {doc['cores']} cores: {doc[f'ray{hi}_over_plain_all_cores']}x")
 
 
 def bench_json(doc: dict[str, Any]) -> str:

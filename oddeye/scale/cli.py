@@ -35,6 +35,7 @@ def bench_scale(
     ] = None,
     work: Annotated[Optional[Path], typer.Option("--work", help="Folder for the models (default: a temp folder).")
                     ] = None,
+    rounds: Annotated[int, typer.Option("--rounds", min=1, help="Timed rounds; each figure is their median.")] = 3,
     no_record: Annotated[bool, typer.Option("--no-record", help="Do not append to benchmarks/RESULTS.md.")] = False,
 ) -> dict[str, Any]:
     """Score Ped2 test clips (video-rules) and magnetic-tile images (PatchCore) in a plain loop and on a local Ray
@@ -45,7 +46,8 @@ def bench_scale(
     from oddeye.scale.bench import bench_json, print_table, run_scale_bench
 
     counts = _counts(workers)
-    doc = run_scale_bench(counts, videos, images, ped2=ped2, tiles=tiles, db=db, work=work, log=typer.echo)
+    doc = run_scale_bench(counts, videos, images, ped2=ped2, tiles=tiles, db=db, work=work, log=typer.echo,
+                          rounds=rounds)
     print_table(doc, typer.echo)
     if not no_record:
         from oddeye.core.report import record_benchmark
@@ -54,8 +56,11 @@ def bench_scale(
                          f"UCSD Ped2 (Mahadevan et al. 2010), first {videos} test clips, video-rules head fitted on "
                          f"the training frames; magnetic tile (Huang et al. 2018), {images} test images (seeded), "
                          "PatchCore fitted on a seeded share of MT_Free", None, doc,
-                         notes="Ray started and models loaded in every worker before the timed runs (ray_start_s): "
-                               "steady-state throughput. The plain loop uses every core in one process.")
+                         notes="One thread per Ray worker and in the plain loop (`speedup`, `overhead`: W workers on W "
+                               "cores); plain_all_cores: the plain loop with every core's threads. Each worker count "
+                               "warmed up (models loaded in every worker) right before its timed run: steady-state "
+                               "throughput; model_loads_in_timed_runs counts loads that still fell in a timed run. "
+                               f"Each figure is the median of {rounds} interleaved rounds.")
     typer.echo(bench_json(doc))
     return doc
 
