@@ -171,3 +171,18 @@ def test_bf16_model_is_exported_with_a_warning(exported, tmp_path):
     with pytest.warns(RuntimeWarning, match="fitted with bfloat16 features"):
         man = export_model(model, tmp_path / "x")
     assert "bfloat16" in json.loads(man.read_text())["notes"][0]
+
+
+def test_bank_nearest_is_the_exact_search_over_blocks():
+    import torch
+
+    from oddeye.export.graph import Bank
+
+    rng = np.random.default_rng(3)
+    bank, q = rng.standard_normal((1000, 16)).astype(np.float32), rng.standard_normal((50, 16)).astype(np.float32)
+    d2 = ((q[:, None, :] - bank[None]) ** 2).sum(-1)
+    b = Bank(bank, chunk=300)  # 4 blocks, the last one short
+    np.testing.assert_allclose(b.nearest(torch.from_numpy(q)).numpy(), d2.min(1), rtol=1e-4, atol=1e-4)
+    near = b.nearest_k(torch.from_numpy(q), 3).numpy()
+    np.testing.assert_array_equal(near, np.argsort(d2, 1)[:, :3])
+    np.testing.assert_allclose(b.rows(torch.from_numpy(near[:, 0])).numpy(), bank[near[:, 0]])

@@ -132,20 +132,15 @@ class Bank(nn.Module):
         """Bank rows at indices idx (...) -> (..., D)."""
         return self.neg2t.t()[idx] * -0.5
 
-    def nearest(self, q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Squared L2 distance (N,) of queries q (N, D) to their nearest bank row and its index (N,), as FAISS's
-        flat index computes it (|q|^2 + |m|^2 - 2 q.m, clamped at 0), one block of bank rows at a time."""
-        best = idx = None
+    def nearest(self, q: torch.Tensor) -> torch.Tensor:
+        """Squared L2 distance (N,) of queries q (N, D) to their nearest bank row, as FAISS's flat index computes it
+        (|q|^2 + |m|^2 - 2 q.m, clamped at 0), one block of bank rows at a time: a minimum per block, no indices
+        (an arg-minimum or top-1 per block measured 20-40 % slower; see nearest_k for the few that need one)."""
+        best = None
         for s in range(0, self.size, self.chunk):
-            part = torch.addmm(self.norms[s:s + self.chunk], q, self.neg2t[:, s:s + self.chunk])  # |m|^2 - 2 q.m
-            m, i = torch.topk(part, 1, dim=1, largest=False)
-            m, i = m[:, 0], i[:, 0]
-            if best is None:
-                best, idx = m, i
-            else:
-                better = m < best
-                best, idx = torch.where(better, m, best), torch.where(better, i + s, idx)
-        return (best + (q * q).sum(-1)).clamp_min(0.0), idx
+            part = torch.addmm(self.norms[s:s + self.chunk], q, self.neg2t[:, s:s + self.chunk]).amin(1)
+            best = part if best is None else torch.minimum(best, part)
+        return (best + (q * q).sum(-1)).clamp_min(0.0)
 
     def nearest_k(self, q: torch.Tensor, k: int) -> torch.Tensor:
         """Indices (N, k) of the k nearest bank rows of queries q (N, D), nearest first."""

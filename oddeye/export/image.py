@@ -43,14 +43,13 @@ class PatchCoreGraph(nn.Module):
         h, w = self.grid
         q = _flat(self.head.with_position(self.features(images)))
         d = q.shape[2]
-        d2, nn_idx = self.bank.nearest(q.reshape(-1, d))
-        pmap = d2.sqrt().reshape(-1, h * w)
+        pmap = self.bank.nearest(q.reshape(-1, d)).sqrt().reshape(-1, h * w)
         smooth = self.smooth(pmap.reshape(-1, h, w)).reshape(-1, h * w)
         top = (smooth + self.allowed).argmax(1, keepdim=True)  # (B, 1)
         s_star = smooth.gather(1, top)[:, 0]
-        m_star = self.bank.rows(nn_idx.reshape(-1, h * w).gather(1, top)[:, 0])  # (B, D)
-        support = self.bank.nearest_k(m_star, self.k)  # (B, k), nearest first
         q_star = q.gather(1, top[:, :, None].expand(-1, 1, d))  # (B, 1, D)
+        m_star = self.bank.rows(self.bank.nearest_k(q_star[:, 0], 1)[:, 0])  # (B, D): the top patch's neighbour
+        support = self.bank.nearest_k(m_star, self.k)  # (B, k), nearest first
         dd = (self.bank.rows(support) - q_star).norm(dim=2)
         weights = 1.0 - torch.softmax(dd, dim=1)[:, 0]
         return weights * s_star, self.pixel(pmap.reshape(-1, h, w))

@@ -10,6 +10,7 @@ from typing import Iterator, Sequence
 import cv2
 import numpy as np
 
+from oddeye.core.config import n_threads
 from oddeye.core.errors import InputError, ModelError
 from oddeye.core.imageio import convert, read_image
 from oddeye.runtime.manifest import input_spec, read_export
@@ -28,12 +29,16 @@ def resize_square(image: np.ndarray, size: int) -> np.ndarray:
 class ImageModel:
     """An exported image head: `score_arrays(images)` -> (image scores (B,), pixel maps [(H_i, W_i)])."""
 
-    def __init__(self, path: str | Path, threads: int | None = None) -> None:
+    def __init__(self, path: str | Path, threads: int | None = None, streams: int | None = None) -> None:
+        """threads: CPU threads in all (default: ODDEYE_THREADS or every core); streams: batches scored at once by
+        score_files, threads // streams threads each (default: one per thread, the most images per second; 1 for
+        the lowest latency of one batch)."""
         self.dir, self.doc = read_export(path)
         if self.doc.get("kind") != "image":
             raise ModelError(f"{self.dir} holds a '{self.doc.get('head')}' export, not an image one",
                              "score it with the runtime class for its kind (see oddeye.runtime)")
-        self.session = Session(self.dir, self.doc, threads)
+        threads = int(threads or n_threads())
+        self.session = Session(self.dir, self.doc, threads, streams or threads)
         spec = input_spec(self.doc)
         self.input_name = spec["name"]
         self.size = int(spec["shape"][1])
@@ -65,16 +70,22 @@ class ImageModel:
         return scores, out
 
     def score_files(self, paths: Sequence[str | Path]) -> Iterator[tuple[Path, float, np.ndarray]]:
-        """(path, image score, pixel map (H, W)) per image file, in batches of the export's batch size; the next
-        batch is read and decoded in a thread while the graph runs on this one."""
+        """(path, image score, pixel map (H, W)) per image file, in order, in batches of the export's batch size;
+        `streams` batches are read, decoded and scored at once (each in its own thread), one batch ahead."""
         chunks = [[Path(p) for p in paths[s:s + self.batch_size]] for s in range(0, len(paths), self.batch_size)]
-        with ThreadPoolExecutor(1) as pool:
-            nxt = pool.submit(_read_all, chunks[0]) if chunks else None
+        ahead = self.session.streams + 1
+        with ThreadPoolExecutor(self.session.streams) as pool:
+            todo = [pool.submit(self._score_chunk, c) for c in chunks[:ahead]]
             for i, chunk in enumerate(chunks):
-                images = nxt.result()
-                nxt = pool.submit(_read_all, chunks[i + 1]) if i + 1 < len(chunks) else None
-                scores, maps = self.score_arrays(images)
+                scores, maps = todo[i].result()
+                todo[i] = None  # its maps leave memory once yielded
+                if i + ahead < len(chunks):
+                    todo.append(pool.submit(self._score_chunk, chunks[i + ahead]))
                 yield from zip(chunk, scores.tolist(), maps)
+
+    def _score_chunk(self, paths: list[Path]) -> tuple[np.ndarray, list[np.ndarray]]:
+        """score_arrays() of the images of `paths`."""
+        return self.score_arrays(_read_all(paths))
 
 
 def _read_all(paths: list[Path]) -> list[np.ndarray]:
