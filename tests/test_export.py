@@ -186,3 +186,15 @@ def test_bank_nearest_is_the_exact_search_over_blocks():
     near = b.nearest_k(torch.from_numpy(q), 3).numpy()
     np.testing.assert_array_equal(near, np.argsort(d2, 1)[:, :3])
     np.testing.assert_allclose(b.rows(torch.from_numpy(near[:, 0])).numpy(), bank[near[:, 0]])
+
+
+def test_streams_keep_the_order_and_the_numbers(exported, images):
+    _, export_dir = exported["patchcore"]
+    files = sorted(images[1].rglob("*.png")) * 3  # 12 images in 6 batches of 2: several in flight at once
+    one, three = ImageModel(export_dir, threads=1, streams=1), ImageModel(export_dir, threads=3)
+    one.batch_size = three.batch_size = 2
+    assert three.session.streams == 3
+    want, got = list(one.score_files(files)), list(three.score_files(files))
+    assert [p for p, _, _ in got] == files
+    for (_, s1, m1), (_, s3, m3) in zip(want, got):
+        assert s1 == s3 and np.array_equal(m1, m3)
