@@ -173,9 +173,6 @@ def use_compiled_backbone(model: Any, model_dir: Path) -> None:
     model.config = model.config.replace(extractor=ext.replace(compile=True))
 
 
-IMAGE_GROUP = 4  # feature-extraction batches per Ray task at most (see oddeye.scale.batch.task_size)
-
-
 def images_per_task(manifest: dict[str, Any], n: int) -> int:
     """Images per Ray task for the model of `manifest` scoring n images: whole feature-extraction batches (each
     image gets the features it gets in one process); all n for zero-shot, whose images are scored against each
@@ -229,7 +226,7 @@ def score_image(
         t0 = time.perf_counter()
         result = model.score(items, ctx=ctx)
     else:
-        from oddeye.scale.batch import score_on_ray
+        from oddeye.scale.batch import IMAGE_GROUP, score_on_ray
 
         t0 = time.perf_counter()
         result = score_on_ray(model_dir, items, ctx, address=ray, db=db, per_task=images_per_task(doc, len(items)),
@@ -258,7 +255,7 @@ def score_fitted_on_ray(model: Any, samples: list[Any], ctx: Any, *, folder: Pat
     --ray` would) -> Result."""
     from oddeye.core.head import read_manifest
     from oddeye.image.common import as_items
-    from oddeye.scale.batch import score_on_ray
+    from oddeye.scale.batch import IMAGE_GROUP, score_on_ray
 
     model.save(folder)
     items = as_items(samples)

@@ -33,6 +33,7 @@ WorkersOpt = Annotated[int | None, typer.Option(
     "--workers", min=1, help="With --ray: tasks run at once (default: one per core of the runtime); each gets "
                              "cores / workers threads.")]
 Configure = Callable[[Any], None]  # adjusts a loaded head, e.g. a CLI option on its config (a module-level function)
+IMAGE_GROUP = 4  # an image head's feature-extraction batches per task at most (see task_size)
 CACHED_MODELS = 2  # model folders (with their configure) a worker process keeps loaded
 
 _MODELS: OrderedDict[tuple[str, int, bytes], Any] = OrderedDict()  # in each worker process: the loaded heads

@@ -26,7 +26,6 @@ import numpy as np
 from oddeye.core.errors import InputError
 from oddeye.core.head import RunContext, load_head, read_manifest
 from oddeye.core.types import Result
-from oddeye.image.cli import IMAGE_GROUP
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 PED2, TILES = DATA / "ucsd_ped2", DATA / "magnetic_tile"
@@ -34,7 +33,6 @@ TILE_CLASSES = ("Free", "Blowhole", "Break", "Crack", "Fray", "Uneven")
 SEED = 0
 N_TRAIN_TILES = 48
 RULES_SHOTS = 48
-GROUP = {"videos": 1, "images": IMAGE_GROUP}  # units per Ray task at most, as `oddeye score` groups them
 ROUNDS = 3  # timed rounds; each figure is the median over them (the rounds interleave the ways of running)
 IMAGE_SETTINGS = ["--head", "patchcore", "--coreset", "0.05", "--max-bank", "4000", "--image-size", "224"]
 
@@ -154,7 +152,7 @@ def run_scale_bench(workers: list[int], n_videos: int, n_images: int, ped2: Path
 def _run(workers: list[int], n_videos: int, n_images: int, ped2: Path, tiles: Path, db: str | None, work: Path,
          log: Callable[[str], None], rounds: int = ROUNDS) -> dict[str, Any]:
     """run_scale_bench() with its work folder."""
-    from oddeye.scale.batch import run_on_ray
+    from oddeye.scale.batch import IMAGE_GROUP, run_on_ray
     from oddeye.scale.runtime import cpus, ray_runtime
 
     models = fit_models(work, ped2, tiles, n_videos, n_images, log)
@@ -179,7 +177,7 @@ def _run(workers: list[int], n_videos: int, n_images: int, ped2: Path, tiles: Pa
                                workers=w, threads=1)
                     t1 = time.perf_counter()
                     b = run_on_ray(m, x, RunContext(progress=False), address=None, db=None, per_task=per,
-                                   workers=w, threads=1, group=GROUP[kind])
+                                   workers=w, threads=1, group=IMAGE_GROUP if kind == "images" else 1)
                     seconds[w][kind].append(time.perf_counter() - t1)
                     identical &= b.failed == 0 and _same(plain[kind], b.result)
                     timed_loads += b.loads
