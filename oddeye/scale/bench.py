@@ -4,7 +4,7 @@
 
 Models are fitted first (`oddeye fit video-rules` on Ped2 training frames, `oddeye fit image` PatchCore on a seeded
 share of MT_Free), small and quick. Then the same inputs are scored, in interleaved rounds, by the plain loop on
-one thread, by Ray with each worker count on one thread per worker (so W workers use W cores: `speedup` is how Ray
+one thread (in a process of its own, as `oddeye score` runs; oddeye.scale.plainrun), by Ray with each worker count on one thread per worker (so W workers use W cores: `speedup` is how Ray
 scales with cores, `overhead` what Ray costs on one core), and by the plain loop on every core (what `--ray` gives
 over the default on this machine). Each worker count is warmed up (every worker has loaded the models) right before
 its timed run: the figures are steady-state throughput, what an archive of many hours sees. Each figure is the
@@ -24,7 +24,7 @@ from typing import Any, Callable
 import numpy as np
 
 from oddeye.core.errors import InputError
-from oddeye.core.head import RunContext, load_head, read_manifest
+from oddeye.core.head import RunContext, read_manifest
 from oddeye.core.types import Result
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
@@ -91,29 +91,6 @@ def fit_models(work: Path, ped2: Path, tiles: Path, n_videos: int, n_images: int
     return {"videos": (work / "rules", clips, 1), "images": (work / "patchcore", test_tiles, batch)}
 
 
-def _plain(head: Any, inputs: list[Path], threads: int) -> tuple[float, Result]:
-    """Seconds of the plain loop with `threads` threads (the head loaded and warmed up beforehand, as the Ray
-    workers' are) and its Result."""
-    from oddeye.core.config import set_threads
-
-    set_threads(threads)
-    t0 = time.perf_counter()
-    result = head.score(inputs, ctx=RunContext(progress=False))
-    return time.perf_counter() - t0, result
-
-
-def _loaded(models: dict[str, tuple[Path, list[Path], int]], threads: int) -> dict[str, Any]:
-    """kind -> its head, loaded and warmed up with `threads` threads (parts such as the ONNX session keep the
-    thread count they were built with)."""
-    from oddeye.core.config import set_threads
-
-    set_threads(threads)
-    heads = {k: load_head(m) for k, (m, _, _) in models.items()}
-    for k, (_, x, per) in models.items():
-        heads[k].score(x[:per], ctx=RunContext(progress=False))
-    return heads
-
-
 def _same(a: Result, b: Result) -> bool:
     """Whether two Results have the same sample ids, scores and per-frame series."""
     return [s.sample_id for s in a.scores] == [s.sample_id for s in b.scores] and all(
@@ -153,13 +130,13 @@ def _run(workers: list[int], n_videos: int, n_images: int, ped2: Path, tiles: Pa
          log: Callable[[str], None], rounds: int = ROUNDS) -> dict[str, Any]:
     """run_scale_bench() with its work folder."""
     from oddeye.scale.batch import IMAGE_GROUP, run_on_ray
+    from oddeye.scale.plainrun import plain_in_process
     from oddeye.scale.runtime import cpus, ray_runtime
 
     models = fit_models(work, ped2, tiles, n_videos, n_images, log)
     cores = cpus()
     doc: dict[str, Any] = {"dataset": "ucsd-ped2 test clips + magnetic-tile images", "seed": SEED, "cores": cores,
                            "workers": workers, "videos": n_videos, "images": n_images, "rounds": rounds}
-    heads = {threads: _loaded(models, threads) for threads in (1, cores)}
     # seconds[config][kind]: one figure per round; configs "plain" (one thread), "all" (every core), and w workers
     seconds: dict[Any, dict[str, list[float]]] = {c: {k: [] for k in models} for c in ["plain", "all", *workers]}
     plain: dict[str, Result] = {}
@@ -170,7 +147,7 @@ def _run(workers: list[int], n_videos: int, n_images: int, ped2: Path, tiles: Pa
         for r in range(rounds):
             for kind, (m, x, per) in models.items():
                 for config, threads in (("all", cores), ("plain", 1)):  # Ray is compared with the one-thread loop
-                    s, plain[kind] = _plain(heads[threads][kind], x, threads)
+                    s, plain[kind] = plain_in_process(m, x, per, threads, work)
                     seconds[config][kind].append(s)
                 for w in workers:  # each worker count warmed up (every worker has the model) right before its run
                     run_on_ray(m, x[: w * per], RunContext(progress=False), address=None, db=None, per_task=per,
@@ -181,6 +158,8 @@ def _run(workers: list[int], n_videos: int, n_images: int, ped2: Path, tiles: Pa
                     seconds[w][kind].append(time.perf_counter() - t1)
                     identical &= b.failed == 0 and _same(plain[kind], b.result)
                     timed_loads += b.loads
+                    if b.loads:
+                        log(f"  (ray x{w}, {kind}: {b.loads} model load(s) fell in the timed run)")
                     if r == rounds - 1 and w == max(workers):
                         last = b.result
                 log(f"round {r + 1}/{rounds}, {kind}: " + ", ".join(
