@@ -58,8 +58,9 @@ def bench_scale(
                          "PatchCore fitted on a seeded share of MT_Free", None, doc,
                          notes="One thread per Ray worker and in the plain loop, which runs in a process of its "
                                "own per round (`speedup`, `overhead`: W workers on W cores); plain_all_cores: the "
-                               "plain loop with every core's threads. Each worker count warmed up (models loaded in every worker) right before its timed run: steady-state "
-                               "throughput; model_loads_in_timed_runs counts loads that still fell in a timed run. "
+                               "plain loop with every core's threads. Each worker count warmed up (models loaded in "
+                               "every worker) right before its timed run: steady-state throughput; "
+                               "model_loads_in_timed_runs counts loads that still fell in a timed run. "
                                f"Each figure is the median of {rounds} interleaved rounds.")
     typer.echo(bench_json(doc))
     return doc
