@@ -1,12 +1,15 @@
 """`--auto` for the video heads (rules, prediction): settings chosen from normal clips and synthetic anomalies.
 
 The normal clips are split (seeded, whole clips) into a part to fit on and a few validation clips; each validation
-clip is scored as it is and as copies with a synthetic anomaly (oddeye.core.anomalies.video: objects too fast, too
-big, in an unused zone, loitering, going the wrong way; frozen or replayed frames; too fast and too big once more,
-mildly), every frame labelled. A
-candidate's AUROC is over the frames of all those clips, each clip's scores min-max normalised first: the frame AUROC
-(micro) that `eval video` reports, as the field computes it, applied to the validation clips. The heads' spaces:
-oddeye.video.rules.search and oddeye.video.prediction.search.
+clip is scored as copies with a synthetic anomaly (oddeye.core.anomalies.video: objects too fast, too big, in an
+unused zone, loitering, going the wrong way; frozen or replayed frames; and too fast and too big once more, just past
+the clip's own high quantile of speed and size at that row), every frame labelled. Each copy keeps the clip's
+normal frames outside the anomaly's span (half to three quarters of them). A candidate's AUROC is over the frames of
+all those copies, each copy's scores min-max normalised first: the frame AUROC (micro) that `eval video` reports, as
+the field computes it, on videos that, like the test videos it is computed on, each hold an anomaly. The untouched
+validation clips are not scored on their own: min-max normalising a clip with nothing in it stretches its noise to
+[0, 1] and rewards a head that scores exactly nothing on normal frames over one that grades evidence below its
+limits. The heads' spaces: oddeye.video.rules.search and oddeye.video.prediction.search.
 
 Rules: every candidate is fitted on the fit part (candidates differing only in scoring share one fit); the choice
 is then fitted on ALL the normal clips. Prediction: its candidates are all score settings, so the generator is
@@ -24,7 +27,7 @@ from typing import Any, Callable, Iterable, Self, Sequence
 
 import numpy as np
 
-from oddeye.core.anomalies.video import MILD, VIDEO_ANOMALIES, make_video_anomaly
+from oddeye.core.anomalies.video import NEAR, VIDEO_ANOMALIES, make_video_anomaly
 from oddeye.core.auto import DEFAULT_MINUTES, SearchResult, apply, search, split_normals
 from oddeye.core.errors import InputError
 from oddeye.core.head import RunContext
@@ -60,14 +63,15 @@ def read_clip(source: Any, max_frames: int = MAX_FRAMES) -> np.ndarray:
 
 @dataclass
 class ValidationSet:
-    """Validation clips (T, H, W) uint8: the held-out normal clips, then their anomalous copies; per-frame labels
-    (T,) 0/1 of each; names; kinds ("normal" or the anomaly's kind); whether scores are min-max normalised per
-    clip."""
+    """Validation clips (T, H, W) uint8: anomalous copies of the held-out normal clips; per-frame labels (T,) 0/1 of
+    each; names; kinds (the anomaly's kind, "~near" added for a near-limit one); how many normal clips they were
+    made from; whether scores are min-max normalised per clip."""
 
     clips: list[np.ndarray]
     labels: list[np.ndarray]
     names: list[str]
     kinds: list[str]
+    n_normal: int = 0
     normalize: bool = True
 
     @property
@@ -91,32 +95,35 @@ class ValidationSet:
     def meta(self) -> dict[str, Any]:
         """Facts for the manifest: clips, frames and anomalies of the validation set."""
         lab = self.frame_labels
-        return {"n_val_clips": self.kinds.count("normal"), "n_val_anomalous_clips": len(self.kinds) - self.kinds.count(
-            "normal"), "n_val_frames": int(lab.size), "n_val_anomalous_frames": int(lab.sum()),
-            "anomalies": sorted(set(self.kinds) - {"normal"})}
+        return {"n_val_clips": self.n_normal, "n_val_anomalous_clips": len(self.clips), "n_val_frames": int(lab.size),
+                "n_val_anomalous_frames": int(lab.sum()), "anomalies": sorted(set(self.kinds))}
+
+
+def variants(kinds: Sequence[str] = VIDEO_ANOMALIES) -> list[tuple[str, bool]]:
+    """(kind, near) of every anomalous copy to make: each kind at full strength, then each with a near-limit form
+    (oddeye.core.anomalies.video.NEAR) once more, near the limit; each one family of equal weight."""
+    return [(k, False) for k in kinds] + [(k, True) for k in kinds if k in NEAR]
 
 
 def validation_set(sources: Sequence[Any], seed: int = 0, kinds: Sequence[str] = VIDEO_ANOMALIES,
                    max_frames: int = MAX_FRAMES) -> ValidationSet:
-    """The validation clips read from `sources`, each followed by anomalous copies: every kind once, and the kinds
-    that have a mild form (oddeye.core.anomalies.video.MILD: subtler speed, size; real anomalies are not all
-    blatant) once more, mild, shared out over the clips in turn; the pasted object is cut from the clip's own
-    foreground in every other copy and drawn (a figure unlike the clip's objects) in the others; seeded."""
+    """Anomalous copies of the validation clips read from `sources`: every variant (`variants`) once, the clips
+    taking them in turn; the pasted object is cut from the clip's own foreground in every other copy and drawn (a
+    figure unlike the clip's objects) in the others; seeded."""
     clips = [read_clip(s, max_frames) for s in sources]
     names = [Path(str(s)).name for s in sources]
-    variants = [(k, False) for k in kinds] + [(k, True) for k in kinds if k in MILD]
-    per = -(-len(variants) // max(len(clips), 1))
-    out = ValidationSet(list(clips), [np.zeros(len(c), np.int64) for c in clips], list(names), ["normal"] * len(clips))
-    for i, (clip, name) in enumerate(zip(clips, names)):
-        for j in range(per):
-            k = i * per + j
-            kind, mild = variants[k % len(variants)]
-            a = make_video_anomaly(clip, kind, seed=seed * 1000 + k, source="auto" if k % 2 == 0 else "drawn",
-                                   mild=mild)
-            out.clips.append(a.frames)
-            out.labels.append(a.labels)
-            out.names.append(f"{name}~{kind}{'~mild' if mild else ''}")
-            out.kinds.append(kind)
+    todo = variants(kinds)
+    if not clips:
+        raise InputError("--auto needs at least one normal validation clip")
+    out = ValidationSet([], [], [], [], n_normal=len(clips))
+    for k, (kind, near) in enumerate(todo):
+        i = k % len(clips)
+        a = make_video_anomaly(clips[i], kind, seed=seed * 1000 + k, source="auto" if k % 2 == 0 else "drawn",
+                               near=near)
+        out.clips.append(a.frames)
+        out.labels.append(a.labels)
+        out.names.append(f"{names[i]}~{kind}{'~near' if near else ''}")
+        out.kinds.append(f"{kind}{'~near' if near else ''}")
     return out
 
 
