@@ -10,7 +10,6 @@ from typing import Iterator, Sequence
 import cv2
 import numpy as np
 
-from oddeye.core.config import n_threads
 from oddeye.core.errors import InputError, ModelError
 from oddeye.core.imageio import convert, read_image
 from oddeye.runtime.manifest import input_spec, read_export
@@ -37,8 +36,7 @@ class ImageModel:
         if self.doc.get("kind") != "image":
             raise ModelError(f"{self.dir} holds a '{self.doc.get('head')}' export, not an image one",
                              "score it with the runtime class for its kind (see oddeye.runtime)")
-        threads = int(threads or n_threads())
-        self.session = Session(self.dir, self.doc, threads, streams or threads)
+        self.session = Session(self.dir, self.doc, threads, streams)
         spec = input_spec(self.doc)
         self.input_name = spec["name"]
         self.size = int(spec["shape"][1])

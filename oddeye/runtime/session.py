@@ -21,14 +21,15 @@ class Session:
     at once, each from its own caller thread, with threads // streams threads each (ONNX Runtime's run() is
     thread-safe; OpenVINO gets that many streams and one infer request per caller thread)."""
 
-    def __init__(self, directory: Path, doc: dict[str, Any], threads: int | None = None, streams: int = 1) -> None:
+    def __init__(self, directory: Path, doc: dict[str, Any], threads: int | None = None,
+                 streams: int | None = 1) -> None:
         self.doc = doc
         self.backend = doc.get("backend", "onnx")
         self.file = directory / doc["files"]["model"]
         self.inputs = {s["name"]: s for s in doc["inputs"]}
         self.output_names = [o["name"] for o in doc["outputs"]]
         threads = int(threads or n_threads())
-        self.streams = max(1, min(int(streams), threads))  # runs at once, from as many caller threads
+        self.streams = max(1, min(int(streams or threads), threads))  # runs at once (None: one per thread)
         per_run = max(1, threads // self.streams)
         if self.backend == "onnx":
             self._run = self._onnx(per_run)

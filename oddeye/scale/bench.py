@@ -4,11 +4,12 @@
 
 Models are fitted first (`oddeye fit video-rules` on Ped2 training frames, `oddeye fit image` PatchCore on a seeded
 share of MT_Free), small and quick. Then the same inputs are scored, in interleaved rounds, by the plain loop on
-one thread (in a process of its own, as `oddeye score` runs; oddeye.scale.plainrun), by Ray with each worker count on one thread per worker (so W workers use W cores: `speedup` is how Ray
-scales with cores, `overhead` what Ray costs on one core), and by the plain loop on every core (what `--ray` gives
-over the default on this machine). Each worker count is warmed up (every worker has loaded the models) right before
-its timed run: the figures are steady-state throughput, what an archive of many hours sees. Each figure is the
-median over the rounds. The last stdout line is JSON.
+one thread (in a process of its own, as `oddeye score` runs; oddeye.scale.plainrun), by Ray with each worker count
+on one thread per worker (so W workers use W cores: `speedup` is how Ray scales with cores, `overhead` what Ray
+costs on one core), and by the plain loop on every core (what `--ray` gives over the default on this machine).
+Each worker count is warmed up (every worker has loaded the models) right before its timed run: the figures are
+steady-state throughput, what an archive of many hours sees. Each figure is the median over the rounds. The last
+stdout line is JSON.
 """
 
 from __future__ import annotations
@@ -201,10 +202,10 @@ def print_table(doc: dict[str, Any], log: Callable[[str], None] = print) -> None
         ips = doc[f"ray{w}_images_per_s_per_worker"] * w
         fps = doc[f"ray{w}_frames_per_s_per_worker"] * w
         log(f"{f'ray x{w}':<10} {doc[f'ray{w}_s']:>8.1f} {ips:>9.2f} {fps:>9.1f}")
-    log(f"speedup {doc['speedup']} ({max(doc['workers'])} workers over {min(doc['workers'])}), overhead "
-        f"{doc['overhead']} (1 Ray worker over the plain loop, one thread each), store {doc['store_rows_per_s']} rows/s "
-        f"({doc['store']}); Ray results identical to the plain loop: {doc['identical']}; {hi} workers "
-        f"over the plain loop on all {doc['cores']} cores: {doc[f'ray{hi}_over_plain_all_cores']}x")
+    log(f"speedup {doc['speedup']} ({hi} workers over {min(doc['workers'])}), overhead {doc['overhead']} (1 Ray "
+        f"worker over the plain loop, one thread each), store {doc['store_rows_per_s']} rows/s ({doc['store']}); "
+        f"Ray results identical to the plain loop: {doc['identical']}; {hi} workers over the plain loop on all "
+        f"{doc['cores']} cores: {doc[f'ray{hi}_over_plain_all_cores']}x")
 
 
 def bench_json(doc: dict[str, Any]) -> str:
