@@ -121,6 +121,29 @@ def test_near_ties_go_to_the_faster_candidate() -> None:
         A.choose([A.Trial({}, None, None, None, "skipped: budget")])
 
 
+def test_a_space_combines_its_first_results_into_more_candidates() -> None:
+    fit, val, labels = _data()
+    seen: list[list[dict]] = []
+
+    def combine(trials: list[A.Trial]) -> list[dict]:
+        seen.append([t.settings for t in trials])
+        best = max(trials, key=lambda t: t.auroc)
+        return [{**best.settings, "inner": {"scale": 2.0}}, {"feature": 1}]  # the second is already in the table
+
+    space = A.SearchSpace("toy", [{}, {"feature": 1}], combine)
+    found = A.search(space, ToyConfig(), ToyHead, fit, val, labels, minutes=1)
+    assert seen == [[{}, {"feature": 1}]]  # called once, after the first pass, with its results
+    assert [t.settings for t in found.trials] == [{}, {"feature": 1}, {"feature": 1, "inner": {"scale": 2.0}}]
+    assert all(t.status == "ok" and t.auroc is not None for t in found.trials)
+    fixed = space.fixing({"inner": {"scale": 5.0}})  # what the user gave is taken out of the combinations too
+    assert fixed.combine is not None and fixed.combine(found.trials) == [{"feature": 1}, {"feature": 1}]
+    # a budget spent in the first pass leaves no time for combinations: none is made
+    seen.clear()
+    slow = A.SearchSpace("toy", [{"delay": 0.3}, {"feature": 1}], combine)
+    found = A.search(slow, ToyConfig(), ToyHead, fit, val, labels, minutes=0.2 / 60)
+    assert len(found.trials) == 2 and seen == []
+
+
 def test_budget_skips_and_says_which() -> None:
     fit, val, labels = _data()
     space = A.SearchSpace("toy", [{"delay": 0.3}, {"feature": 1}, {"feature": 1, "delay": 0.01}])

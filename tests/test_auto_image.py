@@ -4,6 +4,7 @@ info`, the budget, the choice being the validation set's best, and `eval image -
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -51,12 +52,29 @@ def test_the_declared_spaces_apply_to_their_heads(head: str) -> None:
     space.check(head_class(head).config_class())
 
 
+def test_the_best_backbone_is_tried_with_the_best_other_settings() -> None:
+    from oddeye.image.search import with_best_backbone
+
+    lite1, lite2 = {"name": "efficientnet-lite1"}, {"name": "efficientnet-lite2"}
+    trials = [A.Trial({}, 0.75), A.Trial({"border": 2}, 0.85), A.Trial({"border": 2, "extractor": lite1}, 0.88),
+              A.Trial({"border": 2, "extractor": lite2}, 0.87), A.Trial({"border": 2, "retrieve": 30}, 0.86),
+              A.Trial({"border": 2, "position_weight": 8.0}, 0.84), A.Trial({"border": 2, "gains": [2.0]}, 0.87),
+              A.Trial({"border": 2, "sigma": 1.0}, 0.99, status="failed: x")]
+    assert with_best_backbone(trials) == [{"border": 2, "gains": [2.0], "extractor": lite1},
+                                          {"border": 2, "retrieve": 30, "extractor": lite1}]
+    trials[2].auroc = 0.80  # no backbone beats the default one (with the same other settings): nothing to combine
+    trials[3].auroc = 0.84
+    assert with_best_backbone(trials) == []
+    assert with_best_backbone(trials[:2]) == []
+
+
 def test_auto_writes_the_table_and_choice_into_the_manifest(fitted: Path) -> None:
     doc = read_manifest(fitted, head="patchcore")
     auto = doc["auto"]
     assert [t["settings"] for t in auto["trials"]] == SMALL.candidates
     assert all(t["status"] == "ok" and 0 <= t["auroc"] <= 1 and t["fit_s"] > 0 for t in auto["trials"])
-    assert auto["n_val_normal"] == auto["n_val_anomalous"] == 4 and auto["n_fit"] == 16 and auto["n_final"] == 20
+    assert auto["n_val_normal"] == 4 and auto["n_val_anomalous"] == 4 * image_auto.PER_NORMAL
+    assert auto["n_fit"] == 16 and auto["n_final"] == 20
     chosen = auto["trials"][auto["chosen"]]
     assert chosen["settings"] == auto["chosen_settings"]
     # the saved model: the chosen settings (and the given image size) fitted on all 20 normal images
@@ -74,6 +92,7 @@ def test_the_choice_follows_the_data_not_the_order(train_dir: Path, tmp_path: Pa
     # a first candidate that compares every patch only with its own place in a 64 px image scores badly
     space = A.SearchSpace("patchcore", [{"position_weight": 1000.0}, {}])
     monkeypatch.setitem(SPACES, "patchcore", space)
+    monkeypatch.setattr(image_auto, "validation_set", partial(image_auto.validation_set, per_normal=1))
     fit_image(train=train_dir, out=tmp_path / "m", image_size=SIZE, auto=True)
     auto = read_manifest(tmp_path / "m")["auto"]
     assert auto["trials"][0]["auroc"] < auto["trials"][1]["auroc"] - A.TIE and auto["chosen"] == 1

@@ -3,8 +3,10 @@
 Normal samples are split (seeded) into a part to fit on and a part to validate on; each candidate of the head's
 declared search space (partial configs) is fitted on the first and scored on the validation normals plus synthetic
 anomalies made from them (oddeye.core.anomalies); the best AUROC wins, and a candidate within `TIE` of the best
-that is faster (to score, then to fit) wins instead. A time budget stops the loop early; the table of every candidate (tried or not)
-and the choice go into the model's manifest (`record`), where `oddeye model info DIR` prints them.
+that is faster (to score, then to fit) wins instead. A space may add candidates made from the first results (its
+`combine`: e.g. the best backbone with the best other settings). A time budget stops the loop early; the table of
+every candidate (tried or not) and the choice go into the model's manifest (`record`), where `oddeye model info DIR`
+prints them.
 
     space = SearchSpace("mine", [{}, {"k": 3}, {"k": 5, "mode": "mean"}])
     found = search(space, base_config, make_head, fit_part, val_samples, val_labels, minutes=5)
@@ -75,6 +77,7 @@ class SearchSpace:
 
     name: str
     candidates: list[dict[str, Any]]
+    combine: Callable[[list[Trial]], list[dict[str, Any]]] | None = None  # after the candidates: more, from results
 
     def __post_init__(self) -> None:
         if not self.candidates:
@@ -91,7 +94,11 @@ class SearchSpace:
     def fixing(self, given: dict[str, Any]) -> SearchSpace:
         """The space without the settings the user gave (nested ones too): the base config keeps those; candidates
         that become the same are dropped."""
-        return SearchSpace(self.name, [without(c, given) for c in self.candidates]) if given else self
+        if not given:
+            return self
+        combine = None if self.combine is None else (
+            lambda trials: [without(c, given) for c in self.combine(trials)])  # type: ignore[misc]
+        return SearchSpace(self.name, [without(c, given) for c in self.candidates], combine)
 
     def check(self, base: HeadConfig) -> None:
         """Raise ConfigError (naming the field) if a candidate does not apply to `base`."""
@@ -230,6 +237,8 @@ def search(space: SearchSpace, base: C, make: Callable[[C], Head], fit: Sequence
     fitted head with its own config (the settings that differ only change scoring; its fit time is the earlier's).
     Before each candidate after the first, the loop stops if the time spent plus the mean time of a candidate so
     far would pass `minutes`; the rest are marked skipped. A candidate raising an OddeyeError is marked failed.
+    A space with `combine` gets, once its candidates are done, the new candidates `combine(trials)` makes of their
+    results (e.g. the best backbone with the best other settings); they run under the same budget.
     """
     labels = np.asarray(labels)
     if labels.min(initial=1) != 0 or labels.max(initial=0) != 1:
@@ -239,13 +248,8 @@ def search(space: SearchSpace, base: C, make: Callable[[C], Head], fit: Sequence
     trials = [Trial(dict(s)) for s in space.candidates]
     fitted: dict[str, tuple[Head, float]] = {}
     say = log or (lambda _: None)
-    for i, trial in enumerate(trials):
-        spent = time.perf_counter() - t_start
-        if i > 0 and spent + spent / i > budget:
-            for t in trials[i:]:
-                t.status = f"skipped: budget of {minutes:g} min spent"
-            say(f"auto: budget spent after {i} of {len(trials)} candidates; {len(trials) - i} not tried")
-            break
+
+    def run(i: int, trial: Trial) -> None:
         cfg = apply(base, trial.settings)
         key = same_fit(cfg) if same_fit else None
         key = None if key is None else _key(key)
@@ -267,7 +271,7 @@ def search(space: SearchSpace, base: C, make: Callable[[C], Head], fit: Sequence
         except OddeyeError as e:  # a user error of this candidate (e.g. weights of its backbone not installed)
             trial.status = f"failed: {e.message}"
             say(f"auto: candidate {i + 1} {json.dumps(trial.settings, sort_keys=True)} failed: {e.message}")
-            continue
+            return
         s = np.asarray(scores(result) if scores else result.sample_scores(), dtype=np.float64)
         if s.shape != labels.shape:
             raise InputError(f"--auto: {len(s)} scores for {len(labels)} validation labels")
@@ -275,6 +279,24 @@ def search(space: SearchSpace, base: C, make: Callable[[C], Head], fit: Sequence
         trial.fit_s, trial.score_s = fit_s + extra[0], t2 - t1 + extra[1]
         say(f"auto: candidate {i + 1}/{len(trials)} AUROC {trial.auroc:.4f} (fit {trial.fit_s:.1f} s, score "
             f"{trial.score_s:.1f} s) {json.dumps(trial.settings, sort_keys=True)}")
+
+    i, combined = 0, space.combine is None
+    while i < len(trials):
+        spent = time.perf_counter() - t_start
+        if i > 0 and spent + spent / i > budget:
+            for t in trials[i:]:
+                t.status = f"skipped: budget of {minutes:g} min spent"
+            say(f"auto: budget spent after {i} of {len(trials)} candidates; {len(trials) - i} not tried")
+            break
+        run(i, trials[i])
+        i += 1
+        if i == len(trials) and not combined:  # the first pass is done: add the space's combinations of its results
+            combined, seen = True, {_key(t.settings) for t in trials}
+            for c in space.combine(trials):  # type: ignore[misc]
+                if _key(c) not in seen:
+                    seen.add(_key(c))
+                    apply(base, c)  # a combination that does not apply raises ConfigError (naming the field)
+                    trials.append(Trial(dict(c)))
     pick, reason = choose(trials)
     return SearchResult(space.name, trials, pick, reason, budget, time.perf_counter() - t_start, metric)
 

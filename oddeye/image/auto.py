@@ -1,7 +1,7 @@
 """`--auto` for the image heads: pick the settings from the normal images alone (oddeye.core.auto).
 
-A seeded share of the normal images validates, each with a synthetic anomaly (oddeye.core.anomalies.images) made
-from it; every candidate of the head's space (oddeye.image.search) is fitted on the rest and scored on those.
+A seeded share of the normal images validates, each with PER_NORMAL synthetic anomalies (oddeye.core.anomalies.images)
+made from it; every candidate of the head's space (oddeye.image.search) is fitted on the rest and scored on those.
 Candidates share patch features through a cache keyed by image content, so the backbone runs once per image,
 exposure gain and extractor; a candidate's times still count the features it would compute on its own (at the
 measured cost per image); PatchCore's bank is capped while searching (SEARCH_LIMITS). The chosen settings are
@@ -30,12 +30,13 @@ from oddeye.image.config import ExtractorConfig, ImageConfig
 from oddeye.image.search import SPACES, fit_key
 
 VAL_FRACTION = 0.2  # share of the normal images that validate
-MAX_VAL = 96  # at most this many validation normals (as many synthetic anomalies): bounds the search's time
+MAX_VAL = 96  # at most this many validation normals: bounds the search's time
+PER_NORMAL = 2  # synthetic anomalies made from each validation normal (kinds in turn): halves the AUROC's noise there
 # caps on PatchCore's memory bank while searching (eval image's own settings): the greedy coreset costs bank x pool
 # steps, minutes per candidate with the fit defaults on ~500 images; the chosen settings are fitted without them
 SEARCH_LIMITS = {"max_bank": 6000, "max_pool": 100_000}
 CACHE_BYTES = 3 << 30  # features kept between candidates (least recently used dropped beyond)
-METRIC = "image AUROC on held-out normal images + one synthetic anomaly made from each"
+METRIC = f"image AUROC on held-out normal images + {PER_NORMAL} synthetic anomalies made from each"
 
 
 class FeatureCache:
@@ -104,11 +105,15 @@ def loaded(items: list[ImageItem]) -> list[ImageItem]:
     return [ImageItem(id=it.id, image=it.load(), path=it.path, label=it.label) for it in items]
 
 
-def validation_set(normals: list[ImageItem], seed: int) -> tuple[list[ImageItem], np.ndarray]:
-    """The validation normals, then one seeded synthetic anomaly of each (kinds in turn); labels (2N,) 0/1."""
-    fakes = make_image_anomalies([it.image for it in normals], seed=seed)
+def validation_set(normals: list[ImageItem], seed: int, per_normal: int = PER_NORMAL
+                   ) -> tuple[list[ImageItem], np.ndarray]:
+    """The validation normals, then `per_normal` seeded synthetic anomalies of each (kinds in turn); labels
+    ((1 + per_normal) N,) 0/1."""
+    sources = [it for _ in range(per_normal) for it in normals]
+    fakes = make_image_anomalies([it.image for it in sources], seed=seed)
     items = [ImageItem(id=it.id, image=it.image, label=0) for it in normals]
-    items += [ImageItem(id=f"{it.id}~{a.kind}", image=a.image, label=1, mask=a.mask) for it, a in zip(normals, fakes)]
+    items += [ImageItem(id=f"{it.id}~{i // len(normals)}~{a.kind}", image=a.image, label=1, mask=a.mask)
+              for i, (it, a) in enumerate(zip(sources, fakes))]
     return items, np.array([0] * len(normals) + [1] * len(fakes))
 
 
