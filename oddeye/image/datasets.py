@@ -17,7 +17,7 @@ MAGNETIC_DEFECTS = ("Blowhole", "Break", "Crack", "Fray", "Uneven")
 
 
 @dataclass
-class ImageItem:
+class DatasetItem:
     """One image: its path, label (0 normal, 1 anomalous), mask path (None: no defect pixels), defect type, split."""
 
     path: Path
@@ -32,8 +32,8 @@ class ImageDataset:
     """A data set split into normal training images and labelled test images, with meta (root, seed, sizes)."""
 
     name: str
-    train: list[ImageItem]
-    test: list[ImageItem]
+    train: list[DatasetItem]
+    test: list[DatasetItem]
     meta: dict[str, Any] = field(default_factory=dict)
 
 
@@ -65,13 +65,13 @@ def _category_root(root: Path, category: str | None, name: str, marker: str) -> 
                           f"expected {root}/<category>/{marker}/good/ (the original {name} layout)")
 
 
-def _check_nonempty(items: list[ImageItem], where: Path, split: str, name: str) -> None:
+def _check_nonempty(items: list[DatasetItem], where: Path, split: str, name: str) -> None:
     if not items:
         raise EmptyDataError(f"{name}: the {split} split under {where} holds no images",
                              "check the data set was copied completely")
 
 
-def _load_mvtec(root: Path, category: str | None, rgb_sub: bool) -> tuple[list[ImageItem], list[ImageItem], Path]:
+def _load_mvtec(root: Path, category: str | None, rgb_sub: bool) -> tuple[list[DatasetItem], list[DatasetItem], Path]:
     """MVTec AD (train/good, test/<defect>, ground_truth/<defect>/NNN_mask.png) or 3D-AD (rgb/ and gt/ subfolders)."""
     name = "mvtec3d-rgb" if rgb_sub else "mvtec"
     croot = _category_root(root, category, name, "train")
@@ -80,11 +80,11 @@ def _load_mvtec(root: Path, category: str | None, rgb_sub: bool) -> tuple[list[I
     good = croot / "train" / "good" / ("rgb" if rgb_sub else "")
     if not good.is_dir():
         raise DataLayoutError(f"{name}: {good} not found", f"expected {croot}/{{{expected}}}")
-    train = [ImageItem(p, 0, None, "good", "train") for p in _images(good)]
+    train = [DatasetItem(p, 0, None, "good", "train") for p in _images(good)]
     test_root = croot / "test"
     if not test_root.is_dir():
         raise DataLayoutError(f"{name}: {test_root} not found", f"expected {croot}/{{{expected}}}")
-    test: list[ImageItem] = []
+    test: list[DatasetItem] = []
     for ddir in _subdirs(test_root):
         defect = ddir.name
         img_dir = ddir / "rgb" if rgb_sub else ddir
@@ -92,17 +92,17 @@ def _load_mvtec(root: Path, category: str | None, rgb_sub: bool) -> tuple[list[I
             raise DataLayoutError(f"{name}: {img_dir} not found", f"expected {croot}/{{{expected}}}")
         for p in _images(img_dir):
             if defect == "good":
-                test.append(ImageItem(p, 0, None, "good", "test"))
+                test.append(DatasetItem(p, 0, None, "good", "test"))
                 continue
             mask = (ddir / "gt" / p.name) if rgb_sub else (croot / "ground_truth" / defect / f"{p.stem}_mask.png")
             if not mask.is_file():
                 raise DataLayoutError(f"{name}: no mask for {p}: expected {mask}",
                                       "every defective test image needs its ground-truth mask")
-            test.append(ImageItem(p, 1, mask, defect, "test"))
+            test.append(DatasetItem(p, 1, mask, defect, "test"))
     return train, test, croot
 
 
-def _load_magnetic(root: Path, seed: int, train_fraction: float) -> tuple[list[ImageItem], list[ImageItem], dict]:
+def _load_magnetic(root: Path, seed: int, train_fraction: float) -> tuple[list[DatasetItem], list[DatasetItem], dict]:
     """MT_<class>/Imgs/<name>.jpg with <name>.png masks; a seeded share of MT_Free trains, the rest tests."""
     require_range(train_fraction, "train_fraction", 0.0, 1.0)
     if not 0.0 < train_fraction < 1.0:
@@ -115,8 +115,8 @@ def _load_magnetic(root: Path, seed: int, train_fraction: float) -> tuple[list[I
     free = _images(free_dir, skip_png=True)
     order = np.random.default_rng(seed).permutation(len(free))
     n_train = int(round(train_fraction * len(free)))
-    train = [ImageItem(free[i], 0, None, "good", "train") for i in sorted(order[:n_train])]
-    test = [ImageItem(free[i], 0, None, "good", "test") for i in sorted(order[n_train:])]
+    train = [DatasetItem(free[i], 0, None, "good", "train") for i in sorted(order[:n_train])]
+    test = [DatasetItem(free[i], 0, None, "good", "test") for i in sorted(order[n_train:])]
     classes = [d for d in _subdirs(root) if d.name.startswith("MT_") and d.name != "MT_Free"]
     if not classes:
         raise DataLayoutError(f"magnetic-tile: {root} has no defect folders MT_<defect>/Imgs",
@@ -129,7 +129,7 @@ def _load_magnetic(root: Path, seed: int, train_fraction: float) -> tuple[list[I
             mask = p.with_suffix(".png")
             if not mask.is_file():
                 raise DataLayoutError(f"magnetic-tile: no mask for {p}: expected {mask}")
-            test.append(ImageItem(p, 1, mask, cdir.name[3:].lower(), "test"))
+            test.append(DatasetItem(p, 1, mask, cdir.name[3:].lower(), "test"))
     return train, test, {"n_free": len(free)}
 
 
