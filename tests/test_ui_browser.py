@@ -164,15 +164,24 @@ def test_every_page_of_a_sample_store_from_another_folder(tmp_path):
     print("\n" + "\n".join(f"{d['page']:<7} run {d['run']}: {d['seconds']} s" for d in done))
 
 
-def _log_in(page, url: str, name: str, run_id: int, password: str) -> list[str]:
-    """Open `name` on `run_id` behind the password gate; the src of every picture it shows."""
+def _log_in(page, url: str, name: str, run_id: int, password: str, pictures: int) -> list[str]:
+    """Open `name` on `run_id` behind the password gate; the src of every picture it shows, once it shows at least
+    `pictures` (or after 60 s)."""
     page.goto(f"{url}/?page={name}&run={run_id}", wait_until="domcontentloaded")
     box = page.get_by_label("Password", exact=True)
     box.fill(password)
     box.press("Enter")
     page.get_by_role("heading", name=name, exact=True).wait_for(timeout=60_000)
     settle(page)
-    return page.locator('[data-testid="stImage"] img').evaluate_all("els => els.map(e => e.src)")
+    from playwright.sync_api import Error as PlaywrightError
+
+    shown = '[data-testid="stImage"] img'
+    try:  # a page may still be drawing its last pictures when the script has stopped
+        page.wait_for_function(f"n => document.querySelectorAll('{shown}').length >= n", arg=pictures,
+                               timeout=60_000)
+    except PlaywrightError:
+        pass  # the caller's count assertion says what is missing
+    return page.locator(shown).evaluate_all("els => els.map(e => e.src)")
 
 
 @needs_chromium
@@ -190,8 +199,8 @@ def test_with_a_password_no_file_is_served_without_it(tmp_path):
         page.get_by_text("Wrong password").wait_for(timeout=30_000)
         assert not page.get_by_test_id("stSidebar").count()
         time.sleep(1.1)  # the first wrong password costs a second
-        for name, kind in (("Patrol", "patrol"), ("Images", "images"), ("Video", "video")):
-            srcs += _log_in(page, url, name, ids[kind], "pw-1")
+        for name, kind, pictures in (("Patrol", "patrol", 3), ("Images", "images", 10), ("Video", "video", 2)):
+            srcs += _log_in(page, url, name, ids[kind], "pw-1", pictures)
     assert len(srcs) >= 3 + 10 + 2 and all(s.startswith("data:image/") for s in srcs)
     assert media == []  # pictures travel inside the password-gated session: /media/ has nothing to give away
 
