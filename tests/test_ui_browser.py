@@ -164,6 +164,9 @@ def test_every_page_of_a_sample_store_from_another_folder(tmp_path):
     print("\n" + "\n".join(f"{d['page']:<7} run {d['run']}: {d['seconds']} s" for d in done))
 
 
+PASSWORD_PAGES = (("Patrol", "patrol", 3), ("Images", "images", 10), ("Video", "video", 2))  # page, run, pictures
+
+
 def _log_in(page, url: str, name: str, run_id: int, password: str, pictures: int) -> list[str]:
     """Open `name` on `run_id` behind the password gate; the src of every picture it shows, once it shows at least
     `pictures` (or after 60 s)."""
@@ -199,9 +202,9 @@ def test_with_a_password_no_file_is_served_without_it(tmp_path):
         page.get_by_text("Wrong password").wait_for(timeout=30_000)
         assert not page.get_by_test_id("stSidebar").count()
         time.sleep(1.1)  # the first wrong password costs a second
-        for name, kind, pictures in (("Patrol", "patrol", 3), ("Images", "images", 10), ("Video", "video", 2)):
+        for name, kind, pictures in PASSWORD_PAGES:
             srcs += _log_in(page, url, name, ids[kind], "pw-1", pictures)
-    assert len(srcs) >= 3 + 10 + 2 and all(s.startswith("data:image/") for s in srcs)
+    assert len(srcs) >= sum(p for *_, p in PASSWORD_PAGES) and all(s.startswith("data:image/") for s in srcs)
     assert media == []  # pictures travel inside the password-gated session: /media/ has nothing to give away
 
 
