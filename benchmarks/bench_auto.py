@@ -67,15 +67,13 @@ def main(argv: list[str] | None = None) -> int:
     figures.update({k: v for k, v in line.items() if k.startswith("auto") or k in ("wall_s", "seed", "n_samples")})
     figures["bench_wall_s"] = round(wall, 1)
     shown = " ".join(["oddeye eval", *cmd, "--root", str(root), "--auto", *extra])
-    if not args.no_record:
-        from oddeye.core.report import record_benchmark
+    from oddeye.core.report import finish_benchmark
 
-        record_benchmark(f"{args.head} --auto on {cmd[2]}", cite, f".venv/bin/python benchmarks/bench_auto.py "
-                         f"{' '.join(sys.argv[1:] if argv is None else argv)}", figures,
-                         notes=f"It runs `{shown}`. The search saw only the training split (its normal data and "
-                               "synthetic anomalies made from it); no setting given. auto = the settings it chose.")
-    print(json.dumps(figures, default=str))
-    return 0
+    return finish_benchmark(f"{args.head} --auto on {cmd[2]}", cite, figures, command=".venv/bin/python "
+                            f"benchmarks/bench_auto.py {' '.join(sys.argv[1:] if argv is None else argv)}",
+                            notes=f"It runs `{shown}`. The search saw only the training split (its normal data and "
+                                  "synthetic anomalies made from it); no setting given. auto = the settings it chose.",
+                            record=not args.no_record, table=False)
 
 
 if __name__ == "__main__":

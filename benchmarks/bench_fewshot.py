@@ -10,7 +10,6 @@ Data: Huang et al., "Surface defect saliency of magnetic tile", The Visual Compu
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -27,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     """Fit and score each K and draw both ways; print a table, record, print the JSON line."""
     from oddeye.core.head import RunContext
     from oddeye.core.metrics import auroc
-    from oddeye.core.report import record_benchmark
+    from oddeye.core.report import finish_benchmark
     from oddeye.image.datasets import load_image_dataset
     from oddeye.image.evaluate import make_head
 
@@ -64,15 +63,11 @@ def main(argv: list[str] | None = None) -> int:
             figures[f"{name}_fit_s"] = round(float(np.mean(fit_s)), 1)
     figures["draws"] = args.draws
     figures["n_test"] = len(test_images)
-    for key, v in figures.items():
-        print(f"{key:<24} {v}")
-    if not args.no_record:
-        record_benchmark("image: few-shot patchcore on magnetic tile", f"{CITE}; seed-0 split, K shots drawn from "
-                         f"its {len(ds.train)} training images, {len(test_images)} test images", None, figures,
-                         notes=f"PatchCore {SETTINGS}; aug = augment auto (the 8 dihedral views of each shot), "
-                               "plain = augment none. Mean and min image AUROC over the draws.")
-    print(json.dumps(figures))
-    return 0
+    return finish_benchmark("image: few-shot patchcore on magnetic tile", f"{CITE}; seed-0 split, K shots drawn "
+                            f"from its {len(ds.train)} training images, {len(test_images)} test images", figures,
+                            notes=f"PatchCore {SETTINGS}; aug = augment auto (the 8 dihedral views of each shot), "
+                                  "plain = augment none. Mean and min image AUROC over the draws.",
+                            record=not args.no_record)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ plain maximum of the smoothed interior patch map (no re-weighting).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -34,6 +33,11 @@ def variants() -> dict[str, dict[str, Any]]:
         "dihedral_lite1": {"extractor": {"image_size": 256, "name": "efficientnet-lite1"}},
         "dihedral_all_patches_gains": {"coreset": 1.0, "exposure_gains": list(GAINS)},
         "dihedral_all_patches_position": {"coreset": 1.0, "position_weight": 8.0},
+        "dihedral_all_patches_lite1": {"coreset": 1.0, "extractor": {"image_size": 256, "name": "efficientnet-lite1"}},
+        "dihedral_all_patches_lite2": {"coreset": 1.0, "extractor": {"image_size": 256, "name": "efficientnet-lite2"}},
+        "dihedral_all_patches_lite1_gains_position": {
+            "coreset": 1.0, "extractor": {"image_size": 256, "name": "efficientnet-lite1"},
+            "exposure_gains": list(GAINS), "position_weight": 8.0},
     }
 
 
@@ -41,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     """Fit each variant on each draw's shots, score the validation set two ways; record and print the JSON line."""
     from oddeye.core.head import RunContext
     from oddeye.core.metrics import auroc
-    from oddeye.core.report import record_benchmark
+    from oddeye.core.report import finish_benchmark
     from oddeye.image.auto import loaded, validation_set
     from oddeye.image.common import as_items
     from oddeye.image.datasets import load_image_dataset
@@ -51,8 +55,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--root", type=Path, default=DEFAULT_ROOT)
     ap.add_argument("--shots", type=int, default=8)
     ap.add_argument("--draws", type=int, default=3)
+    ap.add_argument("--only", default="", help="comma-separated variant names (default: all)")
     ap.add_argument("--no-record", action="store_true")
     args = ap.parse_args(argv)
+    chosen = {k: v for k, v in variants().items() if not args.only or k in args.only.split(",")}
     ds = load_image_dataset("magnetic-tile", args.root, seed=0)
     runs: dict[str, dict[str, list[float]]] = {}
     for d in range(args.draws):
@@ -62,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         vi = np.random.default_rng([d, 7]).choice(len(rest), size=96, replace=False)
         val, labels = validation_set(loaded(as_items([rest[i] for i in sorted(vi)])), seed=d)
         images = [it.image for it in val]
-        for name, extra in variants().items():
+        for name, extra in chosen.items():
             t0 = time.perf_counter()
             head = make_head("patchcore", **{**BASE, **extra}).fit(shots, ctx=RunContext(shots=args.shots,
                                                                                          progress=False))
@@ -83,16 +89,12 @@ def main(argv: list[str] | None = None) -> int:
         figures[f"{name}_val_auroc_plain_max_mean"] = round(float(np.mean(r["max"])), 4)
         figures[f"{name}_fit_s"] = round(float(np.mean(r["fit_s"])), 1)
     figures.update(shots=args.shots, draws=args.draws, n_val=len(labels), n_val_anomalous=int(sum(labels)))
-    for key, v in figures.items():
-        print(f"{key:<48} {v}")
-    if not args.no_record:
-        record_benchmark(f"image: few-shot variants on magnetic tile, {args.shots} shots, validation only",
-                         f"{CITE}; seed-0 training split only: K shots, 96 other training normals and 2 synthetic "
-                         "anomalies each per draw; no test image read", None, figures,
-                         notes=f"PatchCore {BASE} plus each variant's settings. plain_max = the maximum of the "
-                               "smoothed interior patch map, without PatchCore's re-weighting.")
-    print(json.dumps(figures))
-    return 0
+    return finish_benchmark(f"image: few-shot variants on magnetic tile, {args.shots} shots, validation only",
+                            f"{CITE}; seed-0 training split only: K shots, 96 other training normals and 2 synthetic "
+                            "anomalies each per draw; no test image read", figures,
+                            notes=f"PatchCore {BASE} plus each variant's settings. plain_max = the maximum of the "
+                                  "smoothed interior patch map, without PatchCore's re-weighting.",
+                            record=not args.no_record)
 
 
 if __name__ == "__main__":

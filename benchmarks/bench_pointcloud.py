@@ -120,7 +120,7 @@ def main() -> int:
         print(f"stanford_bunny data not found under {args.root}; pass --root (see ../shared/data/README.md)",
               file=sys.stderr)
         return 2
-    from oddeye.core.report import record_benchmark
+    from oddeye.core.report import finish_benchmark
     from oddeye.pointcloud.evaluate import eval_bunny
 
     figures: dict[str, float] = {}
@@ -175,12 +175,10 @@ def main() -> int:
     split = "validation splits (6 fit / 2 other training scans), seed 1" if args.validation else "seed 0"
     if args.speed_only:
         notes = "SPEED ONLY (no AUROC folds). " + notes
-    record_benchmark(f"pointcloud: bunny-defects{' VALIDATION' if args.validation else ''}"
-                     f"{' speed' if args.speed_only else ''} (real scans, our synthetic defects), {args.only}",
-                     f"stanford_bunny ({args.root}), 10 scans, folds={args.folds}, variants={args.variants}, {split}",
-                     None, figures, notes=notes)
-    print(json.dumps(figures))
-    return 0
+    return finish_benchmark(f"pointcloud: bunny-defects{' VALIDATION' if args.validation else ''}"
+                            f"{' speed' if args.speed_only else ''} (real scans, our synthetic defects), {args.only}",
+                            f"stanford_bunny ({args.root}), 10 scans, folds={args.folds}, variants={args.variants}, "
+                            f"{split}", figures, notes=notes, table=False)
 
 
 if __name__ == "__main__":

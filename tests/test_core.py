@@ -11,7 +11,7 @@ from oddeye.cli import main
 from oddeye.core.errors import InputError, ModelError, require_dir, require_file
 from oddeye.core.head import read_manifest, write_manifest
 from oddeye.core.imageio import read_image, read_mask, write_image
-from oddeye.core.report import eval_line, print_eval
+from oddeye.core.report import eval_line, finish_benchmark, print_eval
 from oddeye.core.types import AnomalyMap, Event, Result, Score, events_from_scores
 
 
@@ -106,6 +106,19 @@ def test_eval_json_is_last_line(capsys, tmp_path):
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert json.loads(last) == {"image_auroc": 0.91, "dataset": "toy", "n_samples": 10, "wall_s": 1.235}
     assert json.loads((tmp_path / "e.json").read_text())["n_samples"] == 10
+
+
+def test_finish_benchmark_records_then_ends_with_the_json_line(capsys, monkeypatch):
+    recorded = []
+    monkeypatch.setattr("oddeye.core.report.record_benchmark", lambda *a, **kw: recorded.append((a, kw)))
+    figures = {"image_auroc": np.float32(0.5), "n": 3}
+    assert finish_benchmark("t", "toy", figures, notes="n.b.") == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert json.loads(lines[-1]) == {"image_auroc": 0.5, "n": 3}
+    assert lines[0].split() == ["image_auroc", "0.5"], "the table comes first, one figure per line"
+    assert recorded == [(("t", "toy", None, {"image_auroc": 0.5, "n": 3}), {"notes": "n.b."})]
+    assert finish_benchmark("t", "toy", figures, record=False, table=False) == 0
+    assert len(recorded) == 1 and len(capsys.readouterr().out.strip().splitlines()) == 1
 
 
 def test_cli_help_and_user_error_exit_code(capsys):

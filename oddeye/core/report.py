@@ -91,3 +91,18 @@ def record_benchmark(title: str, dataset: str, command: str | None, figures: Map
     with path.open("a") as f:
         f.write("\n".join(lines) + "\n")
     return path
+
+
+def finish_benchmark(title: str, dataset: str, figures: Mapping[str, Any], *, command: str | None = None,
+                     notes: str = "", record: bool = True, table: bool = True) -> int:
+    """A benchmark's last steps: print `figures` one per line (`table`), append them to RESULTS.md (`record`), and
+    print them as the JSON line that ends stdout; returns 0, the script's exit status."""
+    doc = to_jsonable(dict(figures))
+    if table:
+        width = max((len(k) for k in doc), default=0) + 2
+        for key, value in doc.items():
+            print(f"{key:<{width}} {value}")
+    if record:
+        record_benchmark(title, dataset, command, doc, notes=notes)
+    print(json.dumps(doc, default=str), flush=True)
+    return 0
