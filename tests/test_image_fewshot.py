@@ -67,6 +67,29 @@ def test_fit_image_shots_from_the_command_line(tmp_path):
         assert model.n_train == 2 and model.config.augment == name
         scores[name] = model.score(turned, ctx=RunContext(progress=False, keep_maps=False)).sample_scores()[0]
     assert scores["auto"] < 0.7 * scores["none"]
-    assert main(["fit", "image", "--train", str(train), "--out", str(tmp_path / "x"), "--shots", "2", "--auto"]) == 2
+    assert main(["fit", "image", "--train", str(train), "--out", str(tmp_path / "x"), "--shots", "1", "--auto"]) == 2
     assert main(["fit", "image", "--head", "zero-shot", "--train", str(train), "--out", str(tmp_path / "z"),
                  "--augment", "flips"]) == 2
+
+
+def test_fit_image_shots_auto_validates_on_half_the_shots_in_their_views(tmp_path, monkeypatch):
+    from oddeye.cli import main
+    from oddeye.core.auto import SearchSpace
+    from oddeye.core.head import load_head, read_manifest
+    from oddeye.core.imageio import write_image
+    from oddeye.image.search import SPACES
+
+    train = tmp_path / "train"
+    for s in range(6):
+        write_image(train / f"{s}.png", _striped(s))
+    # without the views a turned normal shot looks anomalous: the validation, made of the views, must say so
+    monkeypatch.setitem(SPACES, "patchcore", SearchSpace("patchcore", [{"augment": "none"}, {}]))
+    out = tmp_path / "m"
+    assert main(["fit", "image", "--train", str(train), "--out", str(out), "--shots", "4", "--image-size", "64",
+                 "--coreset", "1.0", "--auto"]) == 0
+    auto = read_manifest(out)["auto"]
+    assert auto["shots"] == 4 and auto["val_views"] == 8 and auto["n_fit"] == 2 and auto["n_final"] == 4
+    assert auto["n_val_normal"] == 2 * 8, "the 2 validation shots in their 8 views"
+    assert auto["trials"][0]["auroc"] < auto["trials"][1]["auroc"] and auto["chosen_settings"] == {}
+    model = load_head(out)
+    assert model.n_train == 4 and model.config.augment == "auto", "the choice fitted on all 4 shots, with views"

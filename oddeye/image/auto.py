@@ -6,6 +6,10 @@ Candidates share patch features through a cache keyed by image content, so the b
 exposure gain and extractor; a candidate's times still count the features it would compute on its own (at the
 measured cost per image); PatchCore's bank is capped while searching (SEARCH_LIMITS). The chosen settings are
 then fitted on ALL the normal images, with the config's own bank.
+
+With `shots` K (few-shot: the first K normal images only) half of the shots validate, each seen in the views the
+fit learns (augment auto: the 8 flips and turns for K <= 16) so the validation set has more than a few normals, and
+the candidates fit on the other half with those views; the choice is then fitted on all K.
 """
 
 from __future__ import annotations
@@ -24,12 +28,13 @@ from oddeye.core.anomalies.images import make_image_anomalies
 from oddeye.core.auto import DEFAULT_MINUTES, SearchResult, apply, record, search, split_normals
 from oddeye.core.errors import InputError
 from oddeye.core.head import RunContext
-from oddeye.image.common import (ImageItem, apply_gain, as_items, check_nonempty, extractor_from_config,
-                                 split_calibration)
+from oddeye.image.common import (VIEWS, ImageItem, apply_gain, as_items, augment_views, check_nonempty,
+                                 extractor_from_config, split_calibration, view_of)
 from oddeye.image.config import ExtractorConfig, ImageConfig
 from oddeye.image.search import SPACES, fit_key
 
 VAL_FRACTION = 0.2  # share of the normal images that validate
+SHOTS_VAL_FRACTION = 0.5  # with few shots: share of the shots that validate
 MAX_VAL = 96  # at most this many validation normals: bounds the search's time
 PER_NORMAL = 2  # synthetic anomalies made from each validation normal (kinds in turn): halves the AUROC's noise there
 # caps on PatchCore's memory bank while searching (eval image's own settings): the greedy coreset costs bank x pool
@@ -127,11 +132,12 @@ class AutoSearch:
     meta: dict[str, Any]
     items: list[ImageItem]
     make: Callable[[ImageConfig], Any]
+    shots: int | None = None
 
     def fit(self) -> Any:
-        """A head of the chosen settings fitted on ALL the normal images (fit and validation parts)."""
+        """A head of the chosen settings fitted on ALL the normal images (fit and validation parts; the shots)."""
         head = self.make(self.config)
-        head.fit(self.items, ctx=RunContext(progress=False))
+        head.fit(self.items, ctx=RunContext(progress=False, shots=self.shots))
         head._ext = head._ext.inner  # the fitted head keeps the extractor, not the search's cache
         return head
 
@@ -142,17 +148,38 @@ class AutoSearch:
         return Path(out)
 
 
+def shot_views(base: ImageConfig, shots: int | None) -> tuple[str, ...]:
+    """The views a fit of `base` on `shots` images learns from (("",) for heads without augment)."""
+    return augment_views(getattr(base, "augment", "none"), shots)
+
+
+def in_views(items: list[ImageItem], views: tuple[str, ...]) -> list[ImageItem]:
+    """Every item in the first of `views`, then every item in the next, ... (ids tagged with the view but the
+    identity's)."""
+    return [ImageItem(id=it.id + (f"@{v}" if v else ""), image=view_of(it.image, v), label=it.label)
+            for v in views for it in items]
+
+
 def auto_search(cls: Any, base: ImageConfig, train: Any, given: dict[str, Any] | None = None,
-                minutes: float = DEFAULT_MINUTES, log: Callable[[str], None] | None = None) -> AutoSearch:
+                minutes: float = DEFAULT_MINUTES, log: Callable[[str], None] | None = None,
+                shots: int | None = None) -> AutoSearch:
     """Search the space of head class `cls` around config `base` (the settings the user `given` are fixed in
-    every candidate) on the normal images `train` (anything as_items takes); never sees a test label."""
-    items = loaded(as_items(train if isinstance(train, (list, tuple)) else [train]))
+    every candidate) on the normal images `train` (anything as_items takes; the first `shots` if set); never sees
+    a test label."""
+    items = loaded(as_items(train if isinstance(train, (list, tuple)) else [train])[:shots])
     check_nonempty(items)
     if cls.name not in SPACES:
         raise InputError(f"--auto has no search space for the {cls.name} head", f"choose one of {', '.join(SPACES)}")
     space = SPACES[cls.name].fixing(given or {})
-    fit_part, val_normals = split_normals(items, VAL_FRACTION, seed=base.seed, max_val=MAX_VAL, min_fit=2)
-    val, labels = validation_set(val_normals, seed=base.seed)
+    views = shot_views(base, shots)
+    if shots is None:
+        fit_part, val_normals = split_normals(items, VAL_FRACTION, seed=base.seed, max_val=MAX_VAL, min_fit=2)
+    else:
+        fit_part, val_normals = split_normals(items, SHOTS_VAL_FRACTION, seed=base.seed)
+    val, labels = validation_set(in_views(val_normals, views), seed=base.seed)
+    search_base = base  # the candidates fit without ctx.shots: they get the shots' views from their config
+    if len(views) > 1:
+        search_base = base.replace(augment=next(k for k, v in VIEWS.items() if v == views))
     limits = {k: v for k, v in SEARCH_LIMITS.items()
               if hasattr(base, k) and (getattr(base, k) is None or getattr(base, k) > v)}
     cache, extractors = FeatureCache(), {}
@@ -177,18 +204,21 @@ def auto_search(cls: Any, base: ImageConfig, train: Any, given: dict[str, Any] |
             fit_images = fit_images[: getattr(cfg, "max_refs", 0)]
         else:
             train_items, _ = split_calibration(fit_part, seed=cfg.seed)
+            fit_images += [it.image for it in in_views(train_items, shot_views(cfg, None))[len(train_items):]]
             fit_images += [apply_gain(it.image, g) for g in getattr(cfg, "exposure_gains", ()) for it in train_items]
         for batch in (fit_images, [it.image for it in val]):
             for s in range(0, len(batch), cfg.batch_size):
                 ext.extract(batch[s:s + cfg.batch_size])
         return ext.seconds_per_image * len(fit_images), ext.seconds_per_image * len(val)
 
-    found = search(space, base.replace(**limits), make, fit_part, val, labels, minutes=minutes, prepare=prepare,
+    found = search(space, search_base.replace(**limits), make, fit_part, val, labels, minutes=minutes, prepare=prepare,
                    same_fit=lambda cfg: fit_key(cls.name, cfg), log=log, metric=METRIC)
-    meta = {"n_fit": len(fit_part), "n_val_normal": len(val_normals), "n_val_anomalous": int(labels.sum()),
+    meta = {"n_fit": len(fit_part), "n_val_normal": int((labels == 0).sum()), "n_val_anomalous": int(labels.sum()),
             "n_final": len(items), "seed": base.seed, "search_limits": limits,
             "anomalies": sorted({it.id.rsplit("~", 1)[1] for it in val if it.label == 1})}
-    return AutoSearch(apply(base, found.chosen_settings), found, meta, items, make)
+    if shots is not None:
+        meta.update(shots=shots, val_views=len(views))
+    return AutoSearch(apply(base, found.chosen_settings), found, meta, items, make, shots)
 
 
 def search_for_eval(head: str, train: list[Any], settings: dict[str, Any], extractor: dict[str, Any], *, seed: int,

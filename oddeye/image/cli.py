@@ -109,7 +109,8 @@ def fit_image(
         "faster there even where bf16 is native); --no-bf16 fits in float32 everywhere."))] = None,
     shots: Annotated[int | None, typer.Option("--shots", min=1, help=(
         "Fit on the first K normal images only (few-shot); with K <= 16 the image heads also learn each shot's "
-        "flipped and turned views (see --augment)."))] = None,
+        "flipped and turned views (see --augment). With --auto half of the K shots validate the settings (K >= 2)."
+    ))] = None,
     augment: Annotated[str | None, typer.Option("--augment", help=(
         "Also learn from flipped / turned copies of the normal images: auto (the 8 views with --shots <= 16, "
         "else none) | none | flips | dihedral (default auto)."))] = None,
@@ -121,15 +122,13 @@ def fit_image(
     Example: oddeye fit image --train data/bottle/train/good --out models/bottle --head patchcore --coreset 0.1
     Settings chosen from the normal images: oddeye fit image --train data/bottle/train/good --out models/bottle --auto
     Few shots: oddeye fit image --train data/bottle/train/good --out models/bottle-4shot --shots 4
+    Few shots, settings chosen from them: ... --shots 8 --auto
     """
     from oddeye.core.head import RunContext
     from oddeye.image.evaluate import head_class
 
     if not train.exists():
         raise InputError(f"--train {train} not found", "pass a folder of normal images (or one image file)")
-    if auto and shots is not None:
-        raise InputError("--auto with --shots: the search needs the normal images to split into a fit and a "
-                         "validation part", "leave one of them out")
     cls = head_class(head)
     options = {"coreset": coreset, "max_bank": max_bank or None, "mode": mode, "seed": seed, "border": border,
                "score_sigma": score_sigma, "position_weight": position_weight,
@@ -148,7 +147,7 @@ def fit_image(
 
         search = auto_search(cls, model.config, train, given={**settings, **({"extractor": extractor} if extractor
                                                                              else {})},
-                             minutes=auto_minutes, log=typer.echo)
+                             minutes=auto_minutes, log=typer.echo, shots=shots)
         for line in search.found.lines():
             typer.echo(line)
         model = search.fit()
