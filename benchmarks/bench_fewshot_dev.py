@@ -38,10 +38,6 @@ def variants() -> dict[str, dict[str, Any]]:
         "dihedral_all_patches_lite1_gains_position": {
             "coreset": 1.0, "extractor": {"image_size": 256, "name": "efficientnet-lite1"},
             "exposure_gains": list(GAINS), "position_weight": 8.0},
-        "dihedral_lite1_retrieve30": {"extractor": {"image_size": 256, "name": "efficientnet-lite1"}, "retrieve": 30},
-        "dihedral_lite1_retrieve30_all_patches": {
-            "extractor": {"image_size": 256, "name": "efficientnet-lite1"}, "retrieve": 30, "retrieve_patches": 0,
-            "retrieve_stride": 1},
     }
 
 
