@@ -65,12 +65,16 @@ def test_the_validation_set_is_the_held_out_clips_and_anomalous_copies(train_dir
     fit, val = video_auto.split_clips(sources, seed=0)
     assert len(val) == 1 and sorted(fit + val) == sources
     vs = video_auto.validation_set(val, seed=0)
-    # one clip: a copy of every kind, then the near-limit ones; the untouched clip is not scored on its own
-    assert vs.kinds == [*VIDEO_ANOMALIES, *(f"{k}~near" for k in NEAR)] and vs.n_normal == 1
-    assert vs.names[-len(NEAR):] == [f"{val[0].name}~{k}~near" for k in NEAR]
+    # one clip: a copy of every kind, then the near-limit ones, COPIES rounds; the untouched clip is not scored alone
+    one_round = [*VIDEO_ANOMALIES, *(f"{k}~near" for k in NEAR)]
+    assert vs.kinds == one_round * video_auto.COPIES and vs.n_normal == 1 and video_auto.COPIES >= 2
+    assert vs.names[len(one_round) - len(NEAR):len(one_round)] == [f"{val[0].name}~{k}~near" for k in NEAR]
+    assert len(set(vs.names)) == len(vs.names), "every copy has its own name"
     assert all(c.shape == (40, *SIZE) and c.dtype == np.uint8 for c in vs.clips)
     assert all(0 < lab.sum() <= len(lab) // 2 for lab in vs.labels)  # every copy keeps most of its normal frames
-    assert vs.meta()["n_val_clips"] == 1 and vs.meta()["n_val_anomalous_clips"] == len(VIDEO_ANOMALIES) + len(NEAR)
+    assert vs.meta()["n_val_clips"] == 1 and vs.meta()["n_val_anomalous_clips"] == len(one_round) * video_auto.COPIES
+    # the rounds differ: the same kind pasted again is another copy (other seed, the other object source)
+    assert not np.array_equal(vs.clips[0], vs.clips[len(one_round)])
     again = video_auto.validation_set(val, seed=0)
     assert all(np.array_equal(a, b) for a, b in zip(vs.clips, again.clips))
     other = video_auto.validation_set(val, seed=1)

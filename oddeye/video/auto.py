@@ -43,6 +43,7 @@ from oddeye.video.rules.search import fit_key, space_for
 
 VAL_FRACTION = 0.2  # share of the normal clips that validate ...
 MAX_VAL = 4  # ... at most this many (each also scored as several anomalous copies)
+COPIES = 2  # anomalous copies of each variant (kind, near): a validation AUROC less at the mercy of one copy
 MAX_FRAMES = 300  # frames read from each validation clip (bounds memory and the search's time on long videos)
 METRIC = ("frame AUROC (micro, each clip's scores min-max normalised, as eval video) over held-out normal clips + "
           "synthetic anomalous copies of them")
@@ -106,23 +107,24 @@ def variants(kinds: Sequence[str] = VIDEO_ANOMALIES) -> list[tuple[str, bool]]:
 
 
 def validation_set(sources: Sequence[Any], seed: int = 0, kinds: Sequence[str] = VIDEO_ANOMALIES,
-                   max_frames: int = MAX_FRAMES) -> ValidationSet:
-    """Anomalous copies of the validation clips read from `sources`: every variant (`variants`) once, the clips
-    taking them in turn; the pasted object is cut from the clip's own foreground in every other copy and drawn (a
-    figure unlike the clip's objects) in the others; seeded."""
+                   max_frames: int = MAX_FRAMES, copies: int = COPIES) -> ValidationSet:
+    """Anomalous copies of the validation clips read from `sources`: every variant (`variants`) `copies` times, the
+    clips taking them in turn (each round shifted by one clip); the pasted object is cut from the clip's own
+    foreground in every other copy and drawn (a figure unlike the clip's objects) in the others, the other way round
+    in the next round; seeded."""
     clips = [read_clip(s, max_frames) for s in sources]
     names = [Path(str(s)).name for s in sources]
-    todo = variants(kinds)
+    todo = [(r, k, kind, near) for r in range(copies) for k, (kind, near) in enumerate(variants(kinds))]
     if not clips:
         raise InputError("--auto needs at least one normal validation clip")
     out = ValidationSet([], [], [], [], n_normal=len(clips))
-    for k, (kind, near) in enumerate(todo):
-        i = k % len(clips)
-        a = make_video_anomaly(clips[i], kind, seed=seed * 1000 + k, source="auto" if k % 2 == 0 else "drawn",
+    for n, (r, k, kind, near) in enumerate(todo):
+        i = (k + r) % len(clips)
+        a = make_video_anomaly(clips[i], kind, seed=seed * 1000 + n, source="auto" if (k + r) % 2 == 0 else "drawn",
                                near=near)
         out.clips.append(a.frames)
         out.labels.append(a.labels)
-        out.names.append(f"{names[i]}~{kind}{'~near' if near else ''}")
+        out.names.append(f"{names[i]}~{kind}{'~near' if near else ''}{f'~{r + 1}' if r else ''}")
         out.kinds.append(f"{kind}{'~near' if near else ''}")
     return out
 
