@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import platform
 
 import numpy as np
 import pytest
@@ -125,3 +126,16 @@ def test_cli_help_and_user_error_exit_code(capsys):
     assert main(["--help"]) == 0
     assert "oddeye" in capsys.readouterr().out
     assert main(["no-such-command"]) == 2
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="malloc_trim is glibc's")
+def test_trim_malloc_hands_back_the_pages_of_freed_mid_sized_arrays():
+    from oddeye.core.memory import trim_malloc
+
+    trim_malloc()
+    big = np.ones(64 << 20, np.uint8)  # freed, it raises glibc's mmap threshold: the next arrays come from the heap
+    del big
+    arrays = [np.ones(600_000, np.uint8) for _ in range(64)]
+    del arrays[:-1]  # the last one stays: the freed pages sit below it and cannot simply shrink the heap
+    assert trim_malloc(), "nothing was handed back"
+    assert arrays[0].sum() == 600_000

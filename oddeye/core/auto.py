@@ -28,6 +28,7 @@ from oddeye.core import metrics
 from oddeye.core.errors import InputError, OddeyeError
 from oddeye.core.head import Head, RunContext, read_manifest, write_manifest
 from oddeye.core.headconfig import HeadConfig
+from oddeye.core.memory import trim_malloc
 from oddeye.core.types import Result
 
 TIE = 0.005  # AUROC differences within this are near-ties, broken toward the faster candidate
@@ -289,6 +290,7 @@ def search(space: SearchSpace, base: C, make: Callable[[C], Head], fit: Sequence
             say(f"auto: budget spent after {i} of {len(trials)} candidates; {len(trials) - i} not tried")
             break
         run(i, trials[i])
+        trim_malloc()  # a candidate's features and fits, freed, leave the heap fragmented: hand the pages back
         i += 1
         if i == len(trials) and not combined:  # the first pass is done: add the space's combinations of its results
             combined, seen = True, {_key(t.settings) for t in trials}

@@ -22,7 +22,7 @@ from oddeye.core.head import RunContext
 from oddeye.core.types import Result, events_from_scores
 from oddeye.live.config import SourceSpec
 from oddeye.live.events import EventTracker, LiveEvent, to_stream_event
-from oddeye.live.memory import cap_malloc_arenas
+from oddeye.core.memory import cap_malloc_arenas
 from oddeye.live.retry import RetryingStore
 from oddeye.live.sources import Chunk, FolderPoller, VideoFeed
 
