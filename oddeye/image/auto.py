@@ -171,7 +171,7 @@ def auto_search(cls: Any, base: ImageConfig, train: Any, given: dict[str, Any] |
     if cls.name not in SPACES:
         raise InputError(f"--auto has no search space for the {cls.name} head", f"choose one of {', '.join(SPACES)}")
     space = SPACES[cls.name].fixing(given or {})
-    views = shot_views(base, shots)
+    views = shot_views(base, shots) if shots is not None else ("",)  # many normals: no need to multiply them
     if shots is None:
         fit_part, val_normals = split_normals(items, VAL_FRACTION, seed=base.seed, max_val=MAX_VAL, min_fit=2)
     else:
