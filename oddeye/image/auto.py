@@ -171,10 +171,11 @@ def auto_search(cls: Any, base: ImageConfig, train: Any, given: dict[str, Any] |
     if cls.name not in SPACES:
         raise InputError(f"--auto has no search space for the {cls.name} head", f"choose one of {', '.join(SPACES)}")
     space = SPACES[cls.name].fixing(given or {})
-    views = shot_views(base, shots) if shots is not None else ("",)  # many normals: no need to multiply them
     if shots is None:
+        views: tuple[str, ...] = ("",)  # many normals: no need to multiply them
         fit_part, val_normals = split_normals(items, VAL_FRACTION, seed=base.seed, max_val=MAX_VAL, min_fit=2)
     else:
+        views = shot_views(base, shots)
         fit_part, val_normals = split_normals(items, SHOTS_VAL_FRACTION, seed=base.seed)
     val, labels = validation_set(in_views(val_normals, views), seed=base.seed)
     search_base = base  # the candidates fit without ctx.shots: they get the shots' views from their config
@@ -204,7 +205,7 @@ def auto_search(cls: Any, base: ImageConfig, train: Any, given: dict[str, Any] |
             fit_images = fit_images[: getattr(cfg, "max_refs", 0)]
         else:
             train_items, _ = split_calibration(fit_part, seed=cfg.seed)
-            fit_images += [it.image for it in in_views(train_items, shot_views(cfg, None))[len(train_items):]]
+            fit_images += [it.image for it in in_views(train_items, shot_views(cfg, None)[1:])]  # the other views
             fit_images += [apply_gain(it.image, g) for g in getattr(cfg, "exposure_gains", ()) for it in train_items]
         for batch in (fit_images, [it.image for it in val]):
             for s in range(0, len(batch), cfg.batch_size):
