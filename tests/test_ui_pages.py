@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 from streamlit.testing.v1 import AppTest
 
 from oddeye.core import synth
+from oddeye.core.head import MANIFEST
 from oddeye.core.types import AnomalyMap, Result, Score
 from oddeye.store.api import save_result
 
@@ -55,3 +57,44 @@ def test_3d_page_on_a_cloud_scored_from_memory(tmp_path, monkeypatch):
     at = _open(db, "3D", rid, monkeypatch)
     assert any("scored from memory" in c.value for c in at.caption)
     assert not at.get("plotly_chart") and len(at.dataframe[0].value) == 20  # the top points, without positions
+
+
+def _searched_model(folder: Path) -> Path:
+    """A model folder whose manifest holds an --auto search: 3 candidates, the second chosen, the third skipped."""
+    from oddeye.core.auto import SearchResult, Trial
+
+    trials = [Trial({}, 0.81, 1.0, 0.5), Trial({"border": 2}, 0.9, 1.0, 0.5),
+              Trial({"retrieve": 30}, status="skipped: budget of 1 min spent")]
+    found = SearchResult("patchcore", trials, 1, "best AUROC 0.9", 60.0, 55.0)
+    folder.mkdir(parents=True)
+    (folder / MANIFEST).write_text(json.dumps({"head": "patchcore", "auto": found.to_dict()}))
+    return folder
+
+
+def test_search_figure_marks_the_choice_and_the_untried(tmp_path):
+    from oddeye.ui.search import CHOSEN, TRIED, UNTRIED, search_figure, search_rows
+
+    auto = json.loads((_searched_model(tmp_path / "m") / MANIFEST).read_text())["auto"]
+    bar = search_figure(auto).data[0]
+    assert list(bar.marker.color) == [TRIED, CHOSEN, UNTRIED]
+    assert list(bar.text)[:2] == ["0.810", "0.900"] and bar.text[2].startswith("skipped")
+    assert bar.x[2] == min(bar.x) and bar.y[1] == "2. border: 2" and bar.y[0] == "1. defaults"
+    assert [r["chosen"] for r in search_rows(auto)] == [False, True, False]
+
+
+def test_runs_page_shows_how_auto_chose_where_the_model_may_be_read(tmp_path, monkeypatch):
+    model = _searched_model(tmp_path / "models" / "tiles")
+    imgs = synth.make_image_set(seed=0, n_normal=2, n_defect=1)
+    db = tmp_path / "runs" / "store.db"
+    rid = save_result(db, Result(head="patchcore", scores=[Score(f"im{i}", float(i)) for i in range(len(imgs))]),
+                      kind="score", model=str(model))
+    monkeypatch.delenv("ODDEYE_UI_ROOTS", raising=False)
+    at = _open(db, "Runs", rid, monkeypatch)  # the model folder is outside the store's folders: not read
+    assert not any("--auto chose" in e.label for e in at.expander) and not at.get("plotly_chart")
+    monkeypatch.setenv("ODDEYE_UI_ROOTS", str(tmp_path / "models"))
+    at = _open(db, "Runs", rid, monkeypatch)
+    box = next(e for e in at.expander if "--auto chose the settings of tiles" in e.label)
+    assert "2 of 3 candidates tried" in box.label
+    assert len(at.get("plotly_chart")) == 1
+    table = next(d.value for d in at.dataframe if "settings" in d.value.columns)
+    assert list(table["settings"]) == ["defaults", "border: 2", "retrieve: 30"] and list(table["chosen"]) == [0, 1, 0]
