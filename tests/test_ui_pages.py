@@ -82,19 +82,21 @@ def test_search_figure_marks_the_choice_and_the_untried(tmp_path):
     assert [r["chosen"] for r in search_rows(auto)] == [False, True, False]
 
 
-def test_runs_page_shows_how_auto_chose_where_the_model_may_be_read(tmp_path, monkeypatch):
+def test_runs_page_shows_how_auto_chose_the_runs_model(tmp_path, monkeypatch):
     model = _searched_model(tmp_path / "models" / "tiles")
-    imgs = synth.make_image_set(seed=0, n_normal=2, n_defect=1)
+    plain = tmp_path / "models" / "plain"  # a model without a search, and one whose manifest is not JSON
+    plain.mkdir()
+    (plain / MANIFEST).write_text(json.dumps({"head": "patchcore"}))
+    broken = tmp_path / "models" / "broken"
+    broken.mkdir()
+    (broken / MANIFEST).write_text("{not json")
     db = tmp_path / "runs" / "store.db"
-    rid = save_result(db, Result(head="patchcore", scores=[Score(f"im{i}", float(i)) for i in range(len(imgs))]),
-                      kind="score", model=str(model))
+    rid = save_result(db, Result(head="patchcore", scores=[Score(f"im{i}", float(i)) for i in range(3)]),
+                      kind="score", model=",".join(map(str, (plain, broken, model))))
     monkeypatch.delenv("ODDEYE_UI_ROOTS", raising=False)
-    at = _open(db, "Runs", rid, monkeypatch)  # the model folder is outside the store's folders: not read
-    assert not any("--auto chose" in e.label for e in at.expander) and not at.get("plotly_chart")
-    monkeypatch.setenv("ODDEYE_UI_ROOTS", str(tmp_path / "models"))
     at = _open(db, "Runs", rid, monkeypatch)
-    box = next(e for e in at.expander if "--auto chose the settings of tiles" in e.label)
-    assert "2 of 3 candidates tried" in box.label
+    boxes = [e.label for e in at.expander if "--auto chose" in e.label]
+    assert boxes == ["How --auto chose the model's settings: 2 of 3 candidates tried"]
     assert len(at.get("plotly_chart")) == 1
     table = next(d.value for d in at.dataframe if "settings" in d.value.columns)
     assert list(table["settings"]) == ["defaults", "border: 2", "retrieve: 30"] and list(table["chosen"]) == [0, 1, 0]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import streamlit as st
@@ -10,7 +9,7 @@ import streamlit as st
 from oddeye.core.errors import InputError
 from oddeye.ui.common import fmt_metrics
 from oddeye.ui.search import model_searches, search_figure, search_rows
-from oddeye.store.api import PathRefusedError, Store
+from oddeye.store.api import Store
 
 
 def render(store: Store, run: dict[str, Any] | None, runs: list[dict[str, Any]]) -> None:
@@ -30,7 +29,7 @@ def render(store: Store, run: dict[str, Any] | None, runs: list[dict[str, Any]])
     c1.write(f"**model** {run['model'] or '-'}  \n**data** {run['data'] or '-'}  \n"
              f"**oddeye** {run['oddeye_version']}  \n**metrics** {fmt_metrics(run['metrics']) or '-'}")
     c2.json(run["parameters"] or {}, expanded=False)
-    _searches(store, run)
+    _searches(run)
     arts = store.artefacts(run["id"])
     if arts:
         with st.expander(f"{len(arts)} artefact files"):
@@ -60,17 +59,13 @@ def render(store: Store, run: dict[str, Any] | None, runs: list[dict[str, Any]])
         st.dataframe(store.thresholds(run["id"]), hide_index=True)
 
 
-def _searches(store: Store, run: dict[str, Any]) -> None:
-    """How --auto chose the settings of the run's model, if it was fitted with --auto (and its folder may be read)."""
-    def allowed(path: str) -> Path | None:
-        try:
-            return store.safe_path(path, run["id"])
-        except PathRefusedError:
-            return None
-
-    for folder, auto in model_searches(run["model"], allowed):
+def _searches(run: dict[str, Any]) -> None:
+    """How --auto chose the settings of the run's model, if it was fitted with --auto."""
+    found = model_searches(run["model"])
+    for folder, auto in found:
         tried = sum(t["auroc"] is not None for t in auto["trials"])
-        with st.expander(f"How --auto chose the settings of {folder.name}: {tried} of {len(auto['trials'])} "
+        which = f" ({folder.name})" if len(found) > 1 else ""
+        with st.expander(f"How --auto chose the model's settings{which}: {tried} of {len(auto['trials'])} "
                          "candidates tried", expanded=False):
             st.caption(f"{auto.get('metric', '')}. Chosen: {auto.get('reason', '')}; {auto.get('elapsed_s', 0):.0f} s "
                        f"of a {auto.get('budget_s', 0):.0f} s budget. `oddeye model info {folder}` prints the same.")

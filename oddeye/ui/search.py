@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import plotly.graph_objects as go
 
@@ -20,12 +20,13 @@ def settings_text(settings: dict[str, Any]) -> str:
     return json.dumps(settings, sort_keys=True)[1:-1].replace('"', "") if settings else "defaults"
 
 
-def model_searches(model: str | None, allowed: Callable[[str], Path | None]) -> list[tuple[Path, dict[str, Any]]]:
-    """(folder, manifest "auto" entry) of each model folder a run names (comma-separated) that `allowed` lets us
-    read and that was fitted with --auto; folders without a search, unreadable or refused are left out."""
+def model_searches(model: str | None) -> list[tuple[Path, dict[str, Any]]]:
+    """(folder, manifest "auto" entry) of each model folder a run names (comma-separated) that was fitted with
+    --auto. Only the manifest of a model the run recorded is read, and only its "auto" entry is kept; folders
+    without a search or a readable manifest are left out."""
     found = []
     for part in (model or "").split(","):
-        path = allowed(str(Path(part) / MANIFEST)) if part else None
+        path = Path(part) / MANIFEST if part else None
         if path is None or not path.is_file():
             continue
         try:
