@@ -72,6 +72,10 @@ def test_split_is_seeded_disjoint_and_bounded() -> None:
     assert fit == sorted(fit) and val == sorted(val)  # input order kept
     assert A.split_normals(items, 0.2, seed=3) == (fit, val) and A.split_normals(items, 0.2, seed=4)[1] != val
     assert len(A.split_normals(items, 0.5, seed=0, max_val=5)[1]) == 5
+    few, same_val = A.split_normals(items, 0.2, seed=3, max_fit=10)  # a capped fit part: a seeded subset
+    assert same_val == val and len(few) == 10 and set(few) < set(fit) and few == sorted(few)
+    assert A.split_normals(items, 0.2, seed=3, max_fit=10)[0] == few and A.split_normals(items, 0.2, seed=3,
+                                                                                         max_fit=32)[0] == fit
     with pytest.raises(InputError, match="at least 3 normal samples"):
         A.split_normals([1, 2], min_fit=2)
 

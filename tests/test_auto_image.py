@@ -115,6 +115,17 @@ def test_a_small_budget_says_what_was_skipped(train_dir: Path, tmp_path: Path, c
     assert auto["chosen"] == 0 and f"{n - 1} not tried" in printed and printed.count("[skipped: budget") == n - 1
 
 
+def test_many_normals_fit_the_candidates_on_a_capped_part_and_the_choice_on_all(
+        train_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import oddeye.image.auto as image_auto
+
+    monkeypatch.setitem(SPACES, "patchcore", SMALL)
+    monkeypatch.setattr(image_auto, "MAX_FIT", 6)
+    fit_image(train=train_dir, out=tmp_path / "m", image_size=SIZE, auto=True, auto_minutes=1e-4)
+    auto = read_manifest(tmp_path / "m")["auto"]
+    assert auto["n_fit"] == 6 and auto["n_val_normal"] == 4 and auto["n_final"] == 20
+
+
 def test_eval_auto_searches_on_the_training_split_only(train_dir: Path, tmp_path: Path,
                                                        monkeypatch: pytest.MonkeyPatch,
                                                        capsys: pytest.CaptureFixture) -> None:

@@ -122,11 +122,15 @@ def validation_parts(n: int, fraction: float = 0.2, seed: int = 0, count: int = 
 
 
 def split_normals(samples: Sequence[T], fraction: float = 0.2, seed: int = 0, max_val: int | None = None,
-                  min_fit: int = 1) -> tuple[list[T], list[T]]:
+                  min_fit: int = 1, max_fit: int | None = None) -> tuple[list[T], list[T]]:
     """A seeded split of normal samples into (fit part, validation part), each in the input order: `fraction` of
-    them validate (at most `max_val`, at least 1), at least `min_fit` fit."""
+    them validate (at most `max_val`, at least 1), at least `min_fit` fit; beyond `max_fit`, a seeded subset of the
+    rest fits (the search's time then stays bounded however many normals there are)."""
     val = set(validation_parts(len(samples), fraction, seed, 1, max_val, min_fit)[0])
-    return [s for i, s in enumerate(samples) if i not in val], [s for i, s in enumerate(samples) if i in val]
+    fit = [i for i in range(len(samples)) if i not in val]
+    if max_fit is not None and len(fit) > max_fit:
+        fit = sorted(np.random.default_rng([seed, 81]).choice(fit, max_fit, replace=False).tolist())
+    return [samples[i] for i in fit], [s for i, s in enumerate(samples) if i in val]
 
 
 @dataclass

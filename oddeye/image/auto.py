@@ -36,6 +36,7 @@ from oddeye.image.search import SPACES, fit_key
 VAL_FRACTION = 0.2  # share of the normal images that validate
 SHOTS_VAL_FRACTION = 0.5  # with few shots: share of the shots that validate
 MAX_VAL = 96  # at most this many validation normals: bounds the search's time
+MAX_FIT = 400  # the candidates fit on at most this many of the rest (the choice is then fitted on all)
 PER_NORMAL = 2  # synthetic anomalies made from each validation normal (kinds in turn): halves the AUROC's noise there
 # caps on PatchCore's memory bank while searching (eval image's own settings): the greedy coreset costs bank x pool
 # steps, minutes per candidate with the fit defaults on ~500 images; the chosen settings are fitted without them
@@ -173,7 +174,8 @@ def auto_search(cls: Any, base: ImageConfig, train: Any, given: dict[str, Any] |
     space = SPACES[cls.name].fixing(given or {})
     if shots is None:
         views: tuple[str, ...] = ("",)  # many normals: no need to multiply them
-        fit_part, val_normals = split_normals(items, VAL_FRACTION, seed=base.seed, max_val=MAX_VAL, min_fit=2)
+        fit_part, val_normals = split_normals(items, VAL_FRACTION, seed=base.seed, max_val=MAX_VAL, min_fit=2,
+                                             max_fit=MAX_FIT)
     else:
         views = shot_views(base, shots)
         fit_part, val_normals = split_normals(items, SHOTS_VAL_FRACTION, seed=base.seed)
