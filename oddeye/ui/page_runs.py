@@ -8,7 +8,7 @@ import streamlit as st
 
 from oddeye.core.errors import InputError
 from oddeye.ui.common import fmt_metrics
-from oddeye.ui.search import model_searches, search_figure, search_rows
+from oddeye.ui.search import choice_line, model_searches, search_figure, search_rows
 from oddeye.store.api import Store
 
 
@@ -67,7 +67,6 @@ def _searches(run: dict[str, Any]) -> None:
         which = f" ({folder.name})" if len(found) > 1 else ""
         with st.expander(f"How --auto chose the model's settings{which}: {tried} of {len(auto['trials'])} "
                          "candidates tried", expanded=False):
-            st.caption(f"{auto.get('metric', '')}. Chosen: {auto.get('reason', '')}; {auto.get('elapsed_s', 0):.0f} s "
-                       f"of a {auto.get('budget_s', 0):.0f} s budget. `oddeye model info {folder}` prints the same.")
+            st.caption(f"{auto.get('metric', '')}. {choice_line(auto)}. `oddeye model info {folder}` prints the same.")
             st.plotly_chart(search_figure(auto), width="stretch", key=f"search_{run['id']}_{folder}")
             st.dataframe(search_rows(auto), hide_index=True, width="stretch")

@@ -9,7 +9,9 @@ from typing import Any
 
 import plotly.graph_objects as go
 
-from oddeye.core.head import MANIFEST
+from oddeye.core.auto import table_lines
+from oddeye.core.errors import ModelError
+from oddeye.core.head import read_manifest
 
 LABEL_CHARS = 70  # a candidate's settings on the chart's axis are cut to this many characters (the table has all)
 CHOSEN, TRIED, UNTRIED = "#d62728", "#1f77b4", "#c7c7c7"
@@ -25,17 +27,19 @@ def model_searches(model: str | None) -> list[tuple[Path, dict[str, Any]]]:
     --auto. Only the manifest of a model the run recorded is read, and only its "auto" entry is kept; folders
     without a search or a readable manifest are left out."""
     found = []
-    for part in (model or "").split(","):
-        path = Path(part) / MANIFEST if part else None
-        if path is None or not path.is_file():
-            continue
+    for part in filter(None, (model or "").split(",")):
         try:
-            auto = json.loads(path.read_text()).get("auto")
-        except (OSError, ValueError, AttributeError):
+            auto = read_manifest(part).get("auto")
+        except (ModelError, OSError, ValueError):
             continue
         if isinstance(auto, dict) and auto.get("trials"):
-            found.append((path.parent, auto))
+            found.append((Path(part), auto))
     return found
+
+
+def choice_line(auto: dict[str, Any]) -> str:
+    """The search's last line as `oddeye model info` prints it: the chosen settings, why, and the time spent."""
+    return table_lines(auto)[-1]
 
 
 def search_rows(auto: dict[str, Any]) -> list[dict[str, Any]]:
